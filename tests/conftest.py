@@ -1,0 +1,62 @@
+"""Shared test configuration: Hypothesis profiles and the Olist data set fixture.
+
+Hypothesis profiles (pick one with the ``HYPOTHESIS_PROFILE`` environment variable):
+
+* ``default``: 100 examples per property, no deadline; for local runs.
+* ``ci``: 200 examples, no deadline, prints reproduction blobs, tolerates slow
+  data generation on a shared CI machine. ``.ci/run`` selects it.
+* ``thorough``: 2000 examples, no deadline; for hunting rare failures by hand.
+
+A test that needs a specific number of examples sets it locally with
+``@settings(...)``, which takes precedence over the loaded profile.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=200,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OLIST_ENV_VAR = "BUYERJOURNEY_OLIST_DIR"
+DEFAULT_OLIST_DIR = REPO_ROOT.parent / "shared" / "data" / "olist-marketing-funnel"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the ``olist_dir`` fixture with ``olist``.
+
+    This lets ``pytest -m "not olist"`` deselect them without each test
+    repeating the marker.
+    """
+    for item in items:
+        if "olist_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.olist)
+
+
+@pytest.fixture(scope="session")
+def olist_dir() -> Path:
+    """Return the directory holding the Olist marketing-funnel CSV files.
+
+    The default location is ``shared/data/olist-marketing-funnel`` beside the
+    repository; the ``BUYERJOURNEY_OLIST_DIR`` environment variable overrides it.
+    Tests using this fixture are skipped when the directory does not exist.
+    """
+    override = os.environ.get(OLIST_ENV_VAR)
+    path = Path(override).expanduser() if override else DEFAULT_OLIST_DIR
+    if not path.is_dir():
+        source = f"${OLIST_ENV_VAR}" if override else "the default location"
+        pytest.skip(f"Olist data set not found at {path} (from {source})")
+    return path
