@@ -1,0 +1,306 @@
+"""Every exception the library raises, under one root.
+
+Catch :class:`BuyerJourneyError` to handle anything raised on purpose by
+buyerjourney. Each subclass also inherits the closest built-in exception, so
+code that already catches ``ValueError`` or ``KeyError`` keeps working::
+
+    BuyerJourneyError
+    ├── InvalidFunnel (ValueError)          a funnel definition has problems
+    ├── FunnelFormatError (ValueError)      a funnel file cannot be read
+    ├── UnknownStage (KeyError)             a stage name is not in the funnel
+    ├── UnknownPreset (KeyError)            no preset funnel has that name
+    ├── UnknownHook (LookupError)           a guard, scorer or policy name is not registered
+    ├── TransitionNotAllowed (ValueError)   an event is not legal from the current stage
+    │   └── ReasonRequired                  a backward move was attempted without a reason
+    ├── HookError (RuntimeError)            a user hook raised or returned something invalid
+    ├── InvalidOwnerRules (ValueError)      owner rules leave a gap or name unknown teams
+    ├── ActionRefused (PermissionError)     an actor may not perform a manual action
+    ├── InvalidTouch (ValueError)           an engagement event is malformed
+    ├── CorruptLog (ValueError)             a log record does not fit its journey
+    └── MissingExtra (ImportError)          an optional dependency is not installed
+
+Every exception carries its context as attributes (the stage, the event, the
+problems found ...) so that programs need not parse messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .funnel import Problem
+
+__all__ = [
+    "ActionRefused",
+    "BuyerJourneyError",
+    "CorruptLog",
+    "FunnelFormatError",
+    "HookError",
+    "InvalidFunnel",
+    "InvalidOwnerRules",
+    "InvalidTouch",
+    "MissingExtra",
+    "ReasonRequired",
+    "TransitionNotAllowed",
+    "UnknownHook",
+    "UnknownPreset",
+    "UnknownStage",
+]
+
+
+class BuyerJourneyError(Exception):
+    """The root of every exception that buyerjourney raises on purpose."""
+
+
+class InvalidFunnel(BuyerJourneyError, ValueError):
+    """A funnel definition has one or more problems.
+
+    Attributes:
+        funnel_name: The name of the funnel that failed validation.
+        problems: Every problem found, not only the first.
+    """
+
+    def __init__(self, funnel_name: str, problems: Sequence[Problem]) -> None:
+        self.funnel_name = funnel_name
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(
+            f"funnel {funnel_name!r} has {len(self.problems)} {noun}:\n{lines}\n"
+            "Fix each one and build the funnel again."
+        )
+
+
+class FunnelFormatError(BuyerJourneyError, ValueError):
+    """A funnel file (TOML or JSON) cannot be turned into a funnel.
+
+    Attributes:
+        source: Where the text came from (a file name, or ``"<string>"``).
+        location: The path of keys inside the document, e.g. ``stages[2].sla``.
+    """
+
+    def __init__(self, message: str, *, source: str = "<string>", location: str = "") -> None:
+        self.source = source
+        self.location = location
+        where = f"{source}: {location}: " if location else f"{source}: "
+        super().__init__(where + message)
+
+
+class UnknownStage(BuyerJourneyError, KeyError):
+    """A stage name was given that the funnel does not define.
+
+    Attributes:
+        stage: The name that was received.
+        known: The stage names the funnel does define.
+    """
+
+    def __init__(self, stage: object, known: Iterable[str], *, funnel_name: str = "") -> None:
+        self.stage = stage
+        self.known = tuple(known)
+        self.funnel_name = funnel_name
+        of = f" of funnel {funnel_name!r}" if funnel_name else ""
+        super().__init__(
+            f"{stage!r} is not a stage{of}; expected one of {', '.join(self.known)}. "
+            "If the stage was persisted by an older funnel, migrate it first."
+        )
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the whole message; keep it readable.
+        return str(self.args[0])
+
+
+class UnknownPreset(BuyerJourneyError, KeyError):
+    """No preset funnel has the name that was given.
+
+    Attributes:
+        name: The name that was received.
+        known: The preset names.
+    """
+
+    def __init__(self, name: object, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        super().__init__(
+            f"no preset named {name!r}; choose one of {', '.join(self.known)}, "
+            "or give the path of a funnel file"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownHook(BuyerJourneyError, LookupError):
+    """A hook (guard, scorer, policy) is referred to by a name nobody registered.
+
+    Attributes:
+        kind: ``"guard"``, ``"scorer"`` or ``"policy"``.
+        names: The missing names.
+        known: The names that are registered.
+    """
+
+    def __init__(self, kind: str, names: Iterable[str], known: Iterable[str]) -> None:
+        self.kind = kind
+        self.names = tuple(sorted(set(names)))
+        self.known = tuple(sorted(set(known)))
+        listed = ", ".join(self.known) if self.known else "none"
+        if kind == "guard":
+            todo = "Register it with `hooks.add_guard(name, fn)`, or fix the name in the funnel."
+        else:
+            todo = (
+                f"Install the package that provides it (entry point group "
+                f"'buyerjourney.{kind.replace('policy', 'policie')}s'), or fix the name."
+            )
+        super().__init__(
+            f"no {kind} registered under {', '.join(map(repr, self.names))} "
+            f"(registered: {listed}). {todo}"
+        )
+
+
+class TransitionNotAllowed(BuyerJourneyError, ValueError):
+    """An event is not legal from the stage a journey is in.
+
+    Attributes:
+        event: The event that was sent.
+        stage: The stage the journey was in (unchanged).
+        allowed: The events that are legal from that stage.
+    """
+
+    def __init__(self, event: str, stage: str, allowed: Iterable[str], *, detail: str = "") -> None:
+        self.event = event
+        self.stage = stage
+        self.allowed = tuple(allowed)
+        if detail:
+            message = detail
+        elif self.allowed:
+            message = (
+                f"event {event!r} is not allowed from stage {stage!r} (or no guard let it "
+                f"through); allowed events there: {', '.join(self.allowed)}"
+            )
+        else:
+            message = f"event {event!r} is not allowed: stage {stage!r} has no way out"
+        super().__init__(message)
+
+
+class ReasonRequired(TransitionNotAllowed):
+    """A backward (recycle / nurture) transition was attempted without a reason."""
+
+    def __init__(self, event: str, stage: str, target: str) -> None:
+        self.target = target
+        super().__init__(
+            event,
+            stage,
+            (),
+            detail=(
+                f"event {event!r} moves the journey backward from {stage!r} to {target!r} "
+                "and needs a reason; pass reason='...' (e.g. 'bad timing')"
+            ),
+        )
+
+
+class HookError(BuyerJourneyError, RuntimeError):
+    """A user hook (guard, scorer, policy, listener) raised or returned something invalid.
+
+    The journey the hook was called for is left unchanged.
+
+    Attributes:
+        hook: The hook's registered name (or its repr).
+        subject: What the hook was evaluating (a touch id, a lead id ...).
+        received: What the hook returned, when it returned something invalid.
+    """
+
+    def __init__(
+        self, hook: str, message: str, *, subject: object = None, received: Any = None
+    ) -> None:
+        self.hook = hook
+        self.subject = subject
+        self.received = received
+        about = f" for {subject!r}" if subject is not None else ""
+        super().__init__(f"hook {hook!r}{about}: {message}")
+
+
+class InvalidOwnerRules(BuyerJourneyError, ValueError):
+    """Owner rules leave a stage without an owner, or name unknown stages or teams.
+
+    Attributes:
+        problems: Every problem found.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"owner rules have {len(self.problems)} problem(s):\n{lines}")
+
+
+class ActionRefused(BuyerJourneyError, PermissionError):
+    """An actor attempted a manual action they may not perform.
+
+    Nothing changed; the refusal itself is recorded in the log.
+
+    Attributes:
+        lead_id: The lead the action was for.
+        action: The action attempted (an event name, ``"accept"``, ``"reject"`` ...).
+        actor: Who attempted it.
+        reason: Why it was refused.
+    """
+
+    def __init__(self, lead_id: str, action: str, actor: object, reason: str) -> None:
+        self.lead_id = lead_id
+        self.action = action
+        self.actor = actor
+        self.reason = reason
+        super().__init__(f"{actor} may not {action!r} lead {lead_id!r}: {reason}")
+
+
+class InvalidTouch(BuyerJourneyError, ValueError):
+    """An engagement event (a touch) is malformed.
+
+    Attributes:
+        field: The offending field.
+        value: The value received.
+        position: Where the record was in its input (line number), if known.
+    """
+
+    def __init__(
+        self, field: str, value: object, expected: str, *, position: int | None = None
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.position = position
+        at = f"record {position}: " if position is not None else ""
+        super().__init__(
+            f"{at}touch field {field!r} must be {expected} (got {value!r} that is a "
+            f"{type(value).__name__})"
+        )
+
+
+class CorruptLog(BuyerJourneyError, ValueError):
+    """A log cannot be folded: a record does not fit the journey it belongs to.
+
+    Attributes:
+        record: The offending record.
+    """
+
+    def __init__(self, record: Any, message: str) -> None:
+        self.record = record
+        super().__init__(
+            f"record {record.seq} ({record.kind.value}) of lead {record.lead_id!r}: {message}. "
+            "The log was changed by something other than buyerjourney, or belongs to "
+            "another funnel."
+        )
+
+
+class MissingExtra(BuyerJourneyError, ImportError):
+    """An optional dependency is needed for this feature and is not installed.
+
+    Attributes:
+        extra: The name of the extra that installs it.
+    """
+
+    def __init__(self, feature: str, extra: str, detail: str = "") -> None:
+        self.extra = extra
+        more = f" {detail}" if detail else ""
+        super().__init__(
+            f"{feature} needs the {extra!r} extra: pip install 'buyerjourney[{extra}]'.{more}"
+        )

@@ -1,0 +1,153 @@
+"""Guards: named hooks that decide whether a transition may happen.
+
+Funnels refer to guards by name only (so a funnel file never carries code).
+An application registers the callables under those names in a :class:`Hooks`
+registry and hands the registry to an engine. Each registry is an ordinary
+object: there is no global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Protocol, TypeVar
+
+import attrs
+
+from .errors import HookError, UnknownHook
+
+__all__ = ["Context", "Guard", "Hooks", "evaluate_guard"]
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Context:
+    """What a guard sees when it decides whether a transition may happen.
+
+    Attributes:
+        lead_id: The lead the journey belongs to.
+        stage: The stage the journey is in.
+        event: The event being sent.
+        attributes: The lead's attributes (segment, country, company size ...).
+        score: The lead's current score.
+        at: When the event happens (timezone-aware), if known.
+    """
+
+    lead_id: str = ""
+    stage: str = ""
+    event: str = ""
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    score: float = 0.0
+    at: datetime | None = None
+
+
+class Guard(Protocol):
+    """A guard hook: takes the :class:`Context` and returns ``True`` to allow the move.
+
+    Plain functions ``def my_guard(ctx: Context) -> bool`` qualify. Guards must
+    be deterministic and return a real ``bool``.
+    """
+
+    def __call__(self, ctx: Context, /) -> bool:
+        """Decide whether the transition may happen."""
+        ...
+
+
+_G = TypeVar("_G", bound=Guard)
+
+
+class Hooks:
+    """A registry of named guard hooks.
+
+    Example::
+
+        hooks = Hooks()
+
+        @hooks.guard("is_enterprise")
+        def is_enterprise(ctx: Context) -> bool:
+            return ctx.attributes.get("employees", 0) >= 1000
+
+    Args:
+        guards: Initial guards by name.
+    """
+
+    def __init__(self, guards: Mapping[str, Guard] | None = None) -> None:
+        self._guards: dict[str, Guard] = {}
+        for name, fn in (guards or {}).items():
+            self.add_guard(name, fn)
+
+    def __repr__(self) -> str:
+        return f"Hooks(guards={sorted(self._guards)!r})"
+
+    @property
+    def guards(self) -> Mapping[str, Guard]:
+        """The registered guards by name (read-only)."""
+        return MappingProxyType(self._guards)
+
+    def add_guard(self, name: str, fn: Guard) -> None:
+        """Register *fn* as the guard called *name*.
+
+        Raises:
+            TypeError: *fn* is not callable or *name* is not a non-empty string.
+            ValueError: A different guard is already registered under *name*.
+        """
+        if not isinstance(name, str) or not name:
+            msg = f"a guard name must be a non-empty str (got {name!r})"
+            raise TypeError(msg)
+        if not callable(fn):
+            msg = f"guard {name!r} must be callable (got {fn!r} that is a {type(fn).__name__})"
+            raise TypeError(msg)
+        if name in self._guards and self._guards[name] is not fn:
+            msg = f"a different guard is already registered as {name!r}; choose another name"
+            raise ValueError(msg)
+        self._guards[name] = fn
+
+    def guard(self, name: str | None = None) -> Callable[[_G], _G]:
+        """Decorator: register the decorated function as a guard (by default under its name)."""
+
+        def register(fn: _G) -> _G:
+            self.add_guard(name or str(getattr(fn, "__name__", "")), fn)
+            return fn
+
+        return register
+
+    def resolve(self, names: Iterable[str]) -> dict[str, Guard]:
+        """Return the guards for *names*, checking that every one is registered.
+
+        Raises:
+            UnknownHook: Lists every name that is not registered.
+        """
+        names = tuple(names)
+        missing = [n for n in names if n not in self._guards]
+        if missing:
+            raise UnknownHook("guard", missing, self._guards)
+        return {n: self._guards[n] for n in names}
+
+
+def evaluate_guard(name: str, fn: Guard, ctx: Context) -> bool:
+    """Call guard *fn* and insist on a ``bool`` answer.
+
+    Both engines evaluate guards through this function, so they fail the same
+    way.
+
+    Raises:
+        HookError: The guard raised, or returned something that is not a bool.
+    """
+    try:
+        result = fn(ctx)
+    except Exception as exc:
+        raise HookError(
+            name, f"guard raised {type(exc).__name__}: {exc}", subject=ctx.lead_id or None
+        ) from exc
+    if not isinstance(result, bool):
+        raise HookError(
+            name,
+            f"guard must return a bool (got {result!r} that is a {type(result).__name__})",
+            subject=ctx.lead_id or None,
+            received=result,
+        )
+    return result
