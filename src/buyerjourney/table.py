@@ -1,0 +1,239 @@
+"""The compiled transition table: a funnel turned into integer-indexed lookups for bulk replay.
+
+A :class:`CompiledFunnel` answers one question fast: *from this stage, on this
+event, with this context, which transition is taken?* It keeps no journey
+state of its own, so one table serves every lead of a funnel. Stages, events
+and transitions are numbered once; the hot path, :meth:`CompiledFunnel.step_index`,
+does one dictionary lookup and calls the guards of the candidate transitions,
+with no string work when a move succeeds::
+
+    table = compile_funnel(presets.seed())
+    t = table.step("awareness", "engage")
+    t.target  # 'consideration'
+
+The rules are those of the python-statemachine class built by
+:func:`buyerjourney.machine.build_machine_class`, and a differential test
+holds the two engines to the same outcome at every step:
+
+* the funnel's transitions with that source and event are considered in
+  declaration order; the first whose guard is absent or returns ``True`` is
+  taken, and the guards of later ones are not called;
+* if none is taken, :class:`~buyerjourney.errors.TransitionNotAllowed` is
+  raised (also for unknown events and from terminal stages);
+* a backward transition without a reason (``None`` or blank) raises
+  :class:`~buyerjourney.errors.ReasonRequired`;
+* a guard that raises or returns a non-bool raises
+  :class:`~buyerjourney.errors.HookError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from types import MappingProxyType
+from typing import TypeAlias
+
+from .errors import ReasonRequired, TransitionNotAllowed, UnknownStage
+from .funnel import Direction, Funnel, Transition
+from .hooks import Context, Hooks, evaluate_guard
+
+__all__ = ["Candidate", "CompiledFunnel", "compile_funnel"]
+
+Candidate: TypeAlias = tuple[int, int, Callable[[Context], bool] | None, bool]
+"""One transition that may answer a (stage, event) pair: ``(transition_idx,
+target_idx, guard, backward)``. ``guard`` takes the context and returns whether
+the move may happen (it raises :class:`~buyerjourney.errors.HookError` for a
+faulty hook); it is ``None`` for an unguarded transition."""
+
+
+def _reason_missing(reason: object) -> bool:
+    """Whether *reason* does not count as a reason for a backward move (``None`` or blank)."""
+    return not isinstance(reason, str) or not reason.strip()
+
+
+def _default_context(stage: str, event: str) -> Context:
+    """The context a guard sees when the caller gave none."""
+    return Context(stage=stage, event=event)
+
+
+class CompiledFunnel:
+    """A funnel compiled to integer-indexed tables, for stepping millions of events.
+
+    Build one with :func:`compile_funnel` (or this constructor) and reuse it for
+    every lead: it holds no journey state. Guard hooks are resolved once, when
+    the table is built.
+
+    Args:
+        funnel: The funnel to compile.
+        hooks: The registry holding every guard the funnel names (an empty
+            registry when ``None``).
+
+    Raises:
+        UnknownHook: A guard named by the funnel is not registered; lists every
+            missing name.
+
+    Attributes:
+        funnel: The funnel the table was compiled from.
+        stage_names: Stage names by stage index (the funnel's order).
+        event_names: Event names by event index (order of first appearance).
+        stage_index: Stage index by name.
+        event_index: Event index by name.
+        transitions: The funnel's transitions by transition index (declaration order).
+        table: Candidates by ``(stage_idx, event_idx)``, in priority order; pairs
+            with no transition are absent.
+        initial_index: The index of the initial stage.
+    """
+
+    __slots__ = (
+        "_allowed",
+        "_targets",
+        "event_index",
+        "event_names",
+        "funnel",
+        "initial_index",
+        "stage_index",
+        "stage_names",
+        "table",
+        "transitions",
+    )
+
+    funnel: Funnel
+    stage_names: tuple[str, ...]
+    event_names: tuple[str, ...]
+    stage_index: Mapping[str, int]
+    event_index: Mapping[str, int]
+    transitions: tuple[Transition, ...]
+    table: Mapping[tuple[int, int], tuple[Candidate, ...]]
+    initial_index: int
+    _targets: tuple[int, ...]
+    _allowed: tuple[tuple[str, ...], ...]
+
+    def __init__(self, funnel: Funnel, hooks: Hooks | None = None) -> None:
+        guards = (hooks if hooks is not None else Hooks()).resolve(funnel.guards)
+        self.funnel = funnel
+        self.stage_names = funnel.stage_names
+        self.event_names = funnel.events
+        self.stage_index = MappingProxyType({n: i for i, n in enumerate(self.stage_names)})
+        self.event_index = MappingProxyType({n: i for i, n in enumerate(self.event_names)})
+        self.transitions = funnel.transitions
+        self.initial_index = self.stage_index[funnel.initial.name]
+        self._targets = tuple(self.stage_index[t.target] for t in self.transitions)
+        self._allowed = tuple(funnel.allowed_events(name) for name in self.stage_names)
+        table: dict[tuple[int, int], list[Candidate]] = {}
+        for i, t in enumerate(self.transitions):
+            guard = None if t.guard is None else partial(evaluate_guard, t.guard, guards[t.guard])
+            key = (self.stage_index[t.source], self.event_index[t.event])
+            backward = t.direction is Direction.BACKWARD
+            table.setdefault(key, []).append((i, self._targets[i], guard, backward))
+        self.table = MappingProxyType({k: tuple(v) for k, v in table.items()})
+
+    def __repr__(self) -> str:
+        return (
+            f"CompiledFunnel({self.funnel.name!r}, stages={len(self.stage_names)}, "
+            f"events={len(self.event_names)}, transitions={len(self.transitions)})"
+        )
+
+    def step_index(
+        self,
+        stage_idx: int,
+        event_idx: int,
+        ctx: Context | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Return the index of the transition taken from *stage_idx* on *event_idx*.
+
+        The fast path: integers in, an integer out. Get the new stage with
+        :meth:`target_of`.
+
+        Args:
+            stage_idx: The index of the stage the journey is in.
+            event_idx: The index of the event.
+            ctx: What the guards see; when ``None``, a context holding only the
+                stage and event names.
+            reason: Why the move happens; required (non-blank) for a backward move.
+
+        Raises:
+            TransitionNotAllowed: No transition from that stage on that event
+                lets the move through.
+            ReasonRequired: The transition taken is backward and *reason* is
+                missing or blank; the journey does not move.
+            HookError: A guard raised or returned a non-bool.
+            UnknownStage: *stage_idx* is not a stage index.
+        """
+        candidates = self.table.get((stage_idx, event_idx))
+        if candidates is not None:
+            for transition_idx, _target, guard, backward in candidates:
+                if guard is not None:
+                    if ctx is None:
+                        ctx = _default_context(
+                            self.stage_names[stage_idx], self.event_names[event_idx]
+                        )
+                    if not guard(ctx):
+                        continue
+                if backward and _reason_missing(reason):
+                    t = self.transitions[transition_idx]
+                    raise ReasonRequired(t.event, t.source, t.target)
+                return transition_idx
+        raise self._not_allowed(stage_idx, event_idx)
+
+    def step(
+        self,
+        stage: str,
+        event: str,
+        ctx: Context | None = None,
+        *,
+        reason: str | None = None,
+    ) -> Transition:
+        """Return the transition taken from *stage* on *event*.
+
+        Args:
+            stage: The name of the stage the journey is in.
+            event: The event name.
+            ctx: What the guards see; when ``None``, a context holding only the
+                stage and event names.
+            reason: Why the move happens; required (non-blank) for a backward move.
+
+        Returns:
+            The transition taken; the journey is now in its ``target``.
+
+        Raises:
+            UnknownStage: *stage* is not a stage of the funnel.
+            TransitionNotAllowed: *event* is unknown, or not legal from *stage*,
+                or no guard let it through.
+            ReasonRequired: The transition taken is backward and *reason* is
+                missing or blank; the journey does not move.
+            HookError: A guard raised or returned a non-bool.
+        """
+        try:
+            stage_idx = self.stage_index[stage]
+        except (KeyError, TypeError):
+            raise UnknownStage(stage, self.stage_names, funnel_name=self.funnel.name) from None
+        try:
+            event_idx = self.event_index[event]
+        except (KeyError, TypeError):
+            raise TransitionNotAllowed(event, stage, self._allowed[stage_idx]) from None
+        return self.transitions[self.step_index(stage_idx, event_idx, ctx, reason)]
+
+    def target_of(self, transition_idx: int) -> int:
+        """Return the stage index that transition *transition_idx* leads to."""
+        return self._targets[transition_idx]
+
+    def _not_allowed(self, stage_idx: int, event_idx: int) -> Exception:
+        if not (isinstance(stage_idx, int) and 0 <= stage_idx < len(self.stage_names)):
+            return UnknownStage(stage_idx, self.stage_names, funnel_name=self.funnel.name)
+        stage = self.stage_names[stage_idx]
+        if isinstance(event_idx, int) and 0 <= event_idx < len(self.event_names):
+            event = self.event_names[event_idx]
+        else:
+            event = f"<event index {event_idx!r}>"
+        return TransitionNotAllowed(event, stage, self._allowed[stage_idx])
+
+
+def compile_funnel(funnel: Funnel, hooks: Hooks | None = None) -> CompiledFunnel:
+    """Compile *funnel* into a :class:`CompiledFunnel`, resolving its guards in *hooks*.
+
+    Raises:
+        UnknownHook: A guard named by the funnel is not registered; lists every
+            missing name.
+    """
+    return CompiledFunnel(funnel, hooks)
