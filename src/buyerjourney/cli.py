@@ -1,0 +1,454 @@
+"""The ``buyerjourney`` command: check, draw and export funnels; replay streams.
+
+Usage::
+
+    buyerjourney validate FILE... [--format text|json]
+    buyerjourney diagram FILE|PRESET [--format mermaid|dot|svg] [-o OUT]
+    buyerjourney presets
+    buyerjourney show FILE|PRESET [--format toml|json]
+    buyerjourney replay TOUCHES.jsonl|--sample [--funnel FILE|PRESET] [--owners FILE]
+                        [--db PATH] [--until TIME] [--format text|json]
+
+Wherever a funnel is expected, give either a preset name (see
+``buyerjourney presets``) or the path of a ``.toml`` / ``.json`` funnel file.
+``buyerjourney show waterfall > my.toml`` starts a custom funnel from a preset.
+The same command runs as ``python -m buyerjourney``.
+
+Exit status:
+    0: success; for ``validate``, every file is a valid funnel.
+    1: an expected failure: a file is missing or malformed, a funnel has
+       problems, a preset does not exist, an optional extra is missing. The
+       message goes to standard error (``validate`` reports on standard
+       output) and no traceback is printed.
+    2: a usage error: an unknown subcommand or option, a missing argument.
+
+Adding a subcommand: write ``_add_<name>(subparsers)``, which creates the
+subparser and sets ``run=_run_<name>`` as its default, and
+``_run_<name>(args) -> int``; append ``_add_<name>`` to ``_SUBCOMMANDS``. Use
+:func:`_load_funnel_arg` to turn a ``FILE|PRESET`` argument into a funnel.
+:func:`main` prints any :class:`~buyerjourney.errors.BuyerJourneyError` or
+:class:`OSError` that ``_run_<name>`` lets through as a one-line message and
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import presets
+from ._version import __version__
+from .errors import BuyerJourneyError, FunnelFormatError, InvalidFunnel, UnknownPreset
+from .fileformat import dumps_funnel, load_funnel
+
+if TYPE_CHECKING:
+    from .funnel import Funnel
+
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = ["main"]
+
+PROG = "buyerjourney"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_FUNNEL_SUFFIXES = (".toml", ".json")
+_FUNNEL_ARG_HELP = "a preset name (see `buyerjourney presets`) or a .toml / .json funnel file"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``buyerjourney`` command with *argv* (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 for an expected failure, 2 for a
+        usage error (see the module documentation).
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return _exit_status(exc.code)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_FAILURE
+    except (BuyerJourneyError, OSError) as exc:
+        _error(_describe_error(exc))
+        return EXIT_FAILURE
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Check, draw and export buyer's-journey funnels.",
+        epilog="Exit status: 0 success, 1 failure (e.g. an invalid funnel), 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return EXIT_OK
+    return code if isinstance(code, int) else EXIT_USAGE
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _load_funnel_arg(value: str) -> Funnel:
+    """Return the funnel a ``FILE|PRESET`` argument names.
+
+    A preset name wins; anything with a ``.toml`` / ``.json`` suffix, or any
+    existing path, is read as a funnel file.
+
+    Raises:
+        UnknownPreset: *value* is neither a preset nor a file; the message
+            lists the presets.
+        FunnelFormatError: The file is malformed or has another suffix.
+        InvalidFunnel: The file describes a funnel with problems.
+        OSError: The file cannot be read.
+    """
+    if value in presets.names():
+        return presets.get(value)
+    path = Path(value)
+    if path.suffix.lower() in _FUNNEL_SUFFIXES or path.exists():
+        return load_funnel(path)
+    raise UnknownPreset(value, presets.names())
+
+
+def _describe_error(exc: BaseException) -> str:
+    """A message for an expected error: no traceback, the file name included."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        reason = exc.strerror or str(exc)
+        return f"{os.fsdecode(exc.filename)}: cannot open: {reason}"
+    return str(exc)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _write_output(text: str, output: str | None) -> None:
+    """Write *text* to the file *output*, or to standard output if it is ``None``."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with open(output, "w", encoding="utf-8", newline="\n") as file:
+        file.write(text)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at devnull so exiting does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        return
+
+
+# ---------------------------------------------------------------- validate
+
+
+def _add_validate(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check funnel files and report every problem",
+        description=(
+            "Load each funnel file and report every problem found. Exit status 0 if "
+            "every file is a valid funnel, 1 otherwise."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help=_FUNNEL_ARG_HELP)
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or a JSON report for programs",
+    )
+    parser.set_defaults(run=_run_validate)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    results = [_validate_one(value) for value in args.files]
+    if args.format == "json":
+        print(json.dumps([report for report, _ in results], indent=2, ensure_ascii=False))
+    else:
+        for _, lines in results:
+            for line in lines:
+                print(line)
+    return EXIT_OK if all(report["ok"] for report, _ in results) else EXIT_FAILURE
+
+
+def _validate_one(value: str) -> tuple[dict[str, Any], list[str]]:
+    """Load one funnel; return its JSON report and its lines for people."""
+
+    def failed(
+        problems: list[dict[str, str]], lines: list[str]
+    ) -> tuple[dict[str, Any], list[str]]:
+        return {"file": value, "ok": False, "problems": problems}, lines
+
+    try:
+        funnel = _load_funnel_arg(value)
+    except InvalidFunnel as exc:
+        problems = [
+            {"code": p.code, "message": p.message, "subject": p.subject} for p in exc.problems
+        ]
+        return failed(problems, [f"{value}: {p}" for p in exc.problems])
+    except FunnelFormatError as exc:
+        text = str(exc)
+        message = text.removeprefix(f"{exc.source}: ")
+        if exc.location:
+            message = message.removeprefix(f"{exc.location}: ")
+        problem = {"code": "format-error", "message": message, "subject": exc.location}
+        return failed([problem], [text])
+    except UnknownPreset as exc:
+        problem = {"code": "not-found", "message": str(exc), "subject": value}
+        return failed([problem], [f"{value}: {exc}"])
+    except OSError as exc:
+        reason = f"cannot open: {exc.strerror or exc}"
+        problem = {"code": "unreadable-file", "message": reason, "subject": value}
+        return failed([problem], [f"{value}: {reason}"])
+    summary = f"ok ({len(funnel.stages)} stages, {len(funnel.transitions)} transitions)"
+    return {"file": value, "ok": True, "problems": []}, [f"{value}: {summary}"]
+
+
+# ---------------------------------------------------------------- diagram
+
+
+def _add_diagram(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "diagram",
+        help="draw a funnel as Mermaid, Graphviz DOT or SVG",
+        description=(
+            "Draw a funnel. Mermaid and DOT are text; SVG needs the 'diagrams' extra "
+            "and Graphviz's `dot` program."
+        ),
+    )
+    parser.add_argument("funnel", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP)
+    parser.add_argument(
+        "--format",
+        choices=("mermaid", "dot", "svg"),
+        default="mermaid",
+        help="the diagram language (default: mermaid)",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="OUT", help="write to this file instead of standard output"
+    )
+    parser.set_defaults(run=_run_diagram)
+
+
+def _run_diagram(args: argparse.Namespace) -> int:
+    from . import diagram  # noqa: PLC0415  (svg support pulls in optional imports)
+
+    renderers: dict[str, Callable[[Funnel], str]] = {
+        "mermaid": diagram.to_mermaid,
+        "dot": diagram.to_dot,
+        "svg": diagram.to_svg,
+    }
+    text = renderers[args.format](_load_funnel_arg(args.funnel))
+    _write_output(text if text.endswith("\n") else text + "\n", args.output)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- presets
+
+
+def _add_presets(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "presets",
+        help="list the preset funnels",
+        description="List the preset funnels, each with a one-line description.",
+    )
+    parser.set_defaults(run=_run_presets)
+
+
+def _run_presets(_: argparse.Namespace) -> int:
+    names = presets.names()
+    width = max(map(len, names))
+    for name in names:
+        funnel = presets.get(name)
+        print(f"{name:<{width}}  {funnel.description}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- show
+
+
+def _add_show(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "show",
+        help="print a funnel in the file format (start a custom funnel from a preset)",
+        description=(
+            "Print a funnel as a funnel file, e.g. `buyerjourney show waterfall > my.toml` "
+            "to start a custom funnel from a preset."
+        ),
+    )
+    parser.add_argument("funnel", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP)
+    parser.add_argument("--format", choices=("toml", "json"), default="toml", help="default: toml")
+    parser.set_defaults(run=_run_show)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    funnel = _load_funnel_arg(args.funnel)
+    _write_output(dumps_funnel(funnel, format=args.format), None)
+    return EXIT_OK
+
+
+def _add_replay(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay a stream of touches and actions; print stages, handoffs, SLAs, refusals",
+        description=(
+            "Replay a JSON Lines stream of touches (and manual actions) through a funnel with "
+            "its default pipeline (points scoring, threshold and event policies), write the "
+            "log to SQLite, and print per-stage counts, handoffs, SLA breaches and refusals. "
+            "Bad lines are quarantined with their line number and reason; the rest land."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("touches", nargs="?", metavar="TOUCHES.jsonl", help="the stream to replay")
+    source.add_argument(
+        "--sample",
+        action="store_true",
+        help="replay the bundled sample (400 leads through the waterfall funnel)",
+    )
+    parser.add_argument(
+        "--funnel",
+        metavar="FILE|PRESET",
+        help="the funnel (default: waterfall with --sample, else seed)",
+    )
+    parser.add_argument("--owners", metavar="FILE", help="owner rules (.toml or .json)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=":memory:",
+        help="SQLite file for the log (default: in memory); must not hold a log already",
+    )
+    parser.add_argument(
+        "--until",
+        metavar="TIME",
+        help="advance the clock to this ISO-8601 time at the end (escalates SLAs up to it)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    parser.set_defaults(run=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from .events import parse_time  # noqa: PLC0415  (keep `buyerjourney --help` fast)
+    from .journey import rebuild  # noqa: PLC0415
+    from .owners import load_owner_rules  # noqa: PLC0415
+    from .pipeline import default_pipeline, read_stream, run  # noqa: PLC0415
+    from .report import format_summary, summarize  # noqa: PLC0415
+    from .store import SQLiteStore  # noqa: PLC0415
+
+    funnel = _load_funnel_arg(args.funnel or ("waterfall" if args.sample else "seed"))
+    owners = load_owner_rules(args.owners, funnel) if args.owners else None
+    pipeline = default_pipeline(funnel, owners=owners)
+    if args.db != ":memory:" and Path(args.db).exists():
+        with SQLiteStore(args.db) as existing:
+            held = len(existing)
+        if held:
+            _error(
+                f"{args.db} already holds a log of {held} records; choose another --db "
+                "or delete the file"
+            )
+            return EXIT_FAILURE
+    with SQLiteStore(args.db) as store:
+        engine = pipeline.engine(listeners=[store])
+        if args.sample:
+            from importlib.resources import files  # noqa: PLC0415
+
+            sample = files("buyerjourney").joinpath("data/sample_touches.jsonl")
+            text = sample.read_text(encoding="utf-8")
+            result = run(engine, read_stream(text.splitlines(keepends=True)))
+        else:
+            result = run(engine, read_stream(args.touches))
+        if args.until:
+            engine.advance(parse_time(args.until, field="--until"))
+        store.flush()
+        verified = rebuild(funnel, store.read()) == dict(engine.journeys)
+        summary = summarize(funnel, store.read())
+    overdue = engine.overdue(engine.clock) if engine.clock is not None else []
+    if args.format == "json":
+        payload = {
+            "funnel": funnel.name,
+            "touches": result.touches,
+            "actions": result.actions,
+            "refused_actions": result.refused,
+            "quarantined": [_quarantine_entry(q) for q in result.quarantined],
+            "stages": [
+                {
+                    "stage": row.stage,
+                    "reached": row.reached,
+                    "entered": row.entered,
+                    "exited": row.exited,
+                    "current": row.current,
+                    "step_conversion": row.step_conversion,
+                    "median_time_seconds": None
+                    if row.median_time is None
+                    else row.median_time.total_seconds(),
+                }
+                for row in summary.stages
+            ],
+            "handoffs": [
+                {"from": a, "to": b, "count": n} for (a, b), n in summary.handoffs.items()
+            ],
+            "accepted": summary.accepted,
+            "rejected": summary.rejected,
+            "sla_breaches": summary.breaches,
+            "overdue_now": len(overdue),
+            "refusals": summary.refusals,
+            "records": summary.records,
+            "log_verified": verified,
+        }
+        _write_output(json.dumps(payload, indent=2) + "\n", None)
+        return EXIT_OK if verified else EXIT_FAILURE
+    lines = [
+        f"funnel {funnel.name!r}: {result.touches} touches, {result.actions} actions "
+        f"({result.refused} refused), {len(result.quarantined)} lines quarantined",
+        format_summary(summary),
+        "",
+        f"overdue now ({engine.clock.isoformat() if engine.clock else '-'}): {len(overdue)}",
+    ]
+    if result.quarantined:
+        lines += ["", "quarantined lines:"]
+        lines += [
+            f"  {_quarantine_entry(q)['position']}: {_quarantine_entry(q)['reason']}"
+            for q in result.quarantined[:20]
+        ]
+        if len(result.quarantined) > 20:
+            lines.append(f"  ... and {len(result.quarantined) - 20} more")
+    where = "memory" if args.db == ":memory:" else args.db
+    state = "equals" if verified else "DIFFERS FROM"
+    lines += ["", f"log: {summary.records} records in {where}; rebuilt state {state} live state"]
+    _write_output("\n".join(lines) + "\n", None)
+    return EXIT_OK if verified else EXIT_FAILURE
+
+
+def _quarantine_entry(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, tuple):
+        return {"position": entry[0], "reason": entry[1]}
+    return {"position": entry.position, "reason": entry.reason}
+
+
+_SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
+    _add_validate,
+    _add_diagram,
+    _add_presets,
+    _add_show,
+    _add_replay,
+)
+"""The functions that add each subcommand to the parser, in help order."""

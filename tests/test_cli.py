@@ -1,0 +1,367 @@
+"""Tests for the ``buyerjourney`` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from buyerjourney import presets
+from buyerjourney.cli import main
+from buyerjourney.fileformat import SCHEMA, dump_funnel, load_funnel
+
+BROKEN = f"""\
+format = "{SCHEMA}"
+name = "broken"
+
+[[stages]]
+name = "start"
+rank = 10
+initial = true
+
+[[stages]]
+name = "middle"
+rank = 20
+
+[[stages]]
+name = "island"
+rank = 30
+
+[[transitions]]
+event = "go"
+source = "start"
+target = "middle"
+"""
+"""Schema-valid, but: middle and island are dead ends, island is unreachable."""
+
+MALFORMED = f"""\
+format = "{SCHEMA}"
+name = "malformed"
+
+[[stages]]
+name = "start"
+rank = "ten"
+sla = "soon"
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def seed_file(tmp_path: Path) -> Path:
+    path = tmp_path / "seed.toml"
+    dump_funnel(presets.get("seed"), path)
+    return path
+
+
+@pytest.fixture
+def broken_file(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.toml"
+    path.write_text(BROKEN, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def malformed_file(tmp_path: Path) -> Path:
+    path = tmp_path / "malformed.toml"
+    path.write_text(MALFORMED, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- validate
+
+
+def test_validate_ok(capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    status, out, err = run(capsys, "validate", str(seed_file))
+    assert status == 0
+    assert out == f"{seed_file}: ok (7 stages, 9 transitions)\n"
+    assert err == ""
+
+
+def test_validate_lists_every_problem(
+    capsys: pytest.CaptureFixture[str], broken_file: Path
+) -> None:
+    status, out, _ = run(capsys, "validate", str(broken_file))
+    assert status == 1
+    lines = out.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(f"{broken_file}: [") for line in lines)
+    assert sum("[dead-end]" in line for line in lines) == 2
+    assert sum("[unreachable-stage] stage 'island'" in line for line in lines) == 1
+
+
+def test_validate_reports_format_errors(
+    capsys: pytest.CaptureFixture[str], malformed_file: Path
+) -> None:
+    status, out, err = run(capsys, "validate", str(malformed_file))
+    assert status == 1
+    assert out.startswith(f"{malformed_file}: 2 problems in the funnel document:\n")
+    assert "  - stages[0].rank: must be an integer" in out
+    assert "  - stages[0].sla: must be an ISO-8601 duration" in out
+    assert "Traceback" not in out + err
+
+
+def test_validate_several_files_fails_if_any_fails(
+    capsys: pytest.CaptureFixture[str], seed_file: Path, broken_file: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.json"
+    status, out, _ = run(capsys, "validate", str(seed_file), str(broken_file), str(missing))
+    assert status == 1
+    assert out.startswith(f"{seed_file}: ok")
+    assert f"{missing}: cannot open: No such file or directory" in out
+
+
+def test_validate_accepts_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "validate", *presets.names())
+    assert status == 0
+    assert out.splitlines() == [
+        "seed: ok (7 stages, 9 transitions)",
+        "hubspot: ok (8 stages, 15 transitions)",
+        "waterfall: ok (8 stages, 9 transitions)",
+    ]
+
+
+def test_validate_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "validate", "nonesuch")
+    assert status == 1
+    assert out.startswith("nonesuch: no preset named 'nonesuch'; choose one of seed, hubspot")
+
+
+def test_validate_json_report(
+    capsys: pytest.CaptureFixture[str], seed_file: Path, broken_file: Path, malformed_file: Path
+) -> None:
+    status, out, _ = run(
+        capsys,
+        "validate",
+        "--format",
+        "json",
+        str(seed_file),
+        str(broken_file),
+        str(malformed_file),
+    )
+    assert status == 1
+    report = json.loads(out)
+    assert [r["file"] for r in report] == [str(seed_file), str(broken_file), str(malformed_file)]
+    assert [r["ok"] for r in report] == [True, False, False]
+    assert report[0]["problems"] == []
+    assert set(report[0]) == {"file", "ok", "problems"}
+    codes = sorted(p["code"] for p in report[1]["problems"])
+    assert codes == ["dead-end", "dead-end", "unreachable-stage"]
+    island = next(p for p in report[1]["problems"] if p["code"] == "unreachable-stage")
+    assert island["subject"] == "island"
+    assert "cannot be reached" in island["message"]
+    (format_problem,) = report[2]["problems"]
+    assert format_problem["code"] == "format-error"
+    assert format_problem["message"].startswith("2 problems in the funnel document:")
+
+
+def test_validate_json_report_single_format_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"format": SCHEMA, "name": "x", "stages": 3}), encoding="utf-8")
+    status, out, _ = run(capsys, "validate", "--format=json", str(path))
+    assert status == 1
+    (problem,) = json.loads(out)[0]["problems"]
+    assert problem == {
+        "code": "format-error",
+        "message": "must be an array of objects (got 3 that is an integer)",
+        "subject": "stages",
+    }
+
+
+# ---------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["validate"],
+        ["frobnicate"],
+        ["validate", "--format", "yaml", "x.toml"],
+        ["show"],
+        ["diagram", "seed", "--format", "png"],
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert "usage: buyerjourney" in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    for command in ("validate", "diagram", "presets", "show"):
+        assert command in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from buyerjourney import __version__  # noqa: PLC0415
+
+    status, out, _ = run(capsys, "--version")
+    assert status == 0
+    assert out == f"buyerjourney {__version__}\n"
+
+
+# ---------------------------------------------------------------- presets and show
+
+
+def test_presets_lists_each_with_a_description(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "presets")
+    assert status == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == list(presets.names())
+    for line, name in zip(lines, presets.names(), strict=True):
+        assert line.endswith(presets.get(name).description)
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+@pytest.mark.parametrize("name", presets.names())
+def test_show_then_validate_round_trip(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, fmt: str
+) -> None:
+    status, out, _ = run(capsys, "show", name, "--format", fmt)
+    assert status == 0
+    path = tmp_path / f"{name}.{fmt}"
+    path.write_text(out, encoding="utf-8")
+    assert load_funnel(path) == presets.get(name)
+    status, out, _ = run(capsys, "validate", str(path))
+    assert status == 0
+    assert out.startswith(f"{path}: ok (")
+
+
+def test_show_defaults_to_toml(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "show", "waterfall")
+    assert status == 0
+    assert out.startswith(f'format = "{SCHEMA}"\nname = "waterfall"\n')
+
+
+def test_show_a_file(capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    status, out, _ = run(capsys, "show", str(seed_file), "--format", "json")
+    assert status == 0
+    assert json.loads(out)["name"] == "seed"
+
+
+def test_show_invalid_file_prints_problems_without_traceback(
+    capsys: pytest.CaptureFixture[str], broken_file: Path
+) -> None:
+    status, out, err = run(capsys, "show", str(broken_file))
+    assert status == 1
+    assert out == ""
+    assert err.startswith("buyerjourney: funnel 'broken' has 3 problems:")
+    assert "Traceback" not in err
+
+
+def test_show_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "show", "sead")
+    assert status == 1
+    assert out == ""
+    assert err == (
+        "buyerjourney: no preset named 'sead'; choose one of seed, hubspot, waterfall, "
+        "or give the path of a funnel file\n"
+    )
+
+
+def test_show_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    status, _, err = run(capsys, "show", str(missing))
+    assert status == 1
+    assert err == f"buyerjourney: {missing}: cannot open: No such file or directory\n"
+
+
+def test_show_file_with_unknown_suffix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "funnel.yaml"
+    path.write_text("name: x\n", encoding="utf-8")
+    status, _, err = run(capsys, "show", str(path))
+    assert status == 1
+    assert err.startswith(f"buyerjourney: {path}: cannot tell the format from the file name")
+
+
+# ---------------------------------------------------------------- diagram
+
+
+def test_diagram_mermaid_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    from buyerjourney.diagram import to_mermaid  # noqa: PLC0415
+
+    status, out, err = run(capsys, "diagram", "seed")
+    assert status == 0
+    assert err == ""
+    assert out.rstrip("\n") == to_mermaid(presets.get("seed")).rstrip("\n")
+
+
+def test_diagram_dot_to_file(capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    from buyerjourney.diagram import to_dot  # noqa: PLC0415
+
+    out_path = seed_file.with_suffix(".dot")
+    status, out, _ = run(capsys, "diagram", str(seed_file), "--format", "dot", "-o", str(out_path))
+    assert status == 0
+    assert out == ""
+    assert out_path.read_text(encoding="utf-8").rstrip("\n") == to_dot(presets.get("seed")).rstrip(
+        "\n"
+    )
+
+
+def test_diagram_mermaid_to_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_path = tmp_path / "waterfall.mmd"
+    status, out, _ = run(capsys, "diagram", "waterfall", "--output", str(out_path))
+    assert status == 0
+    assert out == ""
+    text = out_path.read_text(encoding="utf-8")
+    assert "sal" in text
+    assert text.endswith("\n")
+
+
+def test_diagram_svg(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("pydot")
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's `dot` program is not installed")
+    pyparsing_warnings = pytest.importorskip("pyparsing.warnings")
+    out_path = tmp_path / "seed.svg"
+    with warnings.catch_warnings():
+        # pydot's DOT grammar trips pyparsing 3.3's own deprecation and
+        # diagnostic warnings; they are about pydot, not about this command.
+        warnings.simplefilter("ignore", pyparsing_warnings.PyparsingWarning)
+        status, _, err = run(capsys, "diagram", "seed", "--format", "svg", "-o", str(out_path))
+    assert status == 0, err
+    assert "<svg" in out_path.read_text(encoding="utf-8")
+
+
+def test_diagram_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status, out, err = run(capsys, "diagram", str(tmp_path / "absent.json"))
+    assert status == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "cannot open" in err
+
+
+def test_diagram_unwritable_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_path = tmp_path / "no" / "such" / "dir.mmd"
+    status, _, err = run(capsys, "diagram", "seed", "-o", str(out_path))
+    assert status == 1
+    assert err == f"buyerjourney: {out_path}: cannot open: No such file or directory\n"
+
+
+# ---------------------------------------------------------------- python -m
+
+
+def test_python_dash_m(seed_file: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "buyerjourney", "validate", str(seed_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{seed_file}: ok (7 stages, 9 transitions)\n"
