@@ -1,0 +1,774 @@
+"""The engine: many journeys, driven by touches, hooks, owner rules and people.
+
+An :class:`Engine` ingests touches for many leads in memory. For each touch
+it scores the lead, asks the policy whether to move, applies the funnel's
+transitions and the owner rules, and appends what happened to the log. People
+act through :meth:`Engine.send`, :meth:`Engine.accept`, :meth:`Engine.reject`
+and :meth:`Engine.override`; only the owning team may act, and a refused
+action raises, changes nothing, and is recorded as refused.
+
+Every state change goes through the pure fold of :mod:`buyerjourney.journey`,
+so :meth:`Engine.rebuild` (folding the log from scratch) always equals the
+live state. The engine never reads the wall clock: time comes from touches
+and from the ``at`` of each call, and must not go backwards.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, NoReturn, Protocol
+
+import attrs
+
+from .errors import (
+    ActionRefused,
+    BuyerJourneyError,
+    HookError,
+    InvalidTouch,
+    TransitionNotAllowed,
+)
+from .events import SYSTEM, Actor, Record, RecordKind, Touch, parse_time
+from .funnel import Direction, Funnel, Transition
+from .hooks import Context, Hooks
+from .journey import Journey, apply, rebuild
+from .owners import OwnerRules
+from .policies import Decision, Policy, checked_decision
+from .scoring import Lead, Score, Scorer, checked_score
+from .table import compile_funnel
+
+__all__ = ["Engine", "IngestReport", "Listener", "Overdue", "Quarantined"]
+
+Backend = Literal["table", "statemachine"]
+
+
+class Listener(Protocol):
+    """Receives every record the engine commits. All methods are optional.
+
+    ``on_record(record, journey)`` is called for every record;
+    ``on_handoff``, ``on_escalation`` and ``on_refused`` additionally for
+    records of those kinds. *journey* is the state after the record (``None``
+    for a refusal about a lead that has no journey).
+    """
+
+    def on_record(self, record: Record, journey: Journey | None) -> None:
+        """Called for every committed record."""
+
+
+@attrs.frozen
+class Quarantined:
+    """A touch that was not ingested, with where it was and why.
+
+    Attributes:
+        position: Its 0-based position in the input given to :meth:`Engine.ingest`.
+        reason: Why it was set aside.
+        touch: The touch itself.
+        error: The exception that explains it.
+    """
+
+    position: int
+    reason: str
+    touch: Touch
+    error: BuyerJourneyError
+
+
+@attrs.frozen
+class IngestReport:
+    """What :meth:`Engine.ingest` did.
+
+    Attributes:
+        accepted: How many touches were ingested.
+        records: How many records were appended to the log.
+        quarantined: The touches set aside, with position and reason.
+    """
+
+    accepted: int
+    records: int
+    quarantined: tuple[Quarantined, ...] = ()
+
+
+@attrs.frozen
+class Overdue:
+    """A journey that stayed in a stage past the stage's SLA.
+
+    Attributes:
+        lead_id: The lead.
+        stage: The stage it is stuck in.
+        owner: The team responsible.
+        deadline: When the SLA ran out.
+        overdue_by: How long ago, at the time asked.
+    """
+
+    lead_id: str
+    stage: str
+    owner: str
+    deadline: datetime
+    overdue_by: timedelta
+
+
+class _Step(Protocol):
+    def __call__(self, stage: str, event: str, ctx: Context, reason: str | None) -> Transition: ...
+
+
+def _table_stepper(funnel: Funnel, hooks: Hooks) -> _Step:
+    table = compile_funnel(funnel, hooks)
+
+    def step(stage: str, event: str, ctx: Context, reason: str | None) -> Transition:
+        return table.step(stage, event, ctx, reason=reason)
+
+    return step
+
+
+def _machine_stepper(funnel: Funnel, hooks: Hooks) -> _Step:
+    from .machine import build_machine_class  # noqa: PLC0415  (only this backend needs it)
+
+    cls = build_machine_class(funnel, hooks)
+    by_key: dict[tuple[str, str, str], Transition] = {}
+    for t in funnel.transitions:
+        by_key.setdefault((t.source, t.event, t.target), t)
+
+    def step(stage: str, event: str, ctx: Context, reason: str | None) -> Transition:
+        machine = cls(start_value=stage)
+        machine.send(event, ctx=ctx, reason=reason)
+        return by_key[(stage, event, machine.stage)]
+
+    return step
+
+
+class Engine:
+    """Journeys for many leads, in memory, with an append-only log.
+
+    Args:
+        funnel: The funnel every journey follows.
+        hooks: The guard hooks the funnel's transitions name.
+        owners: Owner rules; by default each stage's ``owner`` (every stage
+            must then have one).
+        scorer: Scores a lead after each touch (``None``: scores stay 0).
+        policy: Decides after each touch which event to send (``None``:
+            journeys move only by hand).
+        thresholds: Scores whose crossing (up or down) is recorded.
+        listeners: Objects notified of every committed record (see
+            :class:`Listener`).
+        backend: ``"table"`` (the compiled table, fast) or ``"statemachine"``
+            (python-statemachine, the reference semantics). Both give the
+            same log.
+        scorer_name: The name used for the scorer in errors and records.
+        policy_name: The name used for the policy in errors and records.
+
+    Raises:
+        InvalidOwnerRules: The owner rules do not fit the funnel.
+        UnknownHook: A guard the funnel names is not in *hooks*.
+    """
+
+    def __init__(
+        self,
+        funnel: Funnel,
+        *,
+        hooks: Hooks | None = None,
+        owners: OwnerRules | None = None,
+        scorer: Scorer | None = None,
+        policy: Policy | None = None,
+        thresholds: Iterable[float] = (),
+        listeners: Iterable[object] = (),
+        backend: Backend = "table",
+        scorer_name: str | None = None,
+        policy_name: str | None = None,
+    ) -> None:
+        self.funnel = funnel
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.owners = owners if owners is not None else OwnerRules.for_funnel(funnel)
+        self.owners.validate(funnel)
+        self.scorer = scorer
+        self.policy = policy
+        self.thresholds = tuple(sorted(set(thresholds)))
+        self.listeners = list(listeners)
+        if backend == "table":
+            self._step = _table_stepper(funnel, self.hooks)
+        elif backend == "statemachine":
+            self._step = _machine_stepper(funnel, self.hooks)
+        else:
+            msg = f"backend must be 'table' or 'statemachine' (got {backend!r})"
+            raise ValueError(msg)
+        self.backend = backend
+        self.scorer_name = scorer_name or _hook_name(scorer, "scorer")
+        self.policy_name = policy_name or _hook_name(policy, "policy")
+        self._recycle = {
+            s.name: next(
+                t for t in funnel.transitions_from(s.name) if t.direction is Direction.BACKWARD
+            )
+            for s in funnel.stages
+            if s.gate
+        }
+        self._journeys: dict[str, Journey] = {}
+        self._touches: dict[str, list[Touch]] = {}
+        self._touch_ids: set[str] = set()
+        self._records: list[Record] = []
+        self._deadlines: list[tuple[datetime, str, str, datetime]] = []
+        self._clock: datetime | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def journeys(self) -> Mapping[str, Journey]:
+        """The live journeys by lead id (read-only view)."""
+        return _ReadOnly(self._journeys)
+
+    def journey(self, lead_id: str) -> Journey:
+        """The live journey of *lead_id*.
+
+        Raises:
+            KeyError: No journey for that lead.
+        """
+        return self._journeys[lead_id]
+
+    @property
+    def records(self) -> Sequence[Record]:
+        """The log: every committed record, oldest first."""
+        return tuple(self._records)
+
+    @property
+    def clock(self) -> datetime | None:
+        """The latest time the engine has seen (``None`` before anything happened)."""
+        return self._clock
+
+    def rebuild(self) -> dict[str, Journey]:
+        """Fold the log from scratch; always equal to :attr:`journeys`."""
+        return rebuild(self.funnel, self._records)
+
+    def overdue(self, at: datetime) -> list[Overdue]:
+        """Journeys that are past their stage's SLA at *at*, most overdue first."""
+        at = parse_time(at)
+        late: list[Overdue] = []
+        for journey in self._journeys.values():
+            deadline = journey.deadline(self.funnel)
+            if deadline is not None and deadline <= at:
+                late.append(
+                    Overdue(journey.lead_id, journey.stage, journey.owner, deadline, at - deadline)
+                )
+        late.sort(key=lambda o: (o.deadline, o.lead_id))
+        return late
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(
+        self, touches: Iterable[Touch], *, errors: Literal["quarantine", "raise"] = "quarantine"
+    ) -> IngestReport:
+        """Ingest touches in order, for any number of leads.
+
+        Touches must come in time order. A touch that cannot be ingested (a
+        duplicate id, a time before the engine's clock, a hook that fails on
+        it) changes nothing; with ``errors="quarantine"`` (the default) it is
+        set aside with its position and reason and the rest still land, with
+        ``errors="raise"`` the error is raised at once.
+        """
+        accepted = 0
+        before = len(self._records)
+        quarantined: list[Quarantined] = []
+        for position, touch in enumerate(touches):
+            try:
+                self.ingest_one(touch)
+            except (InvalidTouch, HookError) as exc:
+                if errors == "raise":
+                    raise
+                quarantined.append(Quarantined(position, str(exc), touch, exc))
+            else:
+                accepted += 1
+        return IngestReport(accepted, len(self._records) - before, tuple(quarantined))
+
+    def ingest_one(self, touch: Touch) -> Journey:
+        """Ingest one touch and return the lead's journey afterwards.
+
+        Raises:
+            InvalidTouch: The touch is a duplicate or older than the engine's clock.
+            HookError: The scorer or the policy failed; nothing changed.
+        """
+        if not isinstance(touch, Touch):
+            raise InvalidTouch("<touch>", touch, "a buyerjourney.Touch")
+        if touch.touch_id in self._touch_ids:
+            raise InvalidTouch("touch_id", touch.touch_id, "an id not seen before (duplicate)")
+        self._check_clock(touch.at, "touch")
+        self.advance(touch.at)
+        pending = _Pending(self)
+        lead_id = touch.lead_id
+        journey = self._journeys.get(lead_id)
+        if journey is None:
+            initial = self.funnel.initial.name
+            journey = pending.add(
+                RecordKind.CREATED,
+                lead_id,
+                touch.at,
+                target=initial,
+                to_team=self.owners.owner(initial, touch.attributes),
+                touch_id=touch.touch_id,
+                data={"attributes": dict(touch.attributes)} if touch.attributes else {},
+            )
+        history = [*self._touches.get(lead_id, ()), touch]
+        attributes = {**journey.attributes, **touch.attributes}
+        score = self._score(Lead(lead_id, attributes, tuple(history)), touch)
+        old = journey.score
+        data: dict[str, Any] = {
+            "delta": score.value - old,
+            "breakdown": [[i.rule, i.points, i.detail] for i in score.breakdown],
+        }
+        if score.grade is not None:
+            data["grade"] = score.grade
+        if touch.attributes and journey.version > 1:
+            data["attributes"] = dict(touch.attributes)
+        journey = pending.add(
+            RecordKind.SCORED,
+            lead_id,
+            touch.at,
+            score=score.value,
+            touch_id=touch.touch_id,
+            data=data,
+        )
+        for threshold in self.thresholds:
+            if old < threshold <= score.value or score.value < threshold <= old:
+                journey = pending.add(
+                    RecordKind.THRESHOLD,
+                    lead_id,
+                    touch.at,
+                    score=score.value,
+                    touch_id=touch.touch_id,
+                    data={"threshold": threshold, "up": score.value >= threshold},
+                )
+        if self.policy is not None:
+            decision = checked_decision(self.policy_name, self.policy, journey, score, touch)
+            if decision.event is not None:
+                journey = self._decide(pending, journey, decision, touch)
+        self._touches.setdefault(lead_id, []).append(touch)
+        self._touch_ids.add(touch.touch_id)
+        pending.commit()
+        return journey
+
+    def _score(self, lead: Lead, touch: Touch) -> Score:
+        if self.scorer is None:
+            return Score(0.0)
+        return checked_score(self.scorer_name, self.scorer, lead, touch.at, touch.touch_id)
+
+    def _decide(
+        self, pending: _Pending, journey: Journey, decision: Decision, touch: Touch
+    ) -> Journey:
+        event = decision.event
+        assert event is not None
+        actor = Actor(f"policy:{self.policy_name}")
+        if journey.pending_acceptance:
+            pending.note(
+                journey.lead_id,
+                touch.at,
+                actor=actor,
+                event=event,
+                source=journey.stage,
+                touch_id=touch.touch_id,
+                reason=f"stage {journey.stage!r} waits for the receiving team to accept",
+            )
+            return journey
+        try:
+            transition = self._step(
+                journey.stage, event, self._context(journey, event, touch.at), decision.reason
+            )
+        except TransitionNotAllowed as exc:
+            pending.note(
+                journey.lead_id,
+                touch.at,
+                actor=actor,
+                event=event,
+                source=journey.stage,
+                touch_id=touch.touch_id,
+                reason=str(exc),
+            )
+            return journey
+        return self._move(
+            pending,
+            journey,
+            transition,
+            at=touch.at,
+            actor=actor,
+            reason=decision.reason,
+            touch_id=touch.touch_id,
+        )
+
+    # ------------------------------------------------------------------ people
+
+    def send(
+        self, lead_id: str, event: str, *, actor: Actor, at: datetime, reason: str | None = None
+    ) -> Journey:
+        """Move a journey by hand with a funnel event.
+
+        Only a person of the owning team may do it (or the system actor).
+
+        Raises:
+            ActionRefused: The actor may not act, or the journey waits for acceptance.
+            TransitionNotAllowed: The event is not legal from the current stage.
+            ReasonRequired: A backward event without a reason.
+            HookError: A guard failed.
+        """
+        at = self._manual_time(at)
+        journey = self._require(lead_id, event, actor, at)
+        self._permit(journey, event, actor, at)
+        if journey.pending_acceptance:
+            self._refuse(
+                journey.lead_id,
+                event,
+                actor,
+                at,
+                f"stage {journey.stage!r} waits for the receiving team to accept or reject",
+            )
+        try:
+            transition = self._step(journey.stage, event, self._context(journey, event, at), reason)
+        except (TransitionNotAllowed, HookError) as exc:
+            self._refuse(journey.lead_id, event, actor, at, str(exc), cause=exc)
+        pending = _Pending(self)
+        journey = self._move(
+            pending, journey, transition, at=at, actor=actor, reason=reason or "", touch_id=None
+        )
+        pending.commit()
+        return journey
+
+    def accept(self, lead_id: str, *, actor: Actor, at: datetime, reason: str = "") -> Journey:
+        """Accept the handoff of a journey waiting in a gate stage.
+
+        Raises:
+            ActionRefused: Nothing to accept, or the actor is not of the receiving team.
+        """
+        at = self._manual_time(at)
+        journey = self._require(lead_id, "accept", actor, at)
+        self._permit(journey, "accept", actor, at)
+        if not journey.pending_acceptance:
+            self._refuse(lead_id, "accept", actor, at, "no handoff is waiting for acceptance")
+        pending = _Pending(self)
+        journey = pending.add(
+            RecordKind.ACCEPTED,
+            lead_id,
+            at,
+            actor=actor,
+            reason=reason,
+            source=journey.stage,
+            to_team=journey.owner,
+        )
+        pending.commit()
+        return journey
+
+    def reject(self, lead_id: str, *, actor: Actor, at: datetime, reason: str) -> Journey:
+        """Reject the handoff of a journey waiting in a gate stage.
+
+        The journey moves back along the gate's backward (recycle)
+        transition, with *reason*.
+
+        Raises:
+            ActionRefused: Nothing to reject, no reason, or the actor is not of
+                the receiving team.
+        """
+        at = self._manual_time(at)
+        journey = self._require(lead_id, "reject", actor, at)
+        self._permit(journey, "reject", actor, at)
+        if not journey.pending_acceptance:
+            self._refuse(lead_id, "reject", actor, at, "no handoff is waiting for acceptance")
+        if not isinstance(reason, str) or not reason.strip():
+            self._refuse(lead_id, "reject", actor, at, "a rejection needs a reason")
+        recycle = self._recycle[journey.stage]
+        pending = _Pending(self)
+        journey = pending.add(
+            RecordKind.REJECTED,
+            lead_id,
+            at,
+            actor=actor,
+            reason=reason,
+            event=recycle.event,
+            source=journey.stage,
+            target=recycle.target,
+            from_team=journey.owner,
+        )
+        journey = self._move(
+            pending, journey, recycle, at=at, actor=actor, reason=reason, touch_id=None
+        )
+        pending.commit()
+        return journey
+
+    def override(
+        self, lead_id: str, stage: str, *, actor: Actor, at: datetime, reason: str
+    ) -> Journey:
+        """Set a journey's stage by hand, outside the funnel's transitions.
+
+        The highest stage reached is kept. Only the owning team may override,
+        and it needs a reason.
+
+        Raises:
+            ActionRefused: The actor may not act, there is no reason, or the
+                stage is the current one.
+            UnknownStage: The funnel has no such stage.
+        """
+        at = self._manual_time(at)
+        target = self.funnel.stage(stage)
+        journey = self._require(lead_id, "override", actor, at)
+        self._permit(journey, "override", actor, at)
+        if not isinstance(reason, str) or not reason.strip():
+            self._refuse(lead_id, "override", actor, at, "an override needs a reason")
+        if target.name == journey.stage:
+            self._refuse(lead_id, "override", actor, at, f"the journey is already in {stage!r}")
+        pending = _Pending(self)
+        source = journey.stage
+        journey = pending.add(
+            RecordKind.OVERRIDE,
+            lead_id,
+            at,
+            actor=actor,
+            reason=reason,
+            source=source,
+            target=target.name,
+        )
+        journey = self._handoff(pending, journey, at=at, actor=actor, reason=reason, touch_id=None)
+        pending.commit()
+        return journey
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, at: datetime) -> list[Record]:
+        """Move the engine's clock to *at*, escalating every SLA breached by then.
+
+        Returns the escalation records, each dated at its deadline.
+        """
+        at = parse_time(at)
+        self._check_clock(at, "advance")
+        out: list[Record] = []
+        while self._deadlines and self._deadlines[0][0] <= at:
+            deadline, lead_id, stage, entered = heapq.heappop(self._deadlines)
+            journey = self._journeys[lead_id]
+            if (
+                journey.stage != stage
+                or journey.escalated
+                or journey.stages[stage].entered != entered
+            ):
+                continue
+            pending = _Pending(self)
+            pending.add(
+                RecordKind.ESCALATION,
+                lead_id,
+                deadline,
+                source=stage,
+                to_team=journey.owner,
+                reason=f"in {stage!r} since {entered.isoformat()}, past its SLA",
+                data={"deadline": deadline.isoformat(), "entered": entered.isoformat()},
+            )
+            out.extend(pending.commit())
+        self._clock = at if self._clock is None or at > self._clock else self._clock
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _context(self, journey: Journey, event: str, at: datetime) -> Context:
+        return Context(
+            lead_id=journey.lead_id,
+            stage=journey.stage,
+            event=event,
+            attributes=journey.attributes,
+            score=journey.score,
+            at=at,
+        )
+
+    def _move(
+        self,
+        pending: _Pending,
+        journey: Journey,
+        transition: Transition,
+        *,
+        at: datetime,
+        actor: Actor,
+        reason: str,
+        touch_id: str | None,
+    ) -> Journey:
+        journey = pending.add(
+            RecordKind.TRANSITION,
+            journey.lead_id,
+            at,
+            actor=actor,
+            reason=reason,
+            event=transition.event,
+            source=transition.source,
+            target=transition.target,
+            touch_id=touch_id,
+        )
+        return self._handoff(pending, journey, at=at, actor=actor, reason=reason, touch_id=touch_id)
+
+    def _handoff(
+        self,
+        pending: _Pending,
+        journey: Journey,
+        *,
+        at: datetime,
+        actor: Actor,
+        reason: str,
+        touch_id: str | None,
+    ) -> Journey:
+        team = self.owners.owner(journey.stage, journey.attributes)
+        if team == journey.owner:
+            return journey
+        return pending.add(
+            RecordKind.HANDOFF,
+            journey.lead_id,
+            at,
+            actor=actor,
+            reason=reason,
+            target=journey.stage,
+            from_team=journey.owner,
+            to_team=team,
+            touch_id=touch_id,
+        )
+
+    def _check_clock(self, at: datetime, what: str) -> None:
+        if self._clock is not None and at < self._clock:
+            raise InvalidTouch(
+                "at",
+                at.isoformat(),
+                f"a time not before the engine's clock {self._clock.isoformat()} ({what}); "
+                "feed the engine in time order",
+            )
+
+    def _manual_time(self, at: datetime) -> datetime:
+        at = parse_time(at)
+        self.advance(at)
+        return at
+
+    def _require(self, lead_id: str, action: str, actor: Actor, at: datetime) -> Journey:
+        journey = self._journeys.get(lead_id)
+        if journey is None:
+            self._refuse(lead_id, action, actor, at, "no journey exists for this lead")
+        return journey
+
+    def _permit(self, journey: Journey, action: str, actor: Actor, at: datetime) -> None:
+        if actor == SYSTEM or self.owners.may_act(actor, journey.owner):
+            return
+        self._refuse(
+            journey.lead_id,
+            action,
+            actor,
+            at,
+            f"the journey is owned by {journey.owner!r}; only that team may act on it",
+        )
+
+    def _refuse(
+        self,
+        lead_id: str,
+        action: str,
+        actor: Actor,
+        at: datetime,
+        reason: str,
+        *,
+        cause: BuyerJourneyError | None = None,
+    ) -> NoReturn:
+        journey = self._journeys.get(lead_id)
+        pending = _Pending(self)
+        pending.note(
+            lead_id,
+            at,
+            actor=actor,
+            event=action,
+            source=journey.stage if journey is not None else None,
+            reason=reason,
+        )
+        pending.commit()
+        if cause is not None:
+            raise cause
+        raise ActionRefused(lead_id, action, actor, reason)
+
+
+def _hook_name(hook: object, default: str) -> str:
+    if hook is None:
+        return default
+    return str(getattr(hook, "__name__", None) or type(hook).__name__)
+
+
+class _Pending:
+    """Records of one operation, folded as they are added and committed together.
+
+    Nothing reaches the engine until :meth:`commit`, so an operation that
+    fails half-way (a hook raising) leaves the engine unchanged.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.records: list[Record] = []
+        self.journeys: dict[str, Journey] = {}
+
+    def _record(
+        self, kind: RecordKind, lead_id: str, at: datetime, actor: Actor, fields: dict[str, Any]
+    ) -> Record:
+        engine = self.engine
+        record = Record(
+            lead_id=lead_id,
+            seq=len(engine._records) + len(self.records),
+            at=at,
+            kind=kind,
+            actor=actor,
+            **fields,
+        )
+        self.records.append(record)
+        return record
+
+    def add(
+        self, kind: RecordKind, lead_id: str, at: datetime, *, actor: Actor = SYSTEM, **fields: Any
+    ) -> Journey:
+        """Append a state-changing record and return the journey after it."""
+        current = self.journeys.get(lead_id, self.engine._journeys.get(lead_id))
+        journey = apply(self.engine.funnel, current, self._record(kind, lead_id, at, actor, fields))
+        self.journeys[lead_id] = journey
+        return journey
+
+    def note(self, lead_id: str, at: datetime, *, actor: Actor, **fields: Any) -> None:
+        """Append a refusal: recorded, but it changes no journey."""
+        self._record(RecordKind.REFUSED, lead_id, at, actor, fields)
+
+    def commit(self) -> list[Record]:
+        engine = self.engine
+        engine._records.extend(self.records)
+        engine._journeys.update(self.journeys)
+        for record in self.records:
+            journey = engine._journeys.get(record.lead_id)
+            if record.kind in (RecordKind.CREATED, RecordKind.TRANSITION, RecordKind.OVERRIDE):
+                assert journey is not None
+                deadline = journey.deadline(engine.funnel)
+                if deadline is not None and journey.stage == record.target:
+                    entered = journey.stages[journey.stage].entered
+                    heapq.heappush(
+                        engine._deadlines,
+                        (deadline, record.lead_id, journey.stage, entered),
+                    )
+            if engine._clock is None or record.at > engine._clock:
+                engine._clock = record.at
+            _notify(engine.listeners, record, journey)
+        return self.records
+
+
+_KIND_HOOKS: Mapping[RecordKind, str] = {
+    RecordKind.HANDOFF: "on_handoff",
+    RecordKind.ESCALATION: "on_escalation",
+    RecordKind.REFUSED: "on_refused",
+}
+
+
+def _notify(listeners: Sequence[object], record: Record, journey: Journey | None) -> None:
+    special = _KIND_HOOKS.get(record.kind)
+    for listener in listeners:
+        for name in ("on_record", special):
+            method: Callable[[Record, Journey | None], object] | None = (
+                getattr(listener, name, None) if name else None
+            )
+            if method is not None:
+                method(record, journey)
+
+
+class _ReadOnly(Mapping[str, Journey]):
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Journey]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Journey:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
