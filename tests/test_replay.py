@@ -1,0 +1,170 @@
+"""Replaying streams: reading JSON Lines, quarantine, the summary, and `buyerjourney replay`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buyerjourney import presets
+from buyerjourney.cli import main
+from buyerjourney.engine import Engine
+from buyerjourney.errors import InvalidTouch
+from buyerjourney.events import Action, Actor, Touch
+from buyerjourney.pipeline import default_pipeline, read_stream, run
+from buyerjourney.report import format_summary, summarize
+from buyerjourney.store import SQLiteStore
+
+T0 = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def at(hours: float) -> str:
+    return (T0 + timedelta(hours=hours)).isoformat()
+
+
+def write_stream(path: Path, rows: list[Any]) -> Path:
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    return path
+
+
+GOOD = [
+    {"touch_id": "a1", "lead_id": "a", "at": at(0), "kind": "demo_request"},
+    {"touch_id": "a2", "lead_id": "a", "at": at(1), "kind": "webinar_attended"},
+    {"touch_id": "a3", "lead_id": "a", "at": at(2), "kind": "content_download"},
+    {"touch_id": "b1", "lead_id": "b", "at": at(3), "kind": "page_view"},
+    {"type": "action", "action": "accept", "lead_id": "a", "at": at(4), "actor": "sam",
+     "team": "sales"},
+    {"type": "action", "action": "accept", "lead_id": "b", "at": at(5), "actor": "sam",
+     "team": "sales"},
+]  # fmt: skip
+
+
+def test_read_stream_reports_each_bad_line_with_its_number(tmp_path: Path) -> None:
+    path = write_stream(
+        tmp_path / "s.jsonl",
+        [
+            GOOD[0],
+            "{not json",
+            {"touch_id": "x", "lead_id": "a", "at": "2024-05-01T10:00:00", "kind": "k"},
+            {"touch_id": "y", "lead_id": "a", "at": at(1)},
+            {"type": "action", "action": "fly", "lead_id": "a", "at": at(1), "actor": "x"},
+            {"type": "other"},
+            "",
+            GOOD[4],
+        ],
+    )
+    items = list(read_stream(path))
+    assert [n for n, _ in items] == [1, 2, 3, 4, 5, 6, 8]
+    assert isinstance(items[0][1], Touch)
+    assert isinstance(items[-1][1], Action)
+    errors = {n: item for n, item in items if isinstance(item, InvalidTouch)}
+    assert sorted(errors) == [2, 3, 4, 5, 6]
+    assert errors[3].field == "at"
+    assert "timezone-aware" in str(errors[3])
+    assert errors[4].field == "kind"
+    assert errors[5].field == "action"
+    assert all(e.position == n for n, e in errors.items())
+
+
+def test_action_from_dict_checks_every_field() -> None:
+    base = {"action": "send", "lead_id": "a", "at": at(0), "actor": "sam", "event": "win"}
+    action = Action.from_dict({**base, "team": "sales", "reason": "r"})
+    assert action.actor == Actor("sam", "sales")
+    for field, value in [("event", None), ("team", 3), ("reason", 1), ("extra", 1)]:
+        with pytest.raises(InvalidTouch) as info:
+            Action.from_dict({**base, field: value}, position=7)
+        assert info.value.field == field
+        assert info.value.position == 7
+
+
+def test_run_quarantines_and_lands_the_rest(tmp_path: Path) -> None:
+    path = write_stream(tmp_path / "s.jsonl", [*GOOD[:3], GOOD[2], "{bad", *GOOD[3:]])
+    engine = default_pipeline(presets.demand_waterfall()).engine()
+    result = run(engine, read_stream(path))
+    assert (result.touches, result.actions, result.refused) == (4, 1, 1)
+    positions = [q[0] if isinstance(q, tuple) else q.position for q in result.quarantined]
+    assert positions == [4, 5]
+    assert engine.journey("a").stage == "sal"
+    assert not engine.journey("a").pending_acceptance
+    assert engine.journey("b").stage == "inquiry"
+
+
+def test_summary_counts_conversion_and_median_time() -> None:
+    engine = Engine(presets.demand_waterfall())
+    sam = Actor("sam", "sales")
+    for n, lead in enumerate("abc"):
+        engine.ingest_one(Touch(f"{lead}0", lead, T0 + timedelta(hours=n), "x"))
+    for n, lead in enumerate("ab"):
+        engine.send(
+            lead, "qualify", actor=Actor("mia", "marketing"), at=T0 + timedelta(hours=10 + n)
+        )
+    engine.send("a", "hand_off", actor=Actor("mia", "marketing"), at=T0 + timedelta(hours=20))
+    engine.reject("a", actor=sam, at=T0 + timedelta(hours=21), reason="student")
+    summary = summarize(engine.funnel, engine.records)
+    rows = {row.stage: row for row in summary.stages}
+    assert (rows["inquiry"].reached, rows["inquiry"].entered, rows["inquiry"].exited) == (3, 4, 2)
+    assert rows["inquiry"].current == 2
+    assert rows["mql"].reached == 2
+    assert rows["mql"].step_conversion == pytest.approx(2 / 3)
+    assert rows["sal"].step_conversion == pytest.approx(1 / 2)
+    assert rows["inquiry"].median_time == timedelta(hours=10)
+    assert rows["mql"].median_time == timedelta(hours=10)
+    assert rows["sql"].median_time is None
+    assert summary.handoffs == {("marketing", "sales"): 1, ("sales", "marketing"): 1}
+    assert (summary.accepted, summary.rejected, summary.leads) == (0, 1, 3)
+    text = format_summary(summary)
+    assert "marketing -> sales: 1" in text
+    assert "66.7%" in text
+
+
+def test_cli_replays_the_bundled_sample(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = tmp_path / "journeys.db"
+    assert main(["replay", "--sample", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "funnel 'waterfall'" in out
+    assert "marketing -> sales" in out
+    assert "SLA breaches:" in out
+    assert "rebuilt state equals live state" in out
+    with SQLiteStore(db) as store:
+        assert len(store) > 4000
+    assert main(["replay", "--sample", "--db", str(db)]) == 1
+    assert "already holds a log" in capsys.readouterr().err
+
+
+def test_cli_replay_json_and_quarantine(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_stream(tmp_path / "s.jsonl", [*GOOD[:3], "{oops", *GOOD[3:]])
+    code = main(["replay", str(path), "--funnel", "waterfall", "--format", "json",
+                 "--until", at(200)])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["touches"] == 4
+    assert report["quarantined"][0]["position"] == 4
+    # accepted at hour 4 but still in SAL at hour 200: past its 72-hour SLA
+    assert report["sla_breaches"] == {"sal": 1}
+    assert report["overdue_now"] == 1
+    assert report["log_verified"] is True
+    stages = {row["stage"]: row for row in report["stages"]}
+    assert stages["sal"]["current"] == 1
+    assert report["handoffs"] == [{"from": "marketing", "to": "sales", "count": 1}]
+
+
+def test_cli_replay_escalates_until_the_given_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_stream(tmp_path / "s.jsonl", GOOD[:3])
+    assert main(["replay", str(path), "--funnel", "waterfall", "--until", at(100)]) == 0
+    out = capsys.readouterr().out
+    assert "sal: 1" in out
+    assert main(["replay", str(path), "--until", "yesterday"]) == 1
+    assert "--until" in capsys.readouterr().err
+
+
+def test_cli_replay_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay"]) == 2
+    capsys.readouterr()
