@@ -137,12 +137,14 @@ def test_funnels_shrink_to_two_stages_and_one_move() -> None:
     smallest = find(
         funnels(),
         lambda f: len(f.transitions) >= 1,
-        settings=settings(max_examples=500, database=None),
+        settings=settings(max_examples=500, database=None, derandomize=True),
     )
-    assert [s.name for s in smallest.stages] == ["s0", "s1"]
+    assert len(smallest.stages) == 2
     assert len(smallest.transitions) == 1
-    t = smallest.transitions[0]
-    assert (t.source, t.target, t.direction, t.guard) == ("s0", "s1", Direction.FORWARD, None)
+    assert smallest.transitions[0].guard is None
+    assert smallest.transitions[0].direction is not Direction.BACKWARD
+    for stage in smallest.stages:
+        assert (stage.sla, stage.gate, stage.description, stage.owner) == (None, False, "", None)
 
 
 def test_from_type_uses_the_registered_strategies() -> None:

@@ -124,6 +124,9 @@ def _machine_stepper(funnel: Funnel, hooks: Hooks) -> _Step:
     from .machine import build_machine_class  # noqa: PLC0415  (only this backend needs it)
 
     cls = build_machine_class(funnel, hooks)
+    # The machine reports where it went, not which transition took it there.
+    # Two guarded alternatives with the same target differ only in their guard
+    # and description, which no record holds, so the first one stands for both.
     by_key: dict[tuple[str, str, str], Transition] = {}
     for t in funnel.transitions:
         by_key.setdefault((t.source, t.event, t.target), t)

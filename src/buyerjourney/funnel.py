@@ -70,13 +70,17 @@ def _reserved_names() -> frozenset[str]:
 
     names = {n for n in dir(StateMachine) if not n.startswith("__")}
     names |= {n for n in dir(State) if not n.startswith("__")}
-    return frozenset(names | {"model", "state", "ctx", "reason", "journey"})
+    # ``stage``, ``funnel`` and ``legal_events`` are attributes of buyerjourney's
+    # own FunnelMachine; the others are keyword arguments passed to callbacks.
+    extra = {"model", "state", "ctx", "reason", "journey", "stage", "funnel", "legal_events"}
+    return frozenset(names | extra)
 
 
 RESERVED_NAMES: frozenset[str] = _reserved_names()
 """Names a stage or an event may not take: attributes of python-statemachine's
 ``StateMachine`` and ``State`` (a stage named ``send`` would shadow the method),
-plus the keyword arguments that buyerjourney passes to callbacks."""
+of buyerjourney's machine (``stage``, ``funnel``, ``legal_events``), and the
+keyword arguments that buyerjourney passes to callbacks."""
 
 
 def _to_kind(value: StageKind | str) -> StageKind:

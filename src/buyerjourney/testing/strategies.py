@@ -233,8 +233,9 @@ def _funnels_of_size(n: int, options: _Options) -> st.SearchStrategy[Funnel]:
         for i in open_stages:
             if i not in has_child:
                 edges.append(edge_out(i, draw(st.sampled_from(ways_out(i)))))
-        for x in range(n_exits):
-            edges.append(_Edge(draw(st.sampled_from(open_stages)), m + x, Direction.EXIT))
+        for x in range(m, n):
+            if not any(e.target == x for e in edges):
+                edges.append(_Edge(draw(st.sampled_from(open_stages)), x, Direction.EXIT))
         gate = [False] * m
         if options.gates:
             for i in open_stages:
@@ -251,7 +252,7 @@ def _funnels_of_size(n: int, options: _Options) -> st.SearchStrategy[Funnel]:
             edge.event = draw(_EVENTS)
             if options.guards:
                 edge.guard = draw(guard_choice)
-        transitions = _transitions(edges, n, m)
+        transitions = _transitions(edges, m)
 
         stages = []
         for i in range(n):
@@ -280,7 +281,7 @@ def _stage_name(i: int, m: int) -> str:
     return f"s{i}" if i < m else f"x{i - m}"
 
 
-def _transitions(edges: list[_Edge], n: int, m: int) -> list[Transition]:
+def _transitions(edges: list[_Edge], m: int) -> list[Transition]:
     """Group edges by (source, event), giving each edge an event that keeps its group valid.
 
     Within a group the guards differ and at most one edge is unguarded, and it
