@@ -195,7 +195,8 @@ def _name_problems(what: str, name: str) -> Iterator[Problem]:
     if not name.isidentifier() or keyword.iskeyword(name):
         yield Problem(
             f"invalid-{what}-name",
-            f"{what} name {name!r} is not a Python identifier; use letters, digits and _",
+            f"{what} name {name!r} is not a Python identifier, or is a keyword; "
+            "use letters, digits and _ (not starting with a digit)",
             name,
         )
     elif name.startswith("_"):
