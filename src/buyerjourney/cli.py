@@ -7,7 +7,7 @@ Usage::
     buyerjourney presets
     buyerjourney show FILE|PRESET [--format toml|json]
     buyerjourney replay TOUCHES.jsonl|--sample [--funnel FILE|PRESET] [--owners FILE]
-                        [--db PATH] [--until TIME] [--format text|json]
+                        [--db PATH [--replace]] [--until TIME] [--format text|json]
 
 Wherever a funnel is expected, give either a preset name (see
 ``buyerjourney presets``) or the path of a ``.toml`` / ``.json`` funnel file.
@@ -338,6 +338,11 @@ def _add_replay(subparsers: _SubParsers) -> None:
         help="SQLite file for the log (default: in memory); must not hold a log already",
     )
     parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete the --db file first if it exists (start a fresh log)",
+    )
+    parser.add_argument(
         "--until",
         metavar="TIME",
         help="advance the clock to this ISO-8601 time at the end (escalates SLAs up to it)",
@@ -357,6 +362,8 @@ def _run_replay(args: argparse.Namespace) -> int:
     funnel = _load_funnel_arg(args.funnel or ("waterfall" if args.sample else "seed"))
     owners = load_owner_rules(args.owners, funnel) if args.owners else None
     pipeline = default_pipeline(funnel, owners=owners)
+    if args.replace and args.db != ":memory:":
+        Path(args.db).unlink(missing_ok=True)
     if args.db != ":memory:" and Path(args.db).exists():
         with SQLiteStore(args.db) as existing:
             held = len(existing)

@@ -207,6 +207,7 @@ class Engine:
         self._touches: dict[str, list[Touch]] = {}
         self._touch_ids: set[str] = set()
         self._records: list[Record] = []
+        self._records_view: tuple[Record, ...] | None = None
         self._deadlines: list[tuple[datetime, str, str, datetime]] = []
         self._clock: datetime | None = None
 
@@ -226,9 +227,11 @@ class Engine:
         return self._journeys[lead_id]
 
     @property
-    def records(self) -> Sequence[Record]:
+    def records(self) -> tuple[Record, ...]:
         """The log: every committed record, oldest first."""
-        return tuple(self._records)
+        if self._records_view is None or len(self._records_view) != len(self._records):
+            self._records_view = tuple(self._records)
+        return self._records_view
 
     @property
     def clock(self) -> datetime | None:
@@ -295,6 +298,7 @@ class Engine:
         pending = _Pending(self)
         lead_id = touch.lead_id
         journey = self._journeys.get(lead_id)
+        created = journey is None
         if journey is None:
             initial = self.funnel.initial.name
             journey = pending.add(
@@ -316,7 +320,7 @@ class Engine:
         }
         if score.grade is not None:
             data["grade"] = score.grade
-        if touch.attributes and journey.version > 1:
+        if touch.attributes and not created:  # CREATED already carries them
             data["attributes"] = dict(touch.attributes)
         journey = pending.add(
             RecordKind.SCORED,
