@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,16 @@ def test_cli_replay_escalates_until_the_given_time(
 def test_cli_replay_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay"]) == 2
     capsys.readouterr()
+
+
+def test_pipeline_replay_picks_the_fast_path_and_matches_the_engine() -> None:
+    pytest.importorskip("numpy")
+    text = files("buyerjourney").joinpath("data/sample_touches.jsonl").read_text("utf-8")
+    touches = [item for _, item in read_stream(text.splitlines()) if isinstance(item, Touch)]
+    pipeline = default_pipeline(presets.demand_waterfall())
+    fast = pipeline.replay(touches)
+    assert fast.mode == "columnar"
+    engine = pipeline.engine()
+    engine.ingest(touches)
+    assert tuple(fast.records()) == engine.records
+    assert fast.journey_dict() == dict(engine.journeys)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -30,6 +31,9 @@ from .hooks import Hooks
 from .owners import OwnerRules
 from .policies import AnyOf, Policy, ThresholdPolicy, TouchKindPolicy
 from .scoring import LinearDecay, PointsRule, PointsScorer, ScoreGroup, Scorer
+
+if TYPE_CHECKING:
+    from .fast import Mode, Replay, TouchBatch
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -112,6 +116,18 @@ class Pipeline:
             listeners=listeners,
             backend=backend,
         )
+
+    def replay(self, touches: Iterable[Touch] | TouchBatch, *, mode: Mode = "auto") -> Replay:
+        """Replay a time-ordered batch into a fresh log and journeys, by the fastest exact path.
+
+        Equal to ``self.engine().ingest(touches)`` — the same records,
+        journeys and quarantined touches — but columnar when the built-in
+        scorers and policies allow it (see :func:`buyerjourney.fast.plan`).
+        Needs the ``fast`` extra (NumPy).
+        """
+        from .fast import replay  # noqa: PLC0415  (NumPy is optional)
+
+        return replay(self, touches, mode=mode)
 
 
 def default_pipeline(

@@ -1,0 +1,1 @@
+"""Benchmarks of buyerjourney's replay paths; run them with ``bash bench/run``."""
