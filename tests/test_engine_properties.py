@@ -1,185 +1,335 @@
-"""Invariants of the engine over random funnels, owner rules, touches and actions."""
+"""Invariants of the engine, checked with the public stateful harness.
+
+Two properties over random funnels, owner rules (solo or not), touches,
+manual actions and time:
+
+* the invariants hold after every step (``TestInvariantsHoldAfterEveryStep``);
+* the same input gives the same output, and the python-statemachine backend
+  writes the same log as the table (``TestSameInputSameOutput``).
+
+Then the default pipeline of each preset runs through the harness, and the
+harness itself is tested: it must catch broken engines and hooks.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any
+import itertools
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
 import attrs
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import InvalidArgument
+from hypothesis.stateful import invariant
 
-from buyerjourney.engine import Engine
-from buyerjourney.errors import BuyerJourneyError
-from buyerjourney.events import Actor, RecordKind, Touch
-from buyerjourney.funnel import Funnel
-from buyerjourney.journey import Journey, apply
-from buyerjourney.owners import OwnerRules
+import buyerjourney.engine as engine_module
+from buyerjourney import Actor, Engine, Funnel, OwnerRules, presets
+from buyerjourney.events import Action, RecordKind, Touch
+from buyerjourney.hooks import Context, Hooks
+from buyerjourney.journey import Journey
+from buyerjourney.pipeline import default_pipeline
 from buyerjourney.policies import Decision
 from buyerjourney.scoring import Lead, Score, ScoreItem
-from buyerjourney.testing.strategies import funnels, standard_hooks
+from buyerjourney.testing import (
+    DEFAULT_STEPS,
+    START,
+    Advance,
+    PipelineMachine,
+    funnels,
+    owner_rules,
+    pipeline_machine,
+    run_pipeline_machine,
+)
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-LEADS = ("L0", "L1", "L2")
 
-
-def scorer(lead: Lead, at: datetime) -> Score:
+def touch_count(lead: Lead, at: datetime) -> Score:
+    """Ten points per touch so far."""
     n = len(lead.touches)
     return Score(10.0 * n, (ScoreItem("touches", 10.0 * n),))
 
 
-def policy(journey: Journey, score: Score, touch: Touch) -> Decision:
-    """A touch whose kind is an event name sends that event."""
+def event_touches(journey: Journey, score: Score, touch: Touch) -> Decision:
+    """A touch whose kind is an event name (``e0`` ...) sends that event."""
     return Decision(touch.kind, "touch") if touch.kind.startswith("e") else Decision()
 
 
-@st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Funnel, OwnerRules, list[tuple[Any, ...]]]:
-    funnel = draw(funnels(max_stages=6))
-    solo = draw(st.booleans())
-    defaults = {s.name: s.owner or "marketing" for s in funnel.stages}
-    owners = (
-        OwnerRules.solo(
-            funnel.extend(
-                replace_stages=[attrs.evolve(s, owner=defaults[s.name]) for s in funnel.stages]
-            ),
-            "founder",
-        )
-        if solo
-        else OwnerRules.for_funnel(funnel, defaults=defaults)
+# ---------------------------------------------------------------- the two properties
+
+
+class AnyFunnelPipeline(PipelineMachine):
+    """Each example draws a funnel and owner rules (solo or not), then steps through it."""
+
+    funnel = funnels(max_stages=6)
+    owners = owner_rules
+    scorer = touch_count
+    policy = event_touches
+    thresholds = (10, 50)
+    leads = ("L0", "L1", "L2")
+    replay_backends = ()
+
+
+TestInvariantsHoldAfterEveryStep = AnyFunnelPipeline.TestCase
+
+
+class SameInputSameOutput(AnyFunnelPipeline):
+    """Fresh engines on both backends, fed the same operations, must write the live log."""
+
+    replay_backends = ("table", "statemachine")
+
+
+TestSameInputSameOutput = SameInputSameOutput.TestCase
+
+
+# ---------------------------------------------------------------- the presets' default pipelines
+
+TestSeedPipeline = pipeline_machine(default_pipeline(presets.seed())).TestCase
+TestHubspotPipeline = pipeline_machine(default_pipeline(presets.hubspot_lifecycle())).TestCase
+TestWaterfallPipeline = pipeline_machine(default_pipeline(presets.demand_waterfall())).TestCase
+
+
+# ---------------------------------------------------------------- the harness catches bugs
+
+FIND = settings(
+    max_examples=300,
+    database=None,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+    stateful_step_count=DEFAULT_STEPS,
+    report_multiple_bugs=False,
+)
+"""Stop at the first failure found: these tests only show that a failure is found."""
+
+WATERFALL = default_pipeline(presets.demand_waterfall())
+
+
+def failure(machine: type[PipelineMachine]) -> str:
+    """The message of the failure the harness reports for *machine*."""
+    with pytest.raises(AssertionError) as info:
+        run_pipeline_machine(machine, settings=FIND)
+    return str(info.value)
+
+
+@pytest.fixture
+def counter() -> itertools.count[int]:
+    return itertools.count()
+
+
+def test_a_nondeterministic_scorer_is_named(counter: itertools.count[int]) -> None:
+    def flaky_scorer(lead: Lead, at: datetime) -> Score:
+        return Score(float(next(counter) % 2))
+
+    message = failure(pipeline_machine(presets.seed(), scorer=flaky_scorer))
+    assert "the scorer 'flaky_scorer' is not deterministic" in message
+
+
+def test_a_nondeterministic_policy_is_named(counter: itertools.count[int]) -> None:
+    def coin(journey: Journey, score: Score, touch: Touch) -> Decision:
+        return Decision("engage" if next(counter) % 2 else None, "coin")
+
+    message = failure(pipeline_machine(presets.seed(), policy=coin))
+    assert "the policy 'coin' is not deterministic" in message
+
+
+def test_a_nondeterministic_guard_is_named(counter: itertools.count[int]) -> None:
+    funnel = presets.seed()
+    engage = next(t for t in funnel.transitions if t.event == "engage")
+    guarded = funnel.extend(
+        remove_transitions=[engage],
+        add_transitions=[attrs.evolve(engage, guard="lucky")],
     )
-    teams = [*owners.teams, None]
-    people = ["founder", "pat"]
-    events = [*funnel.events, "no_such_event"]
-    lead = st.sampled_from(LEADS)
-    actor = st.builds(Actor, st.sampled_from(people), st.sampled_from(teams))
-    reason = st.sampled_from(["", "because"])
-    op = st.one_of(
-        st.tuples(
-            st.just("touch"),
-            lead,
-            st.sampled_from([*funnel.events, "page_view"]),
-            st.sampled_from([0, 50, 5000]),
-        ),
-        st.tuples(st.just("send"), lead, st.sampled_from(events), actor, reason),
-        st.tuples(st.just("accept"), lead, actor),
-        st.tuples(st.just("reject"), lead, actor, reason),
-        st.tuples(st.just("override"), lead, st.sampled_from(funnel.stage_names), actor, reason),
-        st.tuples(st.just("advance")),
+
+    def lucky(ctx: Context) -> bool:
+        return next(counter) % 2 == 0
+
+    machine = pipeline_machine(guarded, hooks=Hooks({"lucky": lucky}), touch_kinds=("engage",))
+    assert "the guard 'lucky' is not deterministic" in failure(machine)
+
+
+def test_an_engine_that_lets_anyone_act_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Engine, "_permit", lambda self, *args, **kwargs: None)
+    message = failure(pipeline_machine(WATERFALL))
+    assert "the model expects ActionRefused" in message
+
+
+def test_an_engine_that_forgets_handoffs_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Engine, "_handoff", lambda self, pending, journey, **kwargs: journey)
+    message = failure(pipeline_machine(WATERFALL))
+    assert "handoff" in message or "HANDOFF" in message.upper()
+
+
+def test_an_engine_that_does_not_log_refusals_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse_quietly(
+        self: Engine, lead_id: str, action: str, actor: Actor, *rest: Any, **kw: Any
+    ) -> None:
+        cause = kw.get("cause")
+        if cause is not None:
+            raise cause
+        raise engine_module.ActionRefused(lead_id, action, actor, rest[-1])
+
+    monkeypatch.setattr(Engine, "_refuse", refuse_quietly)
+    message = failure(pipeline_machine(WATERFALL))
+    assert "a refusal appends exactly one 'refused' record" in message
+
+
+def test_an_engine_that_never_escalates_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    def advance_quietly(self: Engine, at: datetime) -> list[Any]:
+        self._clock = at if self._clock is None or at > self._clock else self._clock
+        return []
+
+    monkeypatch.setattr(Engine, "advance", advance_quietly)
+    message = failure(pipeline_machine(WATERFALL))
+    assert "escalation" in message
+
+
+def test_an_engine_that_differs_from_run_to_run_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines built second, fourth ... never escalate: the replay finds the live log differs."""
+    built = itertools.count()
+    original_init, original_advance = Engine.__init__, Engine.advance
+
+    def init(self: Engine, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self._odd = next(built) % 2 == 1  # type: ignore[attr-defined]
+
+    def advance(self: Engine, at: datetime) -> list[Any]:
+        if getattr(self, "_odd", False):
+            self._clock = at if self._clock is None or at > self._clock else self._clock
+            return []
+        return original_advance(self, at)
+
+    monkeypatch.setattr(Engine, "__init__", init)
+    monkeypatch.setattr(Engine, "advance", advance)
+    message = failure(pipeline_machine(WATERFALL))
+    assert message.startswith("the same input gave another output")
+
+
+def test_own_invariants_run_and_shrink_to_a_short_program() -> None:
+    class NobodyIsLost(pipeline_machine(default_pipeline(presets.seed()))):  # type: ignore[misc]
+        @invariant()
+        def nobody_is_lost(self) -> None:
+            assert all(j.stage != "lost" for j in self.engine.journeys.values()), "a lead is lost"
+
+    shrinking = settings(FIND, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(AssertionError, match="a lead is lost") as info:
+        run_pipeline_machine(NobodyIsLost, settings=shrinking)
+    steps = [n for n in info.value.__notes__ if n.startswith("state.") and not n.endswith("()")]
+    # usually one touch of kind "lose", which makes a journey and loses it at once
+    assert 1 <= len(steps) <= 5
+    assert "'lose'" in steps[-1]
+
+
+# ---------------------------------------------------------------- the harness's own API
+
+
+def test_perform_checks_a_refusal_and_keeps_the_operations() -> None:
+    machine = pipeline_machine(presets.seed())()
+    created = machine.perform(Touch("t1", "lead-1", START, "page_view"))
+    assert created.error is None
+    assert [r.kind for r in created.records] == [RecordKind.CREATED, RecordKind.SCORED]
+    later = START + timedelta(hours=1)
+    refused = machine.perform(
+        Action("send", "lead-1", later, Actor("rep_a", "sales"), event="engage")
     )
-    steps = draw(st.lists(st.tuples(st.integers(0, 80), op), max_size=25))
-    return funnel, owners, steps
+    assert refused.refused
+    assert [r.kind for r in refused.records] == [RecordKind.REFUSED]
+    assert machine.operations == (
+        Advance(START),
+        Touch("t1", "lead-1", START, "page_view"),
+        Advance(later),
+        Action("send", "lead-1", later, Actor("rep_a", "sales"), event="engage"),
+    )
+    assert machine.now == later
+    assert machine.replay("statemachine").records == machine.records
 
 
-def run(
-    funnel: Funnel,
-    owners: OwnerRules,
-    steps: list[tuple[Any, ...]],
-    *,
-    backend: str = "table",
-    check: bool = False,
-) -> Engine:
-    engine = Engine(
-        funnel,
-        hooks=standard_hooks(),
-        owners=owners,
-        scorer=scorer,
-        policy=policy,
-        thresholds=(10, 50),
-        backend=backend,
-    )  # type: ignore[arg-type]
-    at = T0
-    for n, (gap, op) in enumerate(steps):
-        at += timedelta(hours=gap)
-        if check:
-            # let time pass first (SLA escalations), so the op's own effect is isolated
-            engine.advance(at)
-        before_journeys = dict(engine.journeys)
-        before_records = len(engine.records)
-        refused = False
-        try:
-            _do(engine, n, at, op)
-        except BuyerJourneyError:
-            refused = True
-        if check:
-            new = engine.records[before_records:]
-            if refused:
-                # a refused action changes nothing, and is recorded as refused
-                assert dict(engine.journeys) == before_journeys
-                assert [r.kind for r in new] in ([RecordKind.REFUSED], [])
-            check_invariants(engine, before_journeys)
-    return engine
+def test_a_late_touch_changes_nothing_and_is_not_advanced_to() -> None:
+    machine = pipeline_machine(presets.seed())()
+    machine.perform(Touch("t1", "lead-1", START + timedelta(hours=5), "page_view"))
+    outcome = machine.perform(Touch("t2", "lead-1", START, "page_view"))
+    assert outcome.refused
+    assert outcome.records == ()
+    assert machine.now == START + timedelta(hours=5)
 
 
-def _do(engine: Engine, n: int, at: datetime, op: tuple[Any, ...]) -> None:
-    kind = op[0]
-    if kind == "touch":
-        _, lead, touch_kind, employees = op
-        engine.ingest_one(Touch(f"t{n}", lead, at, touch_kind, {}, {"employees": employees}))
-    elif kind == "send":
-        _, lead, event, actor, reason = op
-        engine.send(lead, event, actor=actor, at=at, reason=reason or None)
-    elif kind == "accept":
-        engine.accept(op[1], actor=op[2], at=at)
-    elif kind == "reject":
-        engine.reject(op[1], actor=op[2], at=at, reason=op[3])
-    elif kind == "override":
-        engine.override(op[1], op[2], actor=op[3], at=at, reason=op[4])
-    else:
-        engine.advance(at)
+def test_plain_function_hooks_are_not_bound_as_methods() -> None:
+    class Direct(PipelineMachine):
+        funnel = presets.seed()
+        scorer = touch_count
+        policy = event_touches
+
+    machine = Direct()
+    outcome = machine.perform(Touch("t1", "lead-1", START, "page_view"))
+    assert [r.score for r in outcome.records if r.kind is RecordKind.SCORED] == [10.0]
 
 
-def check_invariants(engine: Engine, before: dict[str, Journey]) -> None:
-    funnel = engine.funnel
-    legal = {(t.source, t.event, t.target) for t in funnel.transitions}
-    records = engine.records
-    for record in records:
-        if record.kind is RecordKind.TRANSITION:
-            # never an illegal transition
-            assert (record.source, record.event, record.target) in legal
-    # a handoff if and only if the owner changes
-    journeys: dict[str, Journey] = {}
-    for i, record in enumerate(records):
-        current = journeys.get(record.lead_id)
-        if current is None and record.kind is RecordKind.REFUSED:
-            continue
-        after = apply(funnel, current, record)
-        if record.kind in (RecordKind.TRANSITION, RecordKind.OVERRIDE):
-            following = records[i + 1] if i + 1 < len(records) else None
-            changes = engine.owners.owner(after.stage, after.attributes) != after.owner
-            is_handoff = (
-                following is not None
-                and following.kind is RecordKind.HANDOFF
-                and following.lead_id == record.lead_id
-            )
-            assert changes == is_handoff
-        if record.kind is RecordKind.HANDOFF:
-            assert record.from_team != record.to_team
-        if current is not None:
-            # the highest stage never goes down
-            assert funnel.stage(after.highest).rank >= funnel.stage(current.highest).rank
-        journeys[record.lead_id] = after
-    for journey in engine.journeys.values():
-        # exactly one owner, a known team
-        assert journey.owner in engine.owners.teams
-        assert not funnel.stage(journey.highest).kind.is_exit
-    for lead, old in before.items():
-        assert funnel.stage(engine.journey(lead).highest).rank >= funnel.stage(old.highest).rank
-    # rebuilding from the records equals the live state
-    assert engine.rebuild() == dict(engine.journeys)
+def test_a_pipeline_gives_its_parts_and_arguments_win() -> None:
+    machine_class = pipeline_machine(WATERFALL, thresholds=(5,), leads=("a", "b"))
+    assert machine_class.__name__ == "WaterfallPipelineMachine"
+    assert machine_class.funnel == WATERFALL.funnel
+    assert machine_class.owners == WATERFALL.owners
+    assert machine_class.thresholds == (5,)
+    assert machine_class.leads == ("a", "b")
 
 
-@settings(max_examples=150)
-@given(scenarios())
-def test_invariants_hold_after_every_step(case: tuple[Funnel, OwnerRules, list[Any]]) -> None:
-    run(*case, check=True)
+def test_test_case_settings_are_quick_and_skip_the_explain_phase() -> None:
+    chosen = pipeline_machine(presets.seed()).TestCase.settings
+    assert chosen.stateful_step_count == DEFAULT_STEPS
+    assert Phase.explain not in chosen.phases
+    assert chosen.deadline is None
+
+    class ProfileSteps(PipelineMachine):
+        funnel = presets.seed()
+        steps: ClassVar[int | None] = None
+
+    assert ProfileSteps.TestCase.settings.stateful_step_count == settings().stateful_step_count
 
 
-@settings(max_examples=60)
-@given(scenarios())
-def test_same_input_same_output_and_backends_agree(
-    case: tuple[Funnel, OwnerRules, list[Any]],
+@pytest.mark.parametrize(
+    ("attributes", "complaint"),
+    [
+        ({"funnel": "seed"}, "funnel must be a buyerjourney.Funnel"),
+        ({"owners": "sales"}, "owners must be"),
+        ({"leads": "lead-1"}, "leads must be a non-empty tuple"),
+        ({"touch_kinds": ()}, "touch_kinds must be a non-empty tuple"),
+        ({"max_gap": timedelta(0)}, "max_gap must be a timedelta of at least a second"),
+        ({"thresholds": ("10",)}, "thresholds must be a tuple of numbers"),
+        ({"replay_backends": ("numpy",)}, "must name 'table' or 'statemachine'"),
+        ({"steps": 0}, "steps must be a positive int or None"),
+    ],
+)
+def test_bad_configuration_is_refused_when_the_class_is_made(
+    attributes: dict[str, Any], complaint: str
 ) -> None:
-    first = run(*case).records
-    assert run(*case).records == first
-    assert run(*case, backend="statemachine").records == first
+    namespace = {"funnel": presets.seed(), **attributes}
+    with pytest.raises(InvalidArgument, match=complaint):
+        type("Bad", (PipelineMachine,), namespace)
+
+
+def test_pipeline_machine_and_runner_refuse_what_they_cannot_run() -> None:
+    with pytest.raises(InvalidArgument, match="Funnel, a Pipeline or a strategy"):
+        pipeline_machine("seed")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="must be an identifier"):
+        pipeline_machine(presets.seed(), name="not a name")
+    with pytest.raises(InvalidArgument, match="PipelineMachine subclass"):
+        run_pipeline_machine(Engine)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="run a subclass"):
+        run_pipeline_machine(PipelineMachine)
+
+
+def test_owner_rules_that_do_not_fit_the_funnel_are_refused() -> None:
+    other = OwnerRules.for_funnel(presets.hubspot_lifecycle())
+    with pytest.raises(ValueError, match="not in funnel"):
+        pipeline_machine(presets.seed(), owners=other)
+
+
+def test_generated_funnels_are_drawn_in_a_first_step() -> None:
+    drawn: list[Funnel] = []
+
+    class Recording(AnyFunnelPipeline):
+        def teardown(self) -> None:
+            drawn.append(self.plan.funnel)
+
+    run_pipeline_machine(Recording, settings=settings(FIND, max_examples=5))
+    assert drawn
+    assert all(isinstance(f, Funnel) and f.stage_names[0] == "s0" for f in drawn)
