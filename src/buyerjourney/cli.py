@@ -1,4 +1,4 @@
-"""The ``buyerjourney`` command: check, draw and export funnels; replay streams.
+"""The ``buyerjourney`` command: check, draw, export and verify funnels; replay streams.
 
 Usage::
 
@@ -8,6 +8,7 @@ Usage::
     buyerjourney show FILE|PRESET [--format toml|json]
     buyerjourney replay TOUCHES.jsonl|--sample [--funnel FILE|PRESET] [--owners FILE]
                         [--db PATH [--replace]] [--until TIME] [--format text|json]
+    buyerjourney verify FILE|PRESET [--owners FILE] [--budget N] [--format text|json]
 
 Wherever a funnel is expected, give either a preset name (see
 ``buyerjourney presets``) or the path of a ``.toml`` / ``.json`` funnel file.
@@ -451,11 +452,71 @@ def _quarantine_entry(entry: Any) -> dict[str, Any]:
     return {"position": entry.position, "reason": entry.reason}
 
 
+def _add_verify(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="find every problem of a funnel with its owner rules (needs the 'testing' extra)",
+        description=(
+            "Verify a funnel with its owner rules and the default pipeline (points scoring, "
+            "threshold and event policies): owner gaps, gates that can be bypassed, loops with "
+            "no way out, stages never reached, handoffs never made, hooks that fail. Guards "
+            "named by the funnel are code, which the command line does not have: each is "
+            "reported as a warning and its transitions are explored as never enabled; verify "
+            "in Python with your hooks for a full check. Exit status 0 when there is no "
+            "error (warnings allowed), 1 otherwise."
+        ),
+    )
+    parser.add_argument("funnel", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP)
+    parser.add_argument(
+        "--owners",
+        metavar="FILE",
+        help="owner rules (.toml or .json); checked, not refused, when they have problems",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=100,
+        metavar="N",
+        help="examples per search: higher explores more and takes longer (default: 100)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    parser.set_defaults(run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    if args.budget < 1:
+        _error(f"--budget must be a positive integer (got {args.budget})")
+        return EXIT_USAGE
+    from .owners import OwnerRules  # noqa: PLC0415  (keep `buyerjourney --help` fast)
+    from .pipeline import default_pipeline  # noqa: PLC0415
+    from .testing.verify import (  # noqa: PLC0415  (needs the optional 'testing' extra)
+        load_unchecked_owner_rules,
+        verify_pipeline,
+    )
+
+    funnel = _load_funnel_arg(args.funnel)
+    if args.owners:
+        owners = load_unchecked_owner_rules(args.owners, funnel)
+    else:
+        # Unchecked on purpose: a stage without an owner becomes a finding, not an error.
+        stage_owners = {s.name: s.owner for s in funnel.stages if s.owner is not None}
+        owners = OwnerRules(defaults=stage_owners, teams=tuple(stage_owners.values()))
+    report = verify_pipeline(
+        default_pipeline(funnel, owners=owners), budget=args.budget, missing_guards="warning"
+    )
+    if args.format == "json":
+        _write_output(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", None)
+    else:
+        _write_output(str(report) + "\n", None)
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
 _SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     _add_validate,
     _add_diagram,
     _add_presets,
     _add_show,
     _add_replay,
+    _add_verify,
 )
 """The functions that add each subcommand to the parser, in help order."""
