@@ -13,18 +13,14 @@ import enum
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from ._values import frozen_mapping
 from .errors import InvalidTouch
 
 __all__ = ["SYSTEM", "Action", "Actor", "Record", "RecordKind", "Touch", "parse_time"]
-
-
-def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
 
 
 def parse_time(value: object, *, field: str = "at", position: int | None = None) -> datetime:
@@ -75,8 +71,8 @@ class Touch:
     lead_id: str
     at: datetime
     kind: str
-    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
-    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
 
     def __attrs_post_init__(self) -> None:
         _check_id("touch_id", self.touch_id, None)
@@ -279,7 +275,7 @@ class Record:
     to_team: str | None = None
     score: float | None = None
     touch_id: str | None = None
-    data: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    data: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""

@@ -15,13 +15,10 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from ._values import frozen_mapping
 from .errors import HookError, UnknownHook
 
 __all__ = ["Context", "Guard", "Hooks", "evaluate_guard"]
-
-
-def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
 
 
 @attrs.frozen
@@ -40,7 +37,7 @@ class Context:
     lead_id: str = ""
     stage: str = ""
     event: str = ""
-    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
     score: float = 0.0
     at: datetime | None = None
 

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from ._values import frozen_mapping
 from .errors import CorruptLog
 from .events import Record, RecordKind
 from .funnel import Funnel
 
 __all__ = ["Journey", "StageTime", "apply", "rebuild"]
-
-
-def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
 
 
 @attrs.frozen
@@ -82,8 +78,8 @@ class Journey:
     updated: datetime
     score: float = 0.0
     grade: str | None = None
-    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
-    stages: Mapping[str, StageTime] = attrs.field(factory=dict, converter=_frozen_mapping)
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
+    stages: Mapping[str, StageTime] = attrs.field(factory=dict, converter=frozen_mapping)
     pending_acceptance: bool = False
     escalated: bool = False
     version: int = 1

@@ -36,11 +36,11 @@ import importlib.metadata
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from fractions import Fraction
-from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import attrs
 
+from ._values import frozen_mapping
 from .errors import HookError, UnknownHook
 from .events import Touch, is_finite_number
 
@@ -93,10 +93,6 @@ _MISSING = object()
 _T = TypeVar("_T")
 
 
-def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
-
-
 # ---------------------------------------------------------------- value types
 
 
@@ -111,7 +107,7 @@ class Lead:
     """
 
     lead_id: str
-    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
     touches: tuple[Touch, ...] = ()
 
 
@@ -367,7 +363,7 @@ class PointsRule:
     name: str = attrs.field(validator=_check_name)
     points: float = attrs.field(validator=_check_finite)
     kind: str | None = attrs.field(default=None, validator=_check_opt_name)
-    where: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    where: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
     repeatable: bool = attrs.field(default=True, validator=_check_bool)
     group: str = attrs.field(default="engagement", validator=_check_name)
 
