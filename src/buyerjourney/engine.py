@@ -439,11 +439,7 @@ class Engine:
         Raises:
             ActionRefused: Nothing to accept, or the actor is not of the receiving team.
         """
-        at = self._manual_time(at)
-        journey = self._require(lead_id, "accept", actor, at)
-        self._permit(journey, "accept", actor, at)
-        if not journey.pending_acceptance:
-            self._refuse(lead_id, "accept", actor, at, "no handoff is waiting for acceptance")
+        journey, at = self._waiting_handoff(lead_id, "accept", actor, at)
         pending = _Pending(self)
         journey = pending.add(
             RecordKind.ACCEPTED,
@@ -467,11 +463,7 @@ class Engine:
             ActionRefused: Nothing to reject, no reason, or the actor is not of
                 the receiving team.
         """
-        at = self._manual_time(at)
-        journey = self._require(lead_id, "reject", actor, at)
-        self._permit(journey, "reject", actor, at)
-        if not journey.pending_acceptance:
-            self._refuse(lead_id, "reject", actor, at, "no handoff is waiting for acceptance")
+        journey, at = self._waiting_handoff(lead_id, "reject", actor, at)
         if not isinstance(reason, str) or not reason.strip():
             self._refuse(lead_id, "reject", actor, at, "a rejection needs a reason")
         recycle = self._recycle[journey.stage]
@@ -636,6 +628,17 @@ class Engine:
         at = parse_time(at)
         self.advance(at)
         return at
+
+    def _waiting_handoff(
+        self, lead_id: str, action: str, actor: Actor, at: datetime
+    ) -> tuple[Journey, datetime]:
+        """The journey an accept or reject is for, after the checks both share."""
+        at = self._manual_time(at)
+        journey = self._require(lead_id, action, actor, at)
+        self._permit(journey, action, actor, at)
+        if not journey.pending_acceptance:
+            self._refuse(lead_id, action, actor, at, "no handoff is waiting for acceptance")
+        return journey, at
 
     def _require(self, lead_id: str, action: str, actor: Actor, at: datetime) -> Journey:
         journey = self._journeys.get(lead_id)
