@@ -27,7 +27,8 @@
 #   MUTATION_WORK       folder for the per-module runs (default: .mutation)
 #   MUTATION_JOBS       mutmut worker processes        (default: 2)
 #   MUTATION_KEEP=1     keep a module's earlier run and re-test only its survivors
-#                       (for new or changed tests; after a change to src/, run afresh)
+#                       (for new tests; after a change to src/, or to which functions
+#                       an existing test calls, run afresh)
 #   HYPOTHESIS_PROFILE  Hypothesis profile from tests/conftest.py (default: default)
 # Hypothesis runs with a fixed seed (--hypothesis-seed=0) so that two runs of the
 # same code and tests give the same verdicts.
@@ -127,7 +128,10 @@ EOF
 
     again=()
     if [ "${MUTATION_KEEP:-0}" = 1 ] && [ -f "$dir/results.txt" ]; then
-        mapfile -t again < <(awk '/: / && $NF != "killed" { sub(/:$/, "", $1); print $1 }' "$dir/results.txt")
+        mapfile -t again < <(
+            awk '/: / && $NF != "killed" && $NF != "timeout" { sub(/:$/, "", $1); print $1 }' \
+                "$dir/results.txt"
+        )
         echo "   re-testing ${#again[@]} earlier survivors"
         if [ ${#again[@]} -eq 0 ]; then
             continue_run=0

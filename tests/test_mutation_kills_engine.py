@@ -241,7 +241,7 @@ def row(record: Record) -> Row:
             record.to_team, record.score, record.touch_id)  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["table", "statemachine"])
+@pytest.fixture(params=["table", "statemachine"])
 def scenario(request: pytest.FixtureRequest) -> Scenario:
     return Scenario(request.param).run()
 
