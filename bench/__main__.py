@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from buyerjourney import Pipeline, Score, default_pipeline, presets, rebuild
-from buyerjourney.columnar import ColumnarLog, summarize_columnar
-from buyerjourney.fast import JourneyStore, TouchBatch, replay
+from buyerjourney.bulk._columnar import ColumnarLog, summarize_columnar
+from buyerjourney.bulk._replay import JourneyStore, TouchBatch, replay
 
 from . import baselines, handwritten
 from .streams import generate

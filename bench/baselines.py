@@ -7,7 +7,7 @@ looks when each journey is a state machine instance, as these libraries
 are meant to be used.
 
 * python-statemachine: one instance per lead of the class that
-  :func:`buyerjourney.machine.build_machine_class` generates from the funnel
+  :func:`buyerjourney._core.machine.build_machine_class` generates from the funnel
   (the project's reference engine), ``send(event, reason=...)``.
 * ``transitions``: one model per lead added to one shared ``Machine`` (the
   idiomatic way; a ``Machine`` per lead is slower still), ``trigger(event)``.
@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from buyerjourney import Funnel
+from buyerjourney._core.machine import build_machine_class
 from buyerjourney.errors import TransitionNotAllowed
-from buyerjourney.machine import build_machine_class
 
 
 class StatemachinePerLead:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from buyerjourney.columnar import to_micros
-from buyerjourney.fast import TouchBatch
+from buyerjourney.bulk._columnar import to_micros
+from buyerjourney.bulk._replay import TouchBatch
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from buyerjourney import Action, Actor, Engine, Touch, presets
-from buyerjourney.pipeline import RunResult, default_pipeline, run
-from buyerjourney.report import format_summary, summarize
+from buyerjourney._pipeline import RunResult, default_pipeline, run
+from buyerjourney._report import format_summary, summarize
 
 MQL_FILE = "olist_marketing_qualified_leads_dataset.csv"
 DEALS_FILE = "olist_closed_deals_dataset.csv"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from buyerjourney.events import Touch
-from buyerjourney.journey import Journey
+from buyerjourney._core.journey import Journey
+from buyerjourney._core.records import Touch
 from buyerjourney.policies import Decision, ThresholdPolicy
 from buyerjourney.scoring import Lead, PointsRule, PointsScorer, Score, ScoreItem
 

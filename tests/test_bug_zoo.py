@@ -38,8 +38,8 @@ from buyerjourney import (
     Transition,
     presets,
 )
-from buyerjourney.owners import Condition, OwnerRule, OwnerRules
-from buyerjourney.pipeline import Pipeline, default_pipeline, default_scorer
+from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
+from buyerjourney._pipeline import Pipeline, default_pipeline, default_scorer
 from buyerjourney.policies import AnyOf, ThresholdPolicy
 from buyerjourney.testing.harness import pipeline_machine, run_pipeline_machine
 from buyerjourney.testing.verify import (

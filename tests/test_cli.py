@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from buyerjourney import presets
+from buyerjourney._adapters.files import SCHEMA, dump_funnel, load_funnel
 from buyerjourney.cli import main
-from buyerjourney.fileformat import SCHEMA, dump_funnel, load_funnel
 
 BROKEN = f"""\
 format = "{SCHEMA}"
@@ -293,7 +293,7 @@ def test_show_file_with_unknown_suffix(capsys: pytest.CaptureFixture[str], tmp_p
 
 
 def test_diagram_mermaid_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
-    from buyerjourney.diagram import to_mermaid  # noqa: PLC0415
+    from buyerjourney._adapters.diagram import to_mermaid  # noqa: PLC0415
 
     status, out, err = run(capsys, "diagram", "seed")
     assert status == 0
@@ -302,7 +302,7 @@ def test_diagram_mermaid_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_diagram_dot_to_file(capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
-    from buyerjourney.diagram import to_dot  # noqa: PLC0415
+    from buyerjourney._adapters.diagram import to_dot  # noqa: PLC0415
 
     out_path = seed_file.with_suffix(".dot")
     status, out, _ = run(capsys, "diagram", str(seed_file), "--format", "dot", "-o", str(out_path))

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 
 from buyerjourney import Funnel, MissingExtra, Stage, StageKind, Transition, presets
-from buyerjourney import diagram as diagram_module
-from buyerjourney.diagram import owner_colours, to_dot, to_mermaid, to_svg
+from buyerjourney._adapters import diagram as diagram_module
+from buyerjourney._adapters.diagram import owner_colours, to_dot, to_mermaid, to_svg
 from buyerjourney.testing import funnels
 from sample_funnels import BACK, EXIT
 

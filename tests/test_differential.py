@@ -2,8 +2,8 @@
 
 Random funnels (with guards that raise, return non-bools or change their
 answer on every call) are driven by random event streams through a
-:class:`~buyerjourney.machine.FunnelMachine` and a
-:class:`~buyerjourney.table.CompiledFunnel` side by side. After every event
+:class:`~buyerjourney._core.machine.FunnelMachine` and a
+:class:`~buyerjourney._core.table.CompiledFunnel` side by side. After every event
 both must be in the same stage, or have raised the same exception with the
 same attributes and message, and must have called the same guards in the same
 order.
@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buyerjourney import BuyerJourneyError, Context, Funnel, Hooks
-from buyerjourney.machine import build_machine_class
-from buyerjourney.table import compile_funnel
+from buyerjourney._core.machine import build_machine_class
+from buyerjourney._core.table import compile_funnel
 from buyerjourney.testing import GUARD_NAMES, event_sequences, funnels, standard_hooks
 
 FAULTY_GUARDS = ("raises", "not_bool", "flip_flop")

@@ -10,7 +10,11 @@ import attrs
 import pytest
 
 from buyerjourney import presets
-from buyerjourney.engine import Engine
+from buyerjourney._adapters.sqlite import SQLiteStore
+from buyerjourney._core.journey import Journey
+from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
+from buyerjourney._core.records import Actor, RecordKind, Touch
+from buyerjourney._engine import Engine
 from buyerjourney.errors import (
     ActionRefused,
     HookError,
@@ -19,12 +23,8 @@ from buyerjourney.errors import (
     TransitionNotAllowed,
     UnknownStage,
 )
-from buyerjourney.events import Actor, RecordKind, Touch
-from buyerjourney.journey import Journey
-from buyerjourney.owners import Condition, OwnerRule, OwnerRules
 from buyerjourney.policies import Decision
 from buyerjourney.scoring import Lead, Score, ScoreItem
-from buyerjourney.store import SQLiteStore
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
 SALES = Actor("sam", "sales")

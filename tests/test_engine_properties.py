@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import invariant
 
-import buyerjourney.engine as engine_module
+import buyerjourney._engine as engine_module
 from buyerjourney import Actor, Engine, Funnel, OwnerRules, presets
-from buyerjourney.events import Action, RecordKind, Touch
-from buyerjourney.hooks import Context, Hooks
-from buyerjourney.journey import Journey
-from buyerjourney.pipeline import default_pipeline
+from buyerjourney._core.journey import Journey
+from buyerjourney._core.protocols import Context, Hooks
+from buyerjourney._core.records import Action, RecordKind, Touch
+from buyerjourney._pipeline import default_pipeline
 from buyerjourney.policies import Decision
 from buyerjourney.scoring import Lead, Score, ScoreItem
 from buyerjourney.testing import (

@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buyerjourney import presets
+from buyerjourney._adapters.sqlite import read_jsonl_records, write_jsonl_records
+from buyerjourney._core.journey import apply, rebuild
+from buyerjourney._core.protocols import Context, Hooks, evaluate_guard
+from buyerjourney._core.records import Actor, Record, RecordKind, Touch, parse_time
 from buyerjourney.errors import CorruptLog, HookError, InvalidTouch, UnknownHook
-from buyerjourney.events import Actor, Record, RecordKind, Touch, parse_time
-from buyerjourney.hooks import Context, Hooks, evaluate_guard
-from buyerjourney.journey import apply, rebuild
-from buyerjourney.store import read_jsonl_records, write_jsonl_records
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -37,15 +37,15 @@ from buyerjourney import (  # noqa: E402
     default_pipeline,
     presets,
 )
-from buyerjourney.columnar import ColumnarLog, stable_order, summarize_columnar  # noqa: E402
-from buyerjourney.engine import Engine  # noqa: E402
+from buyerjourney._core.journey import rebuild  # noqa: E402
+from buyerjourney._core.records import SYSTEM, Actor  # noqa: E402
+from buyerjourney._engine import Engine  # noqa: E402
+from buyerjourney._pipeline import Pipeline  # noqa: E402
+from buyerjourney._report import summarize  # noqa: E402
+from buyerjourney.bulk._columnar import ColumnarLog, stable_order, summarize_columnar  # noqa: E402
+from buyerjourney.bulk._replay import JourneyStore, TouchBatch, _micro_exact, plan, replay  # noqa: E402
 from buyerjourney.errors import HookError, MissingExtra  # noqa: E402
-from buyerjourney.events import SYSTEM, Actor  # noqa: E402
-from buyerjourney.fast import JourneyStore, TouchBatch, _micro_exact, plan, replay  # noqa: E402
-from buyerjourney.journey import rebuild  # noqa: E402
-from buyerjourney.pipeline import Pipeline  # noqa: E402
 from buyerjourney.policies import Decision, MatrixPolicy  # noqa: E402
-from buyerjourney.report import summarize  # noqa: E402
 from buyerjourney.scoring import Lead  # noqa: E402
 from buyerjourney.testing import funnels, standard_hooks  # noqa: E402
 

@@ -15,8 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buyerjourney import presets
-from buyerjourney.errors import FunnelFormatError, InvalidFunnel
-from buyerjourney.fileformat import (
+from buyerjourney._adapters.files import (
     SCHEMA,
     FileFormat,
     dump_funnel,
@@ -24,7 +23,8 @@ from buyerjourney.fileformat import (
     load_funnel,
     loads_funnel,
 )
-from buyerjourney.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney.errors import FunnelFormatError, InvalidFunnel
 from buyerjourney.testing.strategies import funnels
 
 if sys.version_info >= (3, 11):

@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buyerjourney import presets
-from buyerjourney.errors import InvalidFunnel, UnknownPreset, UnknownStage
-from buyerjourney.funnel import (
+from buyerjourney._core.funnel import (
     RESERVED_NAMES,
     Direction,
     Funnel,
@@ -21,7 +20,8 @@ from buyerjourney.funnel import (
     Transition,
     find_problems,
 )
-from buyerjourney.machine import build_machine_class
+from buyerjourney._core.machine import build_machine_class
+from buyerjourney.errors import InvalidFunnel, UnknownPreset, UnknownStage
 from buyerjourney.testing.strategies import funnels, standard_hooks
 
 FWD, BACK, EXIT = Direction.FORWARD, Direction.BACKWARD, Direction.EXIT

@@ -22,7 +22,7 @@ from buyerjourney import (
     UnknownStage,
     presets,
 )
-from buyerjourney.machine import FunnelMachine, build_machine_class, funnel_machine
+from buyerjourney._core.machine import FunnelMachine, build_machine_class, funnel_machine
 from sample_funnels import BACK, COLD, ENTERPRISE, HOT, demo_funnel, demo_hooks, raising_hooks
 
 
@@ -49,7 +49,7 @@ def tiny(name: str = "tiny", stage: str = "a", event: str = "go") -> Funnel:
 
 def test_generated_class(machine_class: type[FunnelMachine]) -> None:
     assert machine_class.__name__ == "DemoMachine"
-    assert machine_class.__module__ == "buyerjourney.machine"
+    assert machine_class.__module__ == "buyerjourney._core.machine"
     assert issubclass(machine_class, FunnelMachine)
     assert issubclass(machine_class, statemachine.StateMachine)
     assert machine_class.funnel == demo_funnel()

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from buyerjourney import Funnel, Stage, Transition
-from buyerjourney.engine import Engine, IngestReport, Overdue, Quarantined
+from buyerjourney._core.journey import Journey
+from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
+from buyerjourney._core.protocols import Context, Hooks
+from buyerjourney._core.records import Actor, Record, RecordKind, Touch
+from buyerjourney._engine import Engine, IngestReport, Overdue, Quarantined
 from buyerjourney.errors import ActionRefused, BuyerJourneyError, HookError, InvalidTouch
-from buyerjourney.events import Actor, Record, RecordKind, Touch
-from buyerjourney.hooks import Context, Hooks
-from buyerjourney.journey import Journey
-from buyerjourney.owners import Condition, OwnerRule, OwnerRules
 from buyerjourney.policies import Decision
 from buyerjourney.scoring import Lead, Score, ScoreItem
 from sample_funnels import demo_funnel, demo_hooks

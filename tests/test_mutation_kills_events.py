@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from buyerjourney._core.records import Action, Actor, Record, RecordKind, Touch, parse_time
 from buyerjourney.errors import InvalidTouch
-from buyerjourney.events import Action, Actor, Record, RecordKind, Touch, parse_time
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
 SEND = {"action": "send", "lead_id": "L1", "at": "2024-01-01T09:00:00Z", "actor": "sam",

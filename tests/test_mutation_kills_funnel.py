@@ -1,4 +1,4 @@
-"""Exact validation reports of ``buyerjourney.funnel``, found missing by mutation testing.
+"""Exact validation reports of ``buyerjourney._core.funnel``, found missing by mutation testing.
 
 ``find_problems`` documents each problem as a stable code, a message that says what is
 wrong and what to do, and the stage or event concerned. The other funnel tests check
@@ -14,8 +14,7 @@ from datetime import timedelta
 import attrs
 import pytest
 
-from buyerjourney.errors import InvalidFunnel
-from buyerjourney.funnel import (
+from buyerjourney._core.funnel import (
     RESERVED_NAMES,
     Direction,
     Funnel,
@@ -27,6 +26,7 @@ from buyerjourney.funnel import (
     _reserved_names,
     find_problems,
 )
+from buyerjourney.errors import InvalidFunnel
 
 FWD, BACK, EXIT = Direction.FORWARD, Direction.BACKWARD, Direction.EXIT
 

@@ -1,4 +1,4 @@
-"""Registration and evaluation errors of ``buyerjourney.hooks``, found by mutation testing.
+"""Registration and evaluation errors of the guard hooks, found by mutation testing.
 
 The other tests check that a bad guard is refused; these check the exact error (its
 type, message and attributes) and the name a decorated guard is registered under.
@@ -11,8 +11,8 @@ from functools import partial
 
 import pytest
 
+from buyerjourney._core.protocols import Context, Hooks, evaluate_guard
 from buyerjourney.errors import HookError, UnknownHook
-from buyerjourney.hooks import Context, Hooks, evaluate_guard
 
 
 def always(ctx: Context) -> bool:

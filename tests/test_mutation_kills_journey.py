@@ -1,4 +1,4 @@
-"""The fold of ``buyerjourney.journey``, record by record, found missing by mutation testing.
+"""The fold of ``buyerjourney._core.journey``, record by record, found missing by mutation testing.
 
 The other journey tests fold whole engine logs; these fold hand-written records and check
 each field the fold sets (times, versions, grades, learned attributes, the acceptance
@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from buyerjourney import Funnel, Stage, StageKind, Transition
+from buyerjourney._core.journey import Journey, StageTime, apply, rebuild
+from buyerjourney._core.records import Record, RecordKind
 from buyerjourney.errors import CorruptLog
-from buyerjourney.events import Record, RecordKind
-from buyerjourney.journey import Journey, StageTime, apply, rebuild
 from sample_funnels import demo_funnel
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""Exact problem reports and edge cases of ``buyerjourney.owners``, found by mutation testing.
+"""Exact problem reports and edge cases of ``buyerjourney._core.owners``, found by mutation testing.
 
 The other owner tests check that a problem is found; these check the whole text of
 each problem (it names the rule, the stage, the known teams and the fix), the type
@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from buyerjourney import Funnel, Stage, StageKind, Transition
-from buyerjourney.errors import InvalidOwnerRules
-from buyerjourney.owners import (
+from buyerjourney._core.owners import (
     Condition,
     OwnerRule,
     OwnerRules,
     load_owner_rules,
     save_owner_rules,
 )
+from buyerjourney.errors import InvalidOwnerRules
 
 FUNNEL = Funnel(
     "tiny",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from buyerjourney import TransitionNotAllowed, UnknownStage
-from buyerjourney.table import CompiledFunnel, compile_funnel
+from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from sample_funnels import demo_funnel, demo_hooks
 
 WON = 3  # demo funnel: lead, mql, sql, won, lost; won is terminal

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from buyerjourney.events import RecordKind
-from buyerjourney.report import summarize
+from buyerjourney._core.records import RecordKind
+from buyerjourney._report import summarize
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "olist.py"
 

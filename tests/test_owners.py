@@ -15,10 +15,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from buyerjourney import presets
-from buyerjourney.errors import BuyerJourneyError, InvalidOwnerRules
-from buyerjourney.events import SYSTEM, Actor
-from buyerjourney.funnel import Funnel, Stage, StageKind, Transition
-from buyerjourney.owners import (
+from buyerjourney._core.funnel import Funnel, Stage, StageKind, Transition
+from buyerjourney._core.owners import (
     BUILTIN_TEAMS,
     MARKETING,
     OPS,
@@ -29,6 +27,8 @@ from buyerjourney.owners import (
     load_owner_rules,
     save_owner_rules,
 )
+from buyerjourney._core.records import SYSTEM, Actor
+from buyerjourney.errors import BuyerJourneyError, InvalidOwnerRules
 
 if sys.version_info >= (3, 11):
     import tomllib

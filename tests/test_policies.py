@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.journey import Journey
+from buyerjourney._core.records import Touch
 from buyerjourney.errors import HookError, UnknownHook
-from buyerjourney.events import Touch
-from buyerjourney.funnel import Direction, Funnel, Stage, StageKind, Transition
-from buyerjourney.journey import Journey
 from buyerjourney.policies import (
     ANY_STAGE,
     CELLS,

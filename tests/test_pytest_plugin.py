@@ -153,7 +153,7 @@ def test_the_profile_option_and_a_harness_test_case(pytester: pytest.Pytester) -
         """
         from hypothesis import settings
         from buyerjourney import presets
-        from buyerjourney.pipeline import default_pipeline
+        from buyerjourney._pipeline import default_pipeline
         from buyerjourney.testing import pipeline_machine
 
         def test_profile_is_loaded():

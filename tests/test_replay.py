@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from buyerjourney import presets
+from buyerjourney._adapters.sqlite import SQLiteStore
+from buyerjourney._core.records import Action, Actor, Touch
+from buyerjourney._engine import Engine
+from buyerjourney._pipeline import default_pipeline, read_stream, run
+from buyerjourney._report import format_summary, summarize
 from buyerjourney.cli import main
-from buyerjourney.engine import Engine
 from buyerjourney.errors import InvalidTouch
-from buyerjourney.events import Action, Actor, Touch
-from buyerjourney.pipeline import default_pipeline, read_stream, run
-from buyerjourney.report import format_summary, summarize
-from buyerjourney.store import SQLiteStore
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -175,12 +175,14 @@ def test_cli_replay_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
 
 
-def test_pipeline_replay_picks_the_fast_path_and_matches_the_engine() -> None:
+def test_bulk_replay_picks_the_fast_path_and_matches_the_engine() -> None:
     pytest.importorskip("numpy")
+    from buyerjourney.bulk import replay  # noqa: PLC0415  (needs the fast extra)
+
     text = files("buyerjourney").joinpath("data/sample_touches.jsonl").read_text("utf-8")
     touches = [item for _, item in read_stream(text.splitlines()) if isinstance(item, Touch)]
     pipeline = default_pipeline(presets.demand_waterfall())
-    fast = pipeline.replay(touches)
+    fast = replay(pipeline, touches)
     assert fast.mode == "columnar"
     engine = pipeline.engine()
     engine.ingest(touches)

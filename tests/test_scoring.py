@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from buyerjourney._core.records import Touch
 from buyerjourney.errors import HookError, UnknownHook
-from buyerjourney.events import Touch
 from buyerjourney.scoring import (
     GRADES,
     SCORER_GROUP,

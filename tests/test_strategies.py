@@ -20,8 +20,8 @@ from buyerjourney import (
     find_problems,
     presets,
 )
-from buyerjourney.machine import build_machine_class
-from buyerjourney.table import compile_funnel
+from buyerjourney._core.machine import build_machine_class
+from buyerjourney._core.table import compile_funnel
 from buyerjourney.testing import (
     GUARD_NAMES,
     OWNERS,
@@ -295,7 +295,8 @@ def test_the_core_never_imports_the_testing_toolkit() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import buyerjourney, buyerjourney.machine, buyerjourney.table, buyerjourney.diagram
+        import buyerjourney
+        import buyerjourney._adapters.diagram
         prefixes = ("hypothesis", "buyerjourney.testing")
         print(sorted(m for m in sys.modules if m.startswith(prefixes)))
         """

@@ -17,7 +17,7 @@ from buyerjourney import (
     UnknownStage,
     presets,
 )
-from buyerjourney.table import CompiledFunnel, compile_funnel
+from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from sample_funnels import COLD, ENTERPRISE, HOT, demo_funnel, demo_hooks, raising_hooks
 
 

@@ -28,7 +28,7 @@ from buyerjourney import (
     find_problems,
     presets,
 )
-from buyerjourney.owners import BUILTIN_TEAMS
+from buyerjourney._core.owners import BUILTIN_TEAMS
 from buyerjourney.testing import (
     EPOCH,
     EXTRA_TEAMS,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from buyerjourney import Engine, Funnel, Hooks, InvalidOwnerRules, Journey, Transition, presets
+from buyerjourney._adapters.files import dump_funnel
+from buyerjourney._core.owners import OwnerRules, load_owner_rules
+from buyerjourney._pipeline import default_pipeline
 from buyerjourney.cli import main
-from buyerjourney.fileformat import dump_funnel
-from buyerjourney.owners import OwnerRules, load_owner_rules
-from buyerjourney.pipeline import default_pipeline
 from buyerjourney.testing import funnels, standard_hooks
 from buyerjourney.testing.verify import (
     CODES,

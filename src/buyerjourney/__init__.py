@@ -1,15 +1,112 @@
 """buyerjourney: the buyer's journey as a state machine, with owners, handoffs and scores.
 
-The public API is what this package exports in ``__all__``, plus the
-``__all__`` of its modules (``buyerjourney.scoring``, ``buyerjourney.report`` ...);
-any other name may change without notice. ``buyerjourney.testing`` (the
-Hypothesis toolkit) needs the ``testing`` extra and is never imported here.
+The public API is what this package exports in ``__all__``, and the
+``__all__`` of its public modules: :mod:`buyerjourney.errors`,
+:mod:`buyerjourney.presets`, :mod:`buyerjourney.scoring`,
+:mod:`buyerjourney.policies`, :mod:`buyerjourney.bulk` (the ``fast`` extra)
+and :mod:`buyerjourney.testing` (the ``testing`` extra). Modules whose name
+starts with ``_`` are the implementation and may change without notice.
+Neither optional package is imported here.
 """
 
-from . import presets
-from ._version import __version__
-from .engine import Engine, IngestReport, Overdue, Quarantined
-from .errors import (
+from buyerjourney import errors, policies, presets, scoring
+from buyerjourney._adapters.diagram import (
+    owner_colours,
+    to_dot,
+    to_mermaid,
+    to_svg,
+)
+from buyerjourney._adapters.files import (
+    SCHEMA,
+    FileFormat,
+    dump_funnel,
+    dumps_funnel,
+    load_funnel,
+    loads_funnel,
+)
+from buyerjourney._adapters.sqlite import (
+    SQLiteStore,
+    read_jsonl_records,
+    write_jsonl_records,
+)
+from buyerjourney._core.funnel import (
+    RESERVED_NAMES,
+    Direction,
+    Funnel,
+    Stage,
+    StageKind,
+    Transition,
+    find_problems,
+)
+from buyerjourney._core.journey import (
+    Journey,
+    StageTime,
+    apply,
+    rebuild,
+)
+from buyerjourney._core.machine import (
+    FunnelMachine,
+    build_machine_class,
+    funnel_machine,
+)
+from buyerjourney._core.owners import (
+    BUILTIN_TEAMS,
+    MARKETING,
+    OPS,
+    SALES,
+    Condition,
+    Op,
+    OwnerRule,
+    OwnerRules,
+    load_owner_rules,
+    save_owner_rules,
+)
+from buyerjourney._core.protocols import (
+    Context,
+    Guard,
+    Hooks,
+    evaluate_guard,
+)
+from buyerjourney._core.records import (
+    SYSTEM,
+    Action,
+    Actor,
+    Record,
+    RecordKind,
+    Touch,
+    parse_time,
+)
+from buyerjourney._core.table import (
+    Candidate,
+    CompiledFunnel,
+    compile_funnel,
+)
+from buyerjourney._engine import (
+    Engine,
+    IngestReport,
+    Listener,
+    Overdue,
+    Quarantined,
+)
+from buyerjourney._pipeline import (
+    DEFAULT_POINTS,
+    Pipeline,
+    RunResult,
+    default_pipeline,
+    default_scorer,
+    read_stream,
+    run,
+)
+from buyerjourney._report import (
+    ReplaySummary,
+    StageRow,
+    format_summary,
+    summarize,
+)
+from buyerjourney._version import (
+    __version__,
+)
+from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
     CorruptLog,
@@ -19,22 +116,23 @@ from .errors import (
     InvalidOwnerRules,
     InvalidTouch,
     MissingExtra,
+    Problem,
     ReasonRequired,
     TransitionNotAllowed,
     UnknownHook,
     UnknownPreset,
     UnknownStage,
 )
-from .events import SYSTEM, Action, Actor, Record, RecordKind, Touch
-from .fileformat import dump_funnel, dumps_funnel, load_funnel, loads_funnel
-from .funnel import Direction, Funnel, Problem, Stage, StageKind, Transition, find_problems
-from .hooks import Context, Guard, Hooks
-from .journey import Journey, StageTime, rebuild
-from .machine import FunnelMachine, build_machine_class, funnel_machine
-from .owners import MARKETING, SALES, Condition, OwnerRule, OwnerRules
-from .pipeline import Pipeline, default_pipeline
-from .policies import AllOf, AnyOf, Decision, MatrixPolicy, Policy, ThresholdPolicy, TouchKindPolicy
-from .scoring import (
+from buyerjourney.policies import (
+    AllOf,
+    AnyOf,
+    Decision,
+    MatrixPolicy,
+    Policy,
+    ThresholdPolicy,
+    TouchKindPolicy,
+)
+from buyerjourney.scoring import (
     AttributeRule,
     CombinedScorer,
     FitCriterion,
@@ -49,12 +147,15 @@ from .scoring import (
     Scorer,
     TimeWindow,
 )
-from .store import SQLiteStore
-from .table import CompiledFunnel, compile_funnel
 
 __all__ = [
+    "BUILTIN_TEAMS",
+    "DEFAULT_POINTS",
     "MARKETING",
+    "OPS",
+    "RESERVED_NAMES",
     "SALES",
+    "SCHEMA",
     "SYSTEM",
     "Action",
     "ActionRefused",
@@ -63,6 +164,7 @@ __all__ = [
     "AnyOf",
     "AttributeRule",
     "BuyerJourneyError",
+    "Candidate",
     "CombinedScorer",
     "CompiledFunnel",
     "Condition",
@@ -71,6 +173,7 @@ __all__ = [
     "Decision",
     "Direction",
     "Engine",
+    "FileFormat",
     "FitCriterion",
     "FitGrader",
     "Funnel",
@@ -86,8 +189,10 @@ __all__ = [
     "Journey",
     "Lead",
     "LinearDecay",
+    "Listener",
     "MatrixPolicy",
     "MissingExtra",
+    "Op",
     "Overdue",
     "OwnerRule",
     "OwnerRules",
@@ -100,6 +205,8 @@ __all__ = [
     "ReasonRequired",
     "Record",
     "RecordKind",
+    "ReplaySummary",
+    "RunResult",
     "SQLiteStore",
     "Score",
     "ScoreGroup",
@@ -107,6 +214,7 @@ __all__ = [
     "Scorer",
     "Stage",
     "StageKind",
+    "StageRow",
     "StageTime",
     "ThresholdPolicy",
     "TimeWindow",
@@ -118,15 +226,34 @@ __all__ = [
     "UnknownPreset",
     "UnknownStage",
     "__version__",
+    "apply",
     "build_machine_class",
     "compile_funnel",
     "default_pipeline",
+    "default_scorer",
     "dump_funnel",
     "dumps_funnel",
+    "errors",
+    "evaluate_guard",
     "find_problems",
+    "format_summary",
     "funnel_machine",
     "load_funnel",
+    "load_owner_rules",
     "loads_funnel",
+    "owner_colours",
+    "parse_time",
+    "policies",
     "presets",
+    "read_jsonl_records",
+    "read_stream",
     "rebuild",
+    "run",
+    "save_owner_rules",
+    "scoring",
+    "summarize",
+    "to_dot",
+    "to_mermaid",
+    "to_svg",
+    "write_jsonl_records",
 ]

@@ -1,6 +1,6 @@
 """Run the ``buyerjourney`` command as ``python -m buyerjourney``."""
 
-from .cli import main
+from buyerjourney.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -42,13 +42,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import presets
-from ._version import __version__
-from .errors import BuyerJourneyError, FunnelFormatError, InvalidFunnel, UnknownPreset
-from .fileformat import dumps_funnel, load_funnel
+from buyerjourney import presets
+from buyerjourney._adapters.files import dumps_funnel, load_funnel
+from buyerjourney._version import __version__
+from buyerjourney.errors import BuyerJourneyError, FunnelFormatError, InvalidFunnel, UnknownPreset
 
 if TYPE_CHECKING:
-    from .funnel import Funnel
+    from buyerjourney._core.funnel import Funnel
 
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -252,7 +252,7 @@ def _add_diagram(subparsers: _SubParsers) -> None:
 
 
 def _run_diagram(args: argparse.Namespace) -> int:
-    from . import diagram  # noqa: PLC0415  (svg support pulls in optional imports)
+    from buyerjourney._adapters import diagram  # noqa: PLC0415  (svg support pulls in optional imports)
 
     renderers: dict[str, Callable[[Funnel], str]] = {
         "mermaid": diagram.to_mermaid,
@@ -353,12 +353,12 @@ def _add_replay(subparsers: _SubParsers) -> None:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from .events import parse_time  # noqa: PLC0415  (keep `buyerjourney --help` fast)
-    from .journey import rebuild  # noqa: PLC0415
-    from .owners import load_owner_rules  # noqa: PLC0415
-    from .pipeline import default_pipeline, read_stream, run  # noqa: PLC0415
-    from .report import format_summary, summarize  # noqa: PLC0415
-    from .store import SQLiteStore  # noqa: PLC0415
+    from buyerjourney._adapters.sqlite import SQLiteStore  # noqa: PLC0415
+    from buyerjourney._core.journey import rebuild  # noqa: PLC0415
+    from buyerjourney._core.owners import load_owner_rules  # noqa: PLC0415
+    from buyerjourney._core.records import parse_time  # noqa: PLC0415  (keep `buyerjourney --help` fast)
+    from buyerjourney._pipeline import default_pipeline, read_stream, run  # noqa: PLC0415
+    from buyerjourney._report import format_summary, summarize  # noqa: PLC0415
 
     funnel = _load_funnel_arg(args.funnel or ("waterfall" if args.sample else "seed"))
     owners = load_owner_rules(args.owners, funnel) if args.owners else None
@@ -487,9 +487,9 @@ def _run_verify(args: argparse.Namespace) -> int:
     if args.budget < 1:
         _error(f"--budget must be a positive integer (got {args.budget})")
         return EXIT_USAGE
-    from .owners import OwnerRules  # noqa: PLC0415  (keep `buyerjourney --help` fast)
-    from .pipeline import default_pipeline  # noqa: PLC0415
-    from .testing.verify import (  # noqa: PLC0415  (needs the optional 'testing' extra)
+    from buyerjourney._core.owners import OwnerRules  # noqa: PLC0415  (keep `buyerjourney --help` fast)
+    from buyerjourney._pipeline import default_pipeline  # noqa: PLC0415
+    from buyerjourney.testing.verify import (  # noqa: PLC0415  (needs the optional 'testing' extra)
         load_unchecked_owner_rules,
         verify_pipeline,
     )

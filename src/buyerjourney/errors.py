@@ -26,10 +26,9 @@ problems found ...) so that programs need not parse messages.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .funnel import Problem
+import attrs
 
 __all__ = [
     "ActionRefused",
@@ -41,6 +40,7 @@ __all__ = [
     "InvalidOwnerRules",
     "InvalidTouch",
     "MissingExtra",
+    "Problem",
     "ReasonRequired",
     "TransitionNotAllowed",
     "UnknownHook",
@@ -51,6 +51,24 @@ __all__ = [
 
 class BuyerJourneyError(Exception):
     """The root of every exception that buyerjourney raises on purpose."""
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a definition (a funnel, owner rules, a pipeline).
+
+    Attributes:
+        code: A stable, machine-readable code such as ``"unreachable-stage"``.
+        message: What is wrong and what to do about it.
+        subject: The stage or event concerned, if any.
+    """
+
+    code: str
+    message: str
+    subject: str = ""
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
 
 
 class InvalidFunnel(BuyerJourneyError, ValueError):

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from .errors import UnknownPreset
-from .funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney.errors import UnknownPreset
 
 __all__ = ["demand_waterfall", "get", "hubspot_lifecycle", "names", "seed"]
 

@@ -26,7 +26,8 @@ any name from it raises :class:`~buyerjourney.errors.MissingExtra`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import NoReturn as _NoReturn
 
 __all__ = [
     "DEFAULT_LEADS",
@@ -71,14 +72,15 @@ def _hypothesis_installed() -> bool:
     return True
 
 
-if TYPE_CHECKING or _hypothesis_installed():
+if _TYPE_CHECKING or _hypothesis_installed():
     from hypothesis import strategies as _st
 
-    from ..events import Actor, Touch
-    from ..funnel import Funnel
-    from ..hooks import Context
-    from ..owners import OwnerRules
-    from .harness import (
+    from buyerjourney._core.funnel import Funnel as _Funnel
+    from buyerjourney._core.owners import OwnerRules as _OwnerRules
+    from buyerjourney._core.protocols import Context as _Context
+    from buyerjourney._core.records import Actor as _Actor
+    from buyerjourney._core.records import Touch as _Touch
+    from buyerjourney.testing.harness import (
         DEFAULT_LEADS,
         DEFAULT_STEPS,
         GENERIC_TOUCH_KINDS,
@@ -90,7 +92,7 @@ if TYPE_CHECKING or _hypothesis_installed():
         pipeline_machine,
         run_pipeline_machine,
     )
-    from .strategies import (
+    from buyerjourney.testing.strategies import (
         EPOCH,
         EXTRA_TEAMS,
         GUARD_NAMES,
@@ -117,14 +119,14 @@ if TYPE_CHECKING or _hypothesis_installed():
     # Registered as functions, so that nothing is built before a test asks:
     # the pytest plugin imports this package while Hypothesis initialises,
     # when evaluating strategies would warn.
-    _st.register_type_strategy(Funnel, lambda _: funnels())
-    _st.register_type_strategy(OwnerRules, lambda _: funnels().flatmap(owner_rules))
-    _st.register_type_strategy(Touch, lambda _: touches())
-    _st.register_type_strategy(Actor, lambda _: actors())
-    _st.register_type_strategy(Context, lambda _: contexts())
+    _st.register_type_strategy(_Funnel, lambda _: funnels())
+    _st.register_type_strategy(_OwnerRules, lambda _: funnels().flatmap(owner_rules))
+    _st.register_type_strategy(_Touch, lambda _: touches())
+    _st.register_type_strategy(_Actor, lambda _: actors())
+    _st.register_type_strategy(_Context, lambda _: contexts())
 else:
 
-    def __getattr__(name: str) -> NoReturn:
-        from ..errors import MissingExtra  # noqa: PLC0415  (only needed without Hypothesis)
+    def __getattr__(name: str) -> _NoReturn:
+        from buyerjourney.errors import MissingExtra  # noqa: PLC0415  (only needed without Hypothesis)
 
         raise MissingExtra(f"buyerjourney.testing.{name}", "testing")

@@ -12,7 +12,7 @@ program that shows how.
 Build a machine from parameters and let pytest or unittest run it::
 
     from buyerjourney import presets
-    from buyerjourney.pipeline import default_pipeline
+    from buyerjourney._pipeline import default_pipeline
     from buyerjourney.testing import pipeline_machine
 
     TestSeedPipeline = pipeline_machine(default_pipeline(presets.seed())).TestCase
@@ -100,8 +100,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ..engine import Engine
-from ..errors import (
+from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core.journey import Journey, apply
+from buyerjourney._core.owners import OwnerRules
+from buyerjourney._core.policies import Decision, Policy, checked_decision
+from buyerjourney._core.protocols import Context, Hooks, evaluate_guard
+from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch
+from buyerjourney._core.scoring import Lead, Score, Scorer, checked_score
+from buyerjourney._engine import Engine
+from buyerjourney._pipeline import Pipeline
+from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
     HookError,
@@ -110,15 +118,7 @@ from ..errors import (
     TransitionNotAllowed,
     UnknownStage,
 )
-from ..events import SYSTEM, Action, Actor, Record, RecordKind, Touch
-from ..funnel import Direction, Funnel, Transition
-from ..hooks import Context, Hooks, evaluate_guard
-from ..journey import Journey, apply
-from ..owners import OwnerRules
-from ..pipeline import Pipeline
-from ..policies import Decision, Policy, checked_decision
-from ..scoring import Lead, Score, Scorer, checked_score
-from .strategies import (
+from buyerjourney.testing.strategies import (
     GUARD_NAMES,
     PEOPLE,
     UNKNOWN_EVENTS,

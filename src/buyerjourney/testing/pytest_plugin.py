@@ -58,13 +58,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ..engine import Engine
-from ..funnel import Funnel
-from ..hooks import Hooks
-from ..owners import OwnerRules
-from ..policies import Policy
-from ..presets import seed
-from ..scoring import Scorer
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.owners import OwnerRules
+from buyerjourney._core.policies import Policy
+from buyerjourney._core.protocols import Hooks
+from buyerjourney._core.scoring import Scorer
+from buyerjourney._engine import Engine
+from buyerjourney.presets import seed
 
 __all__ = [
     "EPOCH",

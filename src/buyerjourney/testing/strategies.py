@@ -45,9 +45,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from ..errors import BuyerJourneyError
-from ..events import SYSTEM, Actor, Touch
-from ..funnel import (
+from buyerjourney._core.funnel import (
     RESERVED_NAMES,
     Direction,
     Funnel,
@@ -56,9 +54,11 @@ from ..funnel import (
     Transition,
     find_problems,
 )
-from ..hooks import Context, Guard, Hooks
-from ..owners import BUILTIN_TEAMS, Condition, OwnerRule, OwnerRules
-from ..table import CompiledFunnel
+from buyerjourney._core.owners import BUILTIN_TEAMS, Condition, OwnerRule, OwnerRules
+from buyerjourney._core.protocols import Context, Guard, Hooks
+from buyerjourney._core.records import SYSTEM, Actor, Touch
+from buyerjourney._core.table import CompiledFunnel
+from buyerjourney.errors import BuyerJourneyError
 
 __all__ = [
     "ENTERPRISE_EMPLOYEES",
@@ -149,7 +149,7 @@ TOUCH_KINDS: tuple[str, ...] = (
 )
 """The touch kinds :func:`touches` and :func:`touch_streams` draw by default.
 
-They are the kinds :func:`buyerjourney.pipeline.default_scorer` gives points
+They are the kinds :func:`buyerjourney.default_scorer` gives points
 for. Add a funnel's events (``(*TOUCH_KINDS, *funnel.events)``) so that event
 policies such as :class:`~buyerjourney.TouchKindPolicy` fire.
 """
@@ -844,7 +844,7 @@ def owner_rules(
       always when the stage has none) a team drawn from the built-in teams,
       the funnel's teams and some of *teams*.
     * **Overrides**: up to *max_overrides* rules for some stages (or every
-      stage), each with up to two :class:`~buyerjourney.owners.Condition` on
+      stage), each with up to two :class:`~buyerjourney.Condition` on
       the keys of :data:`LEAD_ATTRIBUTES` (``segment in [...]``,
       ``employees >= 200`` ...). A drawn rule that would make the set invalid
       (a duplicate, or one that an earlier rule shadows) is left out, so the

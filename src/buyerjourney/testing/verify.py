@@ -1,7 +1,7 @@
 """Verify a pipeline: find every problem of a funnel, its owner rules and its hooks.
 
 :func:`verify` (or :func:`verify_pipeline` for a
-:class:`~buyerjourney.pipeline.Pipeline`) returns a :class:`VerificationReport`
+:class:`~buyerjourney.Pipeline`) returns a :class:`VerificationReport`
 listing each problem as a :class:`Finding`: a stable code, a severity, what is
 wrong, where (a stage, a transition, an event, a guard, an owner rule, the
 scorer or the policy) and, when there is one, a minimal example: a shortest
@@ -9,7 +9,7 @@ event path that reaches the problem, or the shrunk steps of the run that hit
 it. ::
 
     from buyerjourney import presets
-    from buyerjourney.pipeline import default_pipeline
+    from buyerjourney._pipeline import default_pipeline
     from buyerjourney.testing.verify import verify_pipeline
 
     report = verify_pipeline(default_pipeline(presets.demand_waterfall()))
@@ -22,7 +22,7 @@ The checks come in three passes.
    bypass, gates entered without a change of owning team, gates that no member
    can accept, recycle loops with no way out, stages that cannot lead to a won
    stage, and built-in policies naming events or stages the funnel lacks.
-   What :class:`~buyerjourney.funnel.Funnel` itself rejects when it is built
+   What :class:`~buyerjourney.Funnel` itself rejects when it is built
    (unreachable stages, dead ends, exits from terminal stages, SLAs on
    terminal stages ...) cannot occur in a funnel, so it is not repeated here.
 2. **Model exploration** (deterministic): every guard is asked on a set of
@@ -34,7 +34,7 @@ The checks come in three passes.
    happen.
 3. **Engine exploration** with Hypothesis (deterministic by default): random
    streams of touches and manual actions drive a real
-   :class:`~buyerjourney.engine.Engine`; a failing scorer, policy or guard, a
+   :class:`~buyerjourney.Engine`; a failing scorer, policy or guard, a
    policy whose events are refused, a log that does not rebuild to the live
    state, or a second run of the same steps giving another log is reported
    with the shrunk steps. Then the stateful harness of
@@ -71,23 +71,30 @@ from hypothesis import settings as Settings  # noqa: N812  (the class, beside `s
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, NoSuchExample
 
-from ..engine import Engine
-from ..errors import (
+from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
+from buyerjourney._core.policies import (
+    AllOf,
+    AnyOf,
+    MatrixPolicy,
+    Policy,
+    ThresholdPolicy,
+    TouchKindPolicy,
+)
+from buyerjourney._core.protocols import Context, Guard, Hooks, evaluate_guard
+from buyerjourney._core.records import Actor, Record, RecordKind, Touch
+from buyerjourney._core.scoring import AttributeRule, FitCriterion, PointsRule, Scorer
+from buyerjourney._core.table import CompiledFunnel
+from buyerjourney._engine import Engine
+from buyerjourney._pipeline import DEFAULT_POINTS, Pipeline
+from buyerjourney.errors import (
     ActionRefused,
     HookError,
     InvalidOwnerRules,
     TransitionNotAllowed,
 )
-from ..events import Actor, Record, RecordKind, Touch
-from ..funnel import Direction, Funnel, Stage, StageKind, Transition
-from ..hooks import Context, Guard, Hooks, evaluate_guard
-from ..owners import Condition, OwnerRule, OwnerRules
-from ..pipeline import DEFAULT_POINTS, Pipeline
-from ..policies import AllOf, AnyOf, MatrixPolicy, Policy, ThresholdPolicy, TouchKindPolicy
-from ..scoring import AttributeRule, FitCriterion, PointsRule, Scorer
-from ..table import CompiledFunnel
-from .harness import PipelineMachine, pipeline_machine, run_pipeline_machine
-from .strategies import LEAD_ATTRIBUTES, contexts
+from buyerjourney.testing.harness import PipelineMachine, pipeline_machine, run_pipeline_machine
+from buyerjourney.testing.strategies import LEAD_ATTRIBUTES, contexts
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -388,7 +395,7 @@ def verify_pipeline(
     missing_guards: MissingGuards = "error",
     harness: bool = True,
 ) -> VerificationReport:
-    """Verify a :class:`~buyerjourney.pipeline.Pipeline`; see :func:`verify` for the options.
+    """Verify a :class:`~buyerjourney.Pipeline`; see :func:`verify` for the options.
 
     Args:
         pipeline: The funnel, owners, hooks, scorer, policy and thresholds.
@@ -459,7 +466,7 @@ def _merge(funnel: Funnel, rules: OwnerRules, solo: object) -> OwnerRules:
 def load_unchecked_owner_rules(path: str | os.PathLike[str], funnel: Funnel) -> OwnerRules:
     """Read owner rules for *funnel* from a file **without** checking them against it.
 
-    :func:`~buyerjourney.owners.load_owner_rules` refuses rules with a gap or
+    :func:`~buyerjourney.load_owner_rules` refuses rules with a gap or
     a shadowed override; this reads them anyway (the file must still follow
     the schema), so that :func:`verify` can report each problem as a finding
     together with everything else. Stages the file does not list keep the

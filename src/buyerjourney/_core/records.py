@@ -4,7 +4,7 @@ A :class:`Touch` is an engagement event (a page view, an email click, a demo
 request) that the engine ingests. A :class:`Record` is one append-only entry
 of the journey log: every transition, handoff, acceptance, rejection,
 escalation, score change, manual override and refused action. A journey's
-state is a fold over its records (see :mod:`buyerjourney.journey`).
+state is a fold over its records (see :mod:`buyerjourney._core.journey`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import attrs
 
-from ._values import frozen_mapping
-from .errors import InvalidTouch
+from buyerjourney._core._values import frozen_mapping
+from buyerjourney.errors import InvalidTouch
 
 __all__ = ["SYSTEM", "Action", "Actor", "Record", "RecordKind", "Touch", "parse_time"]
 
@@ -235,6 +235,25 @@ class RecordKind(enum.Enum):
     """Someone set the stage by hand, outside the funnel's transitions."""
     REFUSED = "refused"
     """An action was refused; nothing changed."""
+
+    @property
+    def enters_stage(self) -> bool:
+        """Whether a record of this kind puts the journey into its ``target`` stage.
+
+        The one home of this rule: the fold, the engine's SLA deadlines, the
+        reports, the bulk path and the verifier all ask here.
+        """
+        return self in _ENTERS_STAGE
+
+    @property
+    def changes_journey(self) -> bool:
+        """Whether a record of this kind changes the journey (a refusal does not)."""
+        return self is not RecordKind.REFUSED
+
+
+_ENTERS_STAGE: frozenset[RecordKind] = frozenset(
+    {RecordKind.CREATED, RecordKind.TRANSITION, RecordKind.OVERRIDE}
+)
 
 
 @attrs.frozen

@@ -74,8 +74,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, TypeVar
 
-from .errors import FunnelFormatError
-from .funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney.errors import FunnelFormatError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -13,27 +13,23 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 
-from .engine import Backend, Engine, Quarantined
-from .errors import (
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.owners import OwnerRules
+from buyerjourney._core.policies import AnyOf, Policy, ThresholdPolicy, TouchKindPolicy
+from buyerjourney._core.protocols import Hooks
+from buyerjourney._core.records import Action, Touch
+from buyerjourney._core.scoring import LinearDecay, PointsRule, PointsScorer, ScoreGroup, Scorer
+from buyerjourney._engine import Backend, Engine, Quarantined
+from buyerjourney.errors import (
     ActionRefused,
     HookError,
     InvalidTouch,
     TransitionNotAllowed,
     UnknownStage,
 )
-from .events import Action, Touch
-from .funnel import Funnel
-from .hooks import Hooks
-from .owners import OwnerRules
-from .policies import AnyOf, Policy, ThresholdPolicy, TouchKindPolicy
-from .scoring import LinearDecay, PointsRule, PointsScorer, ScoreGroup, Scorer
-
-if TYPE_CHECKING:
-    from .fast import Mode, Replay, TouchBatch
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -116,18 +112,6 @@ class Pipeline:
             listeners=listeners,
             backend=backend,
         )
-
-    def replay(self, touches: Iterable[Touch] | TouchBatch, *, mode: Mode = "auto") -> Replay:
-        """Replay a time-ordered batch into a fresh log and journeys, by the fastest exact path.
-
-        Equal to ``self.engine().ingest(touches)`` — the same records,
-        journeys and quarantined touches — but columnar when the built-in
-        scorers and policies allow it (see :func:`buyerjourney.fast.plan`).
-        Needs the ``fast`` extra (NumPy).
-        """
-        from .fast import replay  # noqa: PLC0415  (NumPy is optional)
-
-        return replay(self, touches, mode=mode)
 
 
 def default_pipeline(
@@ -241,7 +225,7 @@ def run(engine: Engine, items: Iterable[tuple[int, Item | InvalidTouch]]) -> Run
                 touches += 1
         else:
             try:
-                _act(engine, item)
+                engine.perform(item)
             except (ActionRefused, TransitionNotAllowed, HookError):
                 refused += 1
             except (InvalidTouch, UnknownStage) as exc:
@@ -249,26 +233,3 @@ def run(engine: Engine, items: Iterable[tuple[int, Item | InvalidTouch]]) -> Run
             else:
                 actions += 1
     return RunResult(touches, actions, refused, tuple(quarantined))
-
-
-def _act(engine: Engine, action: Action) -> None:
-    if action.action == "send":
-        engine.send(
-            action.lead_id,
-            action.event or "",
-            actor=action.actor,
-            at=action.at,
-            reason=action.reason or None,
-        )
-    elif action.action == "accept":
-        engine.accept(action.lead_id, actor=action.actor, at=action.at, reason=action.reason)
-    elif action.action == "reject":
-        engine.reject(action.lead_id, actor=action.actor, at=action.at, reason=action.reason)
-    else:
-        engine.override(
-            action.lead_id,
-            action.stage or "",
-            actor=action.actor,
-            at=action.at,
-            reason=action.reason,
-        )

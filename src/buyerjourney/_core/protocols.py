@@ -15,8 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from ._values import frozen_mapping
-from .errors import HookError, UnknownHook
+from buyerjourney._core._values import frozen_mapping
+from buyerjourney.errors import HookError, UnknownHook
 
 __all__ = ["Context", "Guard", "Hooks", "evaluate_guard"]
 

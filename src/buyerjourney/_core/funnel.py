@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from .errors import InvalidFunnel, UnknownStage
+from buyerjourney.errors import InvalidFunnel, Problem, UnknownStage
 
 __all__ = [
     "RESERVED_NAMES",
@@ -171,24 +171,6 @@ class Transition:
     direction: Direction = attrs.field(default=Direction.FORWARD, converter=_to_direction)
     guard: str | None = attrs.field(default=None, validator=_opt_str)
     description: str = attrs.field(default="", validator=_str)
-
-
-@attrs.frozen
-class Problem:
-    """One thing wrong with a funnel definition.
-
-    Attributes:
-        code: A stable, machine-readable code such as ``"unreachable-stage"``.
-        message: What is wrong and what to do about it.
-        subject: The stage or event concerned, if any.
-    """
-
-    code: str
-    message: str
-    subject: str = ""
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
 
 
 def _name_problems(what: str, name: str) -> Iterator[Problem]:

@@ -1,7 +1,7 @@
 """Where the log lives: an embedded SQLite store (the default) and JSON Lines files.
 
 The store only appends and reads records; journeys are always rebuilt from
-them with :func:`buyerjourney.journey.rebuild`. SQLite comes with Python, so
+them with :func:`buyerjourney.rebuild`. SQLite comes with Python, so
 the default store needs nothing extra::
 
     store = SQLiteStore("journeys.db")
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .events import Record
-from .journey import Journey
+from buyerjourney._core.journey import Journey
+from buyerjourney._core.records import Record
 
 __all__ = ["SQLiteStore", "read_jsonl_records", "write_jsonl_records"]
 

@@ -1,8 +1,8 @@
 """Bulk replay at memory speed: the same log as the engine, computed a batch at a time.
 
 :func:`replay` replays a time-ordered batch of touches through a
-:class:`~buyerjourney.pipeline.Pipeline` into a fresh log and fresh journeys,
-and produces exactly what :meth:`Engine.ingest <buyerjourney.engine.Engine.ingest>`
+:class:`~buyerjourney.Pipeline` into a fresh log and fresh journeys,
+and produces exactly what :meth:`Engine.ingest <buyerjourney.Engine.ingest>`
 would: the same records (seq, kinds, fields, data) and the same journeys.
 The reference engine stays the definition; a Hypothesis differential test
 holds the fast paths to it.
@@ -30,13 +30,13 @@ Three paths, chosen automatically by :func:`plan` (or forced with ``mode=``):
     the engine would quarantine touches of (duplicate ids, times going
     backwards) or where a guard fails: the reference engine itself.
 
-The result is a :class:`Replay`: a :class:`~buyerjourney.columnar.ColumnarLog`
+The result is a :class:`Replay`: a :class:`~buyerjourney.bulk.ColumnarLog`
 (records are materialised on demand and compare equal to the engine's), a
 :class:`JourneyStore` (journeys as columns, about 40 bytes each plus the lead
-id; :class:`~buyerjourney.journey.Journey` objects are materialised on
+id; :class:`~buyerjourney.Journey` objects are materialised on
 demand) and the touches set aside.
 
-Input is either an iterable of :class:`~buyerjourney.events.Touch` or a
+Input is either an iterable of :class:`~buyerjourney.Touch` or a
 :class:`TouchBatch` (the columnar form: arrays of lead codes, microsecond
 times and kind codes), which is what bulk sources should produce.
 
@@ -54,7 +54,25 @@ from typing import Any, Literal
 
 import attrs
 
-from .columnar import (
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.journey import Journey, rebuild
+from buyerjourney._core.policies import AllOf, AnyOf, ThresholdPolicy, TouchKindPolicy
+from buyerjourney._core.protocols import Context
+from buyerjourney._core.records import Actor, Record, RecordKind, Touch
+from buyerjourney._core.scoring import (
+    LinearDecay,
+    PointsRule,
+    PointsScorer,
+    Score,
+    ScoreItem,
+    TimeWindow,
+    checked_score,
+)
+from buyerjourney._core.table import CompiledFunnel, compile_funnel
+from buyerjourney._engine import Quarantined, _hook_name
+from buyerjourney._pipeline import Pipeline
+from buyerjourney._report import ReplaySummary
+from buyerjourney.bulk._columnar import (
     EPOCH,
     KINDS,
     ColumnarLog,
@@ -65,25 +83,7 @@ from .columnar import (
     summarize_columnar,
     to_micros,
 )
-from .engine import Quarantined, _hook_name
-from .errors import HookError, InvalidTouch, TransitionNotAllowed
-from .events import Actor, Record, RecordKind, Touch
-from .funnel import Funnel
-from .hooks import Context
-from .journey import Journey, rebuild
-from .pipeline import Pipeline
-from .policies import AllOf, AnyOf, ThresholdPolicy, TouchKindPolicy
-from .report import ReplaySummary
-from .scoring import (
-    LinearDecay,
-    PointsRule,
-    PointsScorer,
-    Score,
-    ScoreItem,
-    TimeWindow,
-    checked_score,
-)
-from .table import CompiledFunnel, compile_funnel
+from buyerjourney.errors import HookError, InvalidTouch, TransitionNotAllowed
 
 Array = Any
 """A NumPy array (NumPy is optional, so arrays are typed loosely)."""
@@ -191,7 +191,7 @@ class TouchBatch:
         """The batch of *touches*, kept for exact materialisation (time zones, ids, mappings).
 
         Raises:
-            InvalidTouch: An item is not a :class:`~buyerjourney.events.Touch`.
+            InvalidTouch: An item is not a :class:`~buyerjourney.Touch`.
         """
         np = numpy_or_raise()
         kept = list(touches)
@@ -243,7 +243,7 @@ class TouchBatch:
         return from_micros(int(self.at[i]))
 
     def touch(self, i: int) -> Touch:
-        """Touch *i* as a :class:`~buyerjourney.events.Touch`."""
+        """Touch *i* as a :class:`~buyerjourney.Touch`."""
         if self._touches is not None:
             return self._touches[i]
         return Touch(
@@ -256,7 +256,7 @@ class TouchBatch:
         )
 
     def touches(self) -> Iterator[Touch]:
-        """Every touch, in order, as :class:`~buyerjourney.events.Touch` objects."""
+        """Every touch, in order, as :class:`~buyerjourney.Touch` objects."""
         for i in range(len(self)):
             yield self.touch(i)
 
@@ -558,7 +558,7 @@ def _attribute_points(
     np: Any, scorer: PointsScorer, batch: TouchBatch, g: _Groups, lead_ids: list[str]
 ) -> Array:
     """Attribute points per touch: rules are evaluated where a touch brings attributes."""
-    from .scoring import Lead  # noqa: PLC0415
+    from buyerjourney._core.scoring import Lead  # noqa: PLC0415
 
     n = g.order.shape[0]
     points = np.zeros(n, np.int64)
@@ -714,7 +714,7 @@ class JourneyStore:
     entered). Leads that have no journey (every touch of theirs was set
     aside) have ``version == 0``.
 
-    :class:`~buyerjourney.journey.Journey` objects, with their per-stage
+    :class:`~buyerjourney.Journey` objects, with their per-stage
     time bookkeeping, grade and attributes, are materialised on demand from
     the log and the touches.
     """
@@ -782,7 +782,7 @@ class Replay:
         log: The log, as columns.
         journeys: The journeys, as columns.
         quarantined: Touches set aside, with position and reason (as
-            :meth:`Engine.ingest <buyerjourney.engine.Engine.ingest>` reports them).
+            :meth:`Engine.ingest <buyerjourney.Engine.ingest>` reports them).
         accepted: How many touches were ingested.
     """
 
@@ -820,7 +820,7 @@ class Replay:
         return dict(self.journeys)
 
     def summary(self) -> ReplaySummary:
-        """The stage summary (as :func:`buyerjourney.report.summarize`), computed on the columns."""
+        """The stage summary (as :func:`buyerjourney.summarize`), computed on the columns."""
         return summarize_columnar(self.log)
 
 
@@ -841,17 +841,17 @@ def replay(
     """Replay a time-ordered batch of touches into a fresh log and fresh journeys.
 
     The result equals ``pipeline.engine()`` fed the same touches with
-    :meth:`~buyerjourney.engine.Engine.ingest`: the same records, journeys
+    :meth:`~buyerjourney.Engine.ingest`: the same records, journeys
     and quarantined touches.
 
     Args:
         pipeline: The funnel, owners, hooks, scorer, policy and thresholds.
-        touches: The touches, in time order: :class:`~buyerjourney.events.Touch`
+        touches: The touches, in time order: :class:`~buyerjourney.Touch`
             objects or a :class:`TouchBatch`.
         mode: ``"auto"`` (the fastest path :func:`plan` allows), or a path to
             force: ``"columnar"`` and ``"hooks"`` raise ``ValueError`` when the
             pipeline does not allow them; ``"reference"`` always works.
-        errors: As for :meth:`~buyerjourney.engine.Engine.ingest`.
+        errors: As for :meth:`~buyerjourney.Engine.ingest`.
 
     Raises:
         MissingExtra: NumPy is not installed.
@@ -1000,7 +1000,7 @@ class _Run:
 
     def _run_hook_scores(self) -> None:  # noqa: PLR0915  (the per-touch loop is kept flat)
         """Call the scorer once per touch, with the :class:`Lead` it would get from the engine."""
-        from .scoring import Lead  # noqa: PLC0415
+        from buyerjourney._core.scoring import Lead  # noqa: PLC0415
 
         np, batch = self.np, self.batch
         scorer = self.pipeline.scorer
@@ -1532,7 +1532,7 @@ class _Run:
         return policy(stub, Score(float(self.score[pos])), touch).reason
 
     def _lead_view(self, pos: int) -> Any:
-        from .scoring import Lead  # noqa: PLC0415
+        from buyerjourney._core.scoring import Lead  # noqa: PLC0415
 
         np = self.np
         lead = int(self.batch.lead[pos])

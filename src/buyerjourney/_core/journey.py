@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 
-from ._values import frozen_mapping
-from .errors import CorruptLog
-from .events import Record, RecordKind
-from .funnel import Funnel
+from buyerjourney._core._values import frozen_mapping
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.records import Record, RecordKind
+from buyerjourney.errors import CorruptLog
 
 __all__ = ["Journey", "StageTime", "apply", "rebuild"]
 
@@ -161,7 +161,7 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
         learned = record.data.get("attributes")
         if learned:
             changes["attributes"] = {**journey.attributes, **learned}
-    elif kind in (RecordKind.TRANSITION, RecordKind.OVERRIDE):
+    elif kind.enters_stage:  # CREATED was handled above
         if record.source != journey.stage or record.target is None or record.target not in funnel:
             raise CorruptLog(
                 record,

@@ -12,7 +12,7 @@ back, and checked by a verifier without running user code.
 * **Teams** are names. ``marketing`` and ``sales`` are built in; add your own
   (``customer_success``, ``partners`` ...).
 * **Members** map a person to the teams that person holds. An
-  :class:`~buyerjourney.events.Actor` may act for a team when the actor's own
+  :class:`~buyerjourney.Actor` may act for a team when the actor's own
   team is that team, or when the person holds it. In **solo mode** one person
   holds every team: owners per stage stay as they are, so handoffs between
   marketing and sales are still recorded, but that one person may act on both
@@ -25,7 +25,7 @@ transition, even if the attributes change meanwhile.
 Example::
 
     from buyerjourney import presets
-    from buyerjourney.owners import Condition, OwnerRule, OwnerRules
+    from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
 
     rules = OwnerRules.for_funnel(
         presets.seed(),
@@ -51,9 +51,9 @@ from typing import Any, Final, Literal, get_args
 
 import attrs
 
-from .errors import InvalidOwnerRules
-from .events import SYSTEM, Actor
-from .funnel import Funnel
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.records import SYSTEM, Actor
+from buyerjourney.errors import InvalidOwnerRules
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -444,7 +444,7 @@ class OwnerRules:
         teams: The known teams. The built-in teams are always included, first.
         members: Person name to the teams that person holds. A person acts
             for those teams in addition to the team on their
-            :class:`~buyerjourney.events.Actor`.
+            :class:`~buyerjourney.Actor`.
     """
 
     defaults: Mapping[str, str] = attrs.field(converter=_as_defaults, hash=False)
@@ -519,7 +519,7 @@ class OwnerRules:
 
         Args:
             funnel: The funnel the rules are for.
-            person: The one person (an :class:`~buyerjourney.events.Actor` name).
+            person: The one person (an :class:`~buyerjourney.Actor` name).
             teams: Extra teams the person also holds, beyond the built-in teams
                 and the teams the funnel's stages name.
 

@@ -1,6 +1,6 @@
 """A funnel as a python-statemachine class: the reference engine, for one journey at a time.
 
-:func:`build_machine_class` turns a :class:`~buyerjourney.funnel.Funnel` into a
+:func:`build_machine_class` turns a :class:`~buyerjourney.Funnel` into a
 :class:`statemachine.StateMachine` subclass: one state per stage, one event per
 event name, guards as conditions. Instances are ordinary python-statemachine
 machines (listeners, ``on_enter_<stage>`` callbacks, domain models, diagrams
@@ -11,7 +11,7 @@ all work) with buyerjourney's rules and exceptions::
     machine.stage  # 'consideration'
     machine.send("nurture", reason="bad timing")
 
-The rules are exactly those of :class:`~buyerjourney.table.CompiledFunnel`:
+The rules are exactly those of :class:`~buyerjourney.CompiledFunnel`:
 
 * the transitions with the current stage as source and the sent event are
   considered in declaration order; the first whose guard is absent or returns
@@ -27,7 +27,7 @@ The rules are exactly those of :class:`~buyerjourney.table.CompiledFunnel`:
 Whatever is raised, the machine stays in the stage it was in.
 
 One ``send()`` costs in the order of a hundred microseconds; to replay
-millions of events use :func:`buyerjourney.table.compile_funnel`.
+millions of events use :func:`buyerjourney.compile_funnel`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from statemachine.exceptions import TransitionNotAllowed as _EngineNotAllowed
 from statemachine.factory import StateMachineMetaclass
 from statemachine.transition_list import TransitionList
 
-from .errors import InvalidFunnel, ReasonRequired, TransitionNotAllowed
-from .funnel import Direction, Funnel, Problem, Transition
-from .hooks import Context, Guard, Hooks, evaluate_guard
-from .table import _default_context, _reason_missing
+from buyerjourney._core.funnel import Direction, Funnel, Problem, Transition
+from buyerjourney._core.protocols import Context, Guard, Hooks, evaluate_guard
+from buyerjourney._core.table import _default_context, _reason_missing
+from buyerjourney.errors import InvalidFunnel, ReasonRequired, TransitionNotAllowed
 
 __all__ = ["FunnelMachine", "build_machine_class", "funnel_machine"]
 
@@ -57,7 +57,7 @@ class FunnelMachine(StateMachine):
     A strict :class:`statemachine.StateMachine`: an event that leads nowhere
     raises. Send events with :meth:`send` or call them as methods
     (``machine.engage(ctx=ctx)``); either way the guards receive the ``ctx``
-    keyword (a :class:`~buyerjourney.hooks.Context`) and backward moves need the
+    keyword (a :class:`~buyerjourney.Context`) and backward moves need the
     ``reason`` keyword. Other keyword arguments reach python-statemachine
     callbacks and listeners unchanged.
 
@@ -242,7 +242,7 @@ def _name_clashes(funnel: Funnel) -> list[Problem]:
                     Problem(
                         f"reserved-{what}-name",
                         f"{what} name {name!r} collides with an attribute of "
-                        "buyerjourney.machine.FunnelMachine; rename it",
+                        "buyerjourney.FunnelMachine; rename it",
                         name,
                     )
                 )
@@ -256,7 +256,7 @@ def build_machine_class(funnel: Funnel, hooks: Hooks | None = None) -> type[Funn
     stage name (terminal stages are final); each event name becomes one
     :class:`statemachine.Event` grouping its transitions in declaration order.
     A guarded transition gets a condition that calls the guard through
-    :func:`~buyerjourney.hooks.evaluate_guard`; a backward transition's
+    :func:`~buyerjourney.evaluate_guard`; a backward transition's
     condition then checks the ``reason`` keyword. Guards are looked up in
     *hooks* once, now.
 
@@ -273,7 +273,7 @@ def build_machine_class(funnel: Funnel, hooks: Hooks | None = None) -> type[Funn
         A subclass of :class:`FunnelMachine`.
 
     Raises:
-        TypeError: *funnel* is not a :class:`~buyerjourney.funnel.Funnel`.
+        TypeError: *funnel* is not a :class:`~buyerjourney.Funnel`.
         UnknownHook: A guard named by the funnel is not registered; lists every
             missing name.
         InvalidFunnel: A stage or event name collides with an attribute of

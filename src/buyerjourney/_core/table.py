@@ -12,7 +12,7 @@ with no string work when a move succeeds::
     t.target  # 'consideration'
 
 The rules are those of the python-statemachine class built by
-:func:`buyerjourney.machine.build_machine_class`, and a differential test
+:func:`buyerjourney.build_machine_class`, and a differential test
 holds the two engines to the same outcome at every step:
 
 * the funnel's transitions with that source and event are considered in
@@ -33,9 +33,9 @@ from functools import partial
 from types import MappingProxyType
 from typing import TypeAlias
 
-from .errors import ReasonRequired, TransitionNotAllowed, UnknownStage
-from .funnel import Direction, Funnel, Transition
-from .hooks import Context, Hooks, evaluate_guard
+from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core.protocols import Context, Hooks, evaluate_guard
+from buyerjourney.errors import ReasonRequired, TransitionNotAllowed, UnknownStage
 
 __all__ = ["Candidate", "CompiledFunnel", "compile_funnel"]
 

@@ -3,14 +3,14 @@
 :class:`ColumnarLog` holds one row per record, as integer codes and numbers
 (kind, lead, time in microseconds, stages, teams, event, score ...), with
 the names in small tables beside the arrays. It is what
-:func:`buyerjourney.fast.replay` writes, and :meth:`ColumnarLog.from_records`
-turns any log of :class:`~buyerjourney.events.Record` into one. Records are
+:func:`buyerjourney.bulk.replay` writes, and :meth:`ColumnarLog.from_records`
+turns any log of :class:`~buyerjourney.Record` into one. Records are
 materialised on demand (:meth:`ColumnarLog.record`, iteration), and compare
 equal to the reference engine's.
 
 :func:`summarize_columnar` computes the same
-:class:`~buyerjourney.report.ReplaySummary` as
-:func:`buyerjourney.report.summarize`, with vectorised NumPy operations
+:class:`~buyerjourney.ReplaySummary` as
+:func:`buyerjourney.summarize`, with vectorised NumPy operations
 (``bincount``, a stable sort by lead, one partition per stage for the
 medians) instead of a loop over records.
 
@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import MissingExtra
-from .events import Record, RecordKind
-from .funnel import Funnel
-from .report import ReplaySummary, StageRow
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.records import Record, RecordKind
+from buyerjourney._report import ReplaySummary, StageRow
+from buyerjourney.errors import MissingExtra
 
 Array = Any
 """A NumPy array (NumPy is optional, so arrays are typed loosely)."""
@@ -278,9 +278,9 @@ def _median_micros(values: Array) -> int | None:
 
 
 def summarize_columnar(log: ColumnarLog) -> ReplaySummary:  # noqa: PLR0915  (array steps)
-    """The :class:`~buyerjourney.report.ReplaySummary` of a columnar log.
+    """The :class:`~buyerjourney.ReplaySummary` of a columnar log.
 
-    Equal to :func:`buyerjourney.report.summarize` over the same records.
+    Equal to :func:`buyerjourney.summarize` over the same records.
     """
     np = numpy_or_raise("the columnar summary")
     funnel = log.funnel

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from .events import Record, RecordKind
-from .funnel import Funnel
+from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.records import Record, RecordKind
 
 __all__ = ["ReplaySummary", "StageRow", "format_summary", "summarize"]
 
@@ -95,7 +95,7 @@ def summarize(funnel: Funnel, records: Iterable[Record]) -> ReplaySummary:
             entered[record.target] += 1
             reached[record.target].add(record.lead_id)
             where[record.lead_id] = (record.target, record.at)
-        elif kind in (RecordKind.TRANSITION, RecordKind.OVERRIDE) and record.target is not None:
+        elif kind.enters_stage and record.target is not None:
             source, since = where[record.lead_id]
             exited[source] += 1
             visits[source].append(record.at - since)

@@ -7,7 +7,7 @@ act through :meth:`Engine.send`, :meth:`Engine.accept`, :meth:`Engine.reject`
 and :meth:`Engine.override`; only the owning team may act, and a refused
 action raises, changes nothing, and is recorded as refused.
 
-Every state change goes through the pure fold of :mod:`buyerjourney.journey`,
+Every state change goes through the pure fold of :mod:`buyerjourney._core.journey`,
 so :meth:`Engine.rebuild` (folding the log from scratch) always equals the
 live state. The engine never reads the wall clock: time comes from touches
 and from the ``at`` of each call, and must not go backwards.
@@ -22,21 +22,21 @@ from typing import Any, Literal, NoReturn, Protocol
 
 import attrs
 
-from .errors import (
+from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core.journey import Journey, apply, rebuild
+from buyerjourney._core.owners import OwnerRules
+from buyerjourney._core.policies import Decision, Policy, checked_decision
+from buyerjourney._core.protocols import Context, Hooks
+from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch, parse_time
+from buyerjourney._core.scoring import Lead, Score, Scorer, checked_score
+from buyerjourney._core.table import compile_funnel
+from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
     HookError,
     InvalidTouch,
     TransitionNotAllowed,
 )
-from .events import SYSTEM, Actor, Record, RecordKind, Touch, parse_time
-from .funnel import Direction, Funnel, Transition
-from .hooks import Context, Hooks
-from .journey import Journey, apply, rebuild
-from .owners import OwnerRules
-from .policies import Decision, Policy, checked_decision
-from .scoring import Lead, Score, Scorer, checked_score
-from .table import compile_funnel
 
 __all__ = ["Engine", "IngestReport", "Listener", "Overdue", "Quarantined"]
 
@@ -121,7 +121,7 @@ def _table_stepper(funnel: Funnel, hooks: Hooks) -> _Step:
 
 
 def _machine_stepper(funnel: Funnel, hooks: Hooks) -> _Step:
-    from .machine import build_machine_class  # noqa: PLC0415  (only this backend needs it)
+    from buyerjourney._core.machine import build_machine_class  # noqa: PLC0415  (only this backend needs it)
 
     cls = build_machine_class(funnel, hooks)
     # The machine reports where it went, not which transition took it there.
@@ -521,6 +521,36 @@ class Engine:
         pending.commit()
         return journey
 
+    def perform(self, action: Action) -> Journey:
+        """Perform a manual :class:`~buyerjourney.Action` (as read from a stream).
+
+        The one place an action value is dispatched to :meth:`send`,
+        :meth:`accept`, :meth:`reject` or :meth:`override`; raises what they raise.
+        """
+        if action.action == "send":
+            return self.send(
+                action.lead_id,
+                action.event or "",
+                actor=action.actor,
+                at=action.at,
+                reason=action.reason or None,
+            )
+        if action.action == "accept":
+            return self.accept(
+                action.lead_id, actor=action.actor, at=action.at, reason=action.reason
+            )
+        if action.action == "reject":
+            return self.reject(
+                action.lead_id, actor=action.actor, at=action.at, reason=action.reason
+            )
+        return self.override(
+            action.lead_id,
+            action.stage or "",
+            actor=action.actor,
+            at=action.at,
+            reason=action.reason,
+        )
+
     # ------------------------------------------------------------------ time
 
     def advance(self, at: datetime) -> list[Record]:
@@ -735,7 +765,7 @@ class _Pending:
         engine._journeys.update(self.journeys)
         for record in self.records:
             journey = engine._journeys.get(record.lead_id)
-            if record.kind in (RecordKind.CREATED, RecordKind.TRANSITION, RecordKind.OVERRIDE):
+            if record.kind.enters_stage:
                 assert journey is not None
                 deadline = journey.deadline(engine.funnel)
                 if deadline is not None and journey.stage == record.target:

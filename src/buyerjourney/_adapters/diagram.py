@@ -26,8 +26,8 @@ import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 
-from .errors import MissingExtra
-from .funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney.errors import MissingExtra
 
 __all__ = ["owner_colours", "to_dot", "to_mermaid", "to_svg"]
 

@@ -1,0 +1,1007 @@
+"""Scores with their breakdown, the scorer protocol, and the built-in scorers.
+
+A scorer is any callable ``(lead, at) -> Score``: it sees the lead's
+attributes and every touch up to ``at`` and returns a score that says which
+rule gave how many points. Scorers must be deterministic: no wall clock, no
+randomness; decay is evaluated at ``at``, the time of the touch being scored.
+
+Built-in scorers:
+
+* :class:`PointsScorer` adds points per touch (:class:`PointsRule`) and per
+  lead attribute (:class:`AttributeRule`), with per-group caps, a total cap,
+  and per-group linear decay (:class:`LinearDecay`) or time windows
+  (:class:`TimeWindow`), as HubSpot does.
+* :class:`FitGrader` grades fit from ``F`` to ``A+``, starting at ``D`` and
+  moving a third of a letter per matching :class:`FitCriterion`, as
+  Salesforce Account Engagement does.
+* :class:`CombinedScorer` puts an engagement score and a fit grade together,
+  for a fit-by-engagement matrix (A1 … D4).
+
+**Breakdowns add up.** Every score built here (and every score built with
+:meth:`Score.from_breakdown`) keeps each item's points to 6 decimal places
+(rounded half to even) and makes ``value`` the *exact* sum of those rounded
+points. Caps are items of their own (``cap:<group>``, ``cap:total``) with a
+negative adjustment, so a capped group lands exactly on its cap. The numbers
+as printed add up to the value as printed, and
+``round(math.fsum(item.points for item in score.breakdown), 6) == score.value``.
+
+Scorers can also be plugins: a distribution declares them in the
+``buyerjourney.scorers`` entry point group and :func:`load_scorer` finds them
+by name.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+
+import attrs
+
+from buyerjourney._core._values import frozen_mapping
+from buyerjourney._core.records import Touch, is_finite_number
+from buyerjourney.errors import HookError, UnknownHook
+
+__all__ = [
+    "GRADES",
+    "SCORER_GROUP",
+    "AttributeRule",
+    "CombinedScorer",
+    "FitCriterion",
+    "FitGrader",
+    "Lead",
+    "LinearDecay",
+    "PointsRule",
+    "PointsScorer",
+    "Score",
+    "ScoreGroup",
+    "ScoreItem",
+    "Scorer",
+    "TimeWindow",
+    "available_scorers",
+    "checked_score",
+    "load_scorer",
+]
+
+SCORER_GROUP = "buyerjourney.scorers"
+"""The entry point group in which distributions declare scorer plugins."""
+
+GRADES: tuple[str, ...] = (
+    "F",
+    "D-",
+    "D",
+    "D+",
+    "C-",
+    "C",
+    "C+",
+    "B-",
+    "B",
+    "B+",
+    "A-",
+    "A",
+    "A+",
+)
+"""The fit ladder, lowest first; a :class:`FitGrader` score's value is an index into it."""
+
+_START = GRADES.index("D")
+_TIMES = "\N{MULTIPLICATION SIGN}"
+_SCALE = 10**6
+_MICROSECOND = timedelta(microseconds=1)
+_MISSING = object()
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------- value types
+
+
+@attrs.frozen
+class Lead:
+    """What a scorer sees: a lead's attributes and its touches so far, oldest first.
+
+    Attributes:
+        lead_id: The lead.
+        attributes: The lead's profile, merged from its touches' attributes.
+        touches: Every accepted touch of the lead up to the one being scored.
+    """
+
+    lead_id: str
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
+    touches: tuple[Touch, ...] = ()
+
+
+@attrs.frozen
+class ScoreItem:
+    """One line of a score's breakdown: which rule gave how many points.
+
+    Attributes:
+        rule: The rule's name.
+        points: Points it contributed (after decay and caps; may be negative).
+        detail: A short human explanation (``"3 × email_click"``).
+    """  # noqa: RUF002 (the multiplication sign is what the breakdown shows)
+
+    rule: str
+    points: float
+    detail: str = ""
+
+
+@attrs.frozen
+class Score:
+    """A score and its breakdown.
+
+    Attributes:
+        value: The total (finite).
+        breakdown: Which rule gave how many points; for additive scorers the
+            points add up to ``value``.
+        grade: A fit grade (``"A+"`` … ``"F"``) when the scorer grades fit.
+    """
+
+    value: float
+    breakdown: tuple[ScoreItem, ...] = ()
+    grade: str | None = None
+
+    @classmethod
+    def from_breakdown(cls, breakdown: Iterable[ScoreItem], *, grade: str | None = None) -> Score:
+        """Build an additive score whose value is the exact total of its breakdown.
+
+        Each item's points are rounded to 6 decimal places (half to even) and
+        ``value`` is the exact sum of the rounded points, so the breakdown
+        always adds up to the value. Use it in scorers of your own.
+
+        Args:
+            breakdown: The items, in the order to show them.
+            grade: A fit grade to carry along, if any.
+
+        Returns:
+            The score, with the rounded items.
+
+        Raises:
+            TypeError: An item is not a :class:`ScoreItem`.
+            ValueError: An item's points are not a finite number.
+        """
+        items = tuple(breakdown)
+        for i, item in enumerate(items):
+            if not isinstance(item, ScoreItem):
+                msg = (
+                    f"breakdown[{i}] must be a ScoreItem (got {item!r} that is a "
+                    f"{type(item).__name__})"
+                )
+                raise TypeError(msg)
+            if not is_finite_number(item.points):
+                msg = (
+                    f"breakdown[{i}] ({item.rule!r}) must have finite points (got "
+                    f"{item.points!r} that is a {type(item.points).__name__})"
+                )
+                raise ValueError(msg)
+        return _score([(item.rule, _micro(item.points), item.detail) for item in items], grade)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores a lead at a point in time.
+
+    Plain functions with this signature qualify.
+    """
+
+    def __call__(self, lead: Lead, at: datetime) -> Score:
+        """Return the lead's score at *at*, with its breakdown."""
+        ...
+
+
+# ---------------------------------------------------------------- exact points
+
+_Line = tuple[str, int, str]
+"""A breakdown line in micro-points: (rule, points * 10**6, detail)."""
+
+
+def _micro(value: float | Fraction) -> int:
+    """*value* in millionths of a point, rounded half to even, exactly."""
+    return round(Fraction(value) * _SCALE)
+
+
+def _points(micro: int) -> float:
+    return micro / _SCALE
+
+
+def _score(lines: Iterable[_Line], grade: str | None = None) -> Score:
+    lines = tuple(lines)
+    total = sum(micro for _, micro, _ in lines)
+    items = tuple(ScoreItem(rule, _points(micro), detail) for rule, micro, detail in lines)
+    return Score(_points(total), items, grade)
+
+
+def _fmt(value: float | Fraction) -> str:
+    """A number as people write it: ``15`` rather than ``15.0``, at most 6 decimals."""
+    number = float(value)
+    if number.is_integer():
+        return str(int(number))
+    return repr(round(number, 6))
+
+
+def _fmt_delta(delta: timedelta) -> str:
+    if delta % timedelta(days=1) == timedelta(0):
+        days = delta // timedelta(days=1)
+        return f"{days} day" if days == 1 else f"{days} days"
+    if delta % timedelta(hours=1) == timedelta(0):
+        hours = delta // timedelta(hours=1)
+        return f"{hours} hour" if hours == 1 else f"{hours} hours"
+    return str(delta)
+
+
+def _check_at(at: object) -> None:
+    if not isinstance(at, datetime) or at.utcoffset() is None:
+        msg = (
+            f"'at' must be a timezone-aware datetime (got {at!r} that is a "
+            f"{type(at).__name__}); scores are evaluated at an explicit time"
+        )
+        raise ValueError(msg)
+
+
+def _hook_name(obj: object) -> str:
+    """A readable name for a nested hook: a function's qualified name, else its class's."""
+    name = getattr(obj, "__qualname__", None)
+    return name if isinstance(name, str) else type(obj).__qualname__
+
+
+# ---------------------------------------------------------------- validators
+
+
+def _check_name(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        msg = (
+            f"'{attribute.name}' must be a non-empty str (got {value!r} that is a "
+            f"{type(value).__name__})"
+        )
+        raise TypeError(msg)
+
+
+def _check_opt_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _check_name(instance, attribute, value)
+
+
+def _check_finite(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not is_finite_number(value):
+        msg = (
+            f"'{attribute.name}' must be a finite number (got {value!r} that is a "
+            f"{type(value).__name__})"
+        )
+        raise TypeError(msg)
+
+
+def _check_cap(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    _check_finite(instance, attribute, value)
+    if isinstance(value, (int, float)) and value < 0:
+        msg = f"'{attribute.name}' must be zero or more, or None for no cap (got {value!r})"
+        raise ValueError(msg)
+
+
+def _check_positive_delta(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        msg = f"'{attribute.name}' must be a positive datetime.timedelta (got {value!r})"
+        raise ValueError(msg)
+
+
+def _check_bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        msg = f"'{attribute.name}' must be a bool (got {value!r} that is a {type(value).__name__})"
+        raise TypeError(msg)
+
+
+def _check_steps(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = (
+            f"'{attribute.name}' must be an int, negative to lower the grade (got {value!r} "
+            f"that is a {type(value).__name__})"
+        )
+        raise TypeError(msg)
+
+
+def _as_values(value: Iterable[Any]) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)):
+        msg = f"'values' must be a tuple of accepted values, not a str; did you mean ({value!r},)?"
+        raise TypeError(msg)
+    return tuple(value)
+
+
+def _items_of(kind: type[_T], what: str, value: Iterable[Any]) -> tuple[_T, ...]:
+    items = tuple(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            msg = (
+                f"'{what}[{i}]' must be a {kind.__name__} (got {item!r} that is a "
+                f"{type(item).__name__})"
+            )
+            raise TypeError(msg)
+    return items
+
+
+def _problems(owner: str, problems: list[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        msg = f"{owner} has {len(problems)} {noun}:\n{lines}"
+        raise ValueError(msg)
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    dups: dict[str, None] = {}
+    for name in names:
+        if name in seen:
+            dups[name] = None
+        seen.add(name)
+    return list(dups)
+
+
+# ---------------------------------------------------------------- points
+
+
+@attrs.frozen
+class PointsRule:
+    """Points for every touch of a kind (and, optionally, with given properties).
+
+    Args:
+        name: The rule's name, shown in the breakdown; unique in a scorer.
+        points: Points per matching touch; negative points subtract.
+        kind: The touch kind it matches (``"email_click"``), or ``None`` for
+            every touch.
+        where: Touch properties that must be present and equal
+            (``{"campaign": "spring"}``); empty matches every touch.
+        repeatable: ``True`` counts every matching touch; ``False`` counts
+            at most one per lead: its most recent matching touch, so decay
+            and time windows measure from the latest occurrence.
+        group: The :class:`ScoreGroup` whose cap and decay apply.
+
+    Raises:
+        TypeError: A field has the wrong type, or *points* is not finite.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    points: float = attrs.field(validator=_check_finite)
+    kind: str | None = attrs.field(default=None, validator=_check_opt_name)
+    where: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
+    repeatable: bool = attrs.field(default=True, validator=_check_bool)
+    group: str = attrs.field(default="engagement", validator=_check_name)
+
+    def matches(self, touch: Touch) -> bool:
+        """Whether *touch* has the rule's kind and properties.
+
+        Args:
+            touch: The touch to test.
+
+        Returns:
+            ``True`` when the rule counts the touch (time aside).
+        """
+        if self.kind is not None and touch.kind != self.kind:
+            return False
+        props = touch.properties
+        return all(key in props and props[key] == value for key, value in self.where.items())
+
+
+def _rule_label(rule: PointsRule) -> str:
+    label = rule.kind or "touch"
+    if rule.where:
+        label += " where " + ", ".join(f"{k}={v}" for k, v in rule.where.items())
+    return label
+
+
+@attrs.frozen
+class AttributeRule:
+    """Points for a lead attribute (fit-style points), such as a segment or a country.
+
+    Attribute points do not decay and belong to no group; only the total cap
+    applies to them. A lead without the attribute never matches.
+
+    Args:
+        name: The rule's name, shown in the breakdown; unique in a scorer.
+        attribute: The lead attribute to look at (``"segment"``).
+        values: The values that earn the points (``("enterprise", "mid")``).
+        points: Points when the attribute has one of *values*; may be negative.
+
+    Raises:
+        TypeError: A field has the wrong type (a bare str for *values* included).
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    attribute: str = attrs.field(validator=_check_name)
+    values: tuple[Any, ...] = attrs.field(converter=_as_values)
+    points: float = attrs.field(validator=_check_finite)
+
+    def matches(self, lead: Lead) -> bool:
+        """Whether *lead* has the attribute with one of the rule's values.
+
+        Args:
+            lead: The lead to test.
+
+        Returns:
+            ``True`` when the rule's points apply.
+        """
+        value = lead.attributes.get(self.attribute, _MISSING)
+        return value is not _MISSING and value in self.values
+
+
+@attrs.frozen
+class LinearDecay:
+    """Linear decay of each touch's points with its age, as HubSpot's score decay.
+
+    A touch ``age`` old (``age = at - touch.at``) keeps
+    ``max(0, 1 - fraction * age / every)`` of its points: "50 % every month"
+    is ``LinearDecay(0.5, timedelta(days=30))``, so a touch is worth half
+    after 30 days and nothing after 60. The factor is computed exactly.
+
+    Args:
+        fraction: The share of points lost per *every* (greater than 0).
+        every: The period over which *fraction* is lost (positive).
+
+    Raises:
+        TypeError: *fraction* is not a finite number.
+        ValueError: *fraction* is not positive, or *every* is not a positive timedelta.
+    """
+
+    fraction: float = attrs.field(validator=_check_finite)
+    every: timedelta = attrs.field(validator=_check_positive_delta)
+
+    def __attrs_post_init__(self) -> None:
+        if self.fraction <= 0:
+            msg = f"'fraction' must be greater than 0 (got {self.fraction!r})"
+            raise ValueError(msg)
+
+    def factor(self, age: timedelta) -> Fraction:
+        """The share of points a touch *age* old keeps, between 0 and 1.
+
+        Args:
+            age: The touch's age at the scoring time (zero or more).
+
+        Returns:
+            ``max(0, 1 - fraction * age / every)``, exactly.
+        """
+        return self._kept([age // _MICROSECOND])[1]
+
+    def _kept(self, ages: Iterable[int]) -> tuple[int, Fraction]:
+        """Count the touches of these ages (in microseconds) that keep points; sum their shares.
+
+        Integer arithmetic, so the sum is exact.
+        """
+        share = Fraction(self.fraction)
+        whole = share.denominator * (self.every // _MICROSECOND)
+        parts = [whole - share.numerator * max(age, 0) for age in ages]
+        kept = [min(part, whole) for part in parts if part > 0]
+        return len(kept), Fraction(sum(kept), whole)
+
+    def __str__(self) -> str:
+        return f"{_fmt(self.fraction * 100)} % every {_fmt_delta(self.every)}"
+
+
+@attrs.frozen
+class TimeWindow:
+    """Count only recent touches: those less than *within* old at the scoring time.
+
+    A touch exactly *within* old no longer counts.
+
+    Args:
+        within: How far back touches count (positive).
+
+    Raises:
+        ValueError: *within* is not a positive timedelta.
+    """
+
+    within: timedelta = attrs.field(validator=_check_positive_delta)
+
+    def factor(self, age: timedelta) -> Fraction:
+        """1 for a touch younger than *within*, 0 otherwise.
+
+        Args:
+            age: The touch's age at the scoring time.
+
+        Returns:
+            ``Fraction(1)`` or ``Fraction(0)``.
+        """
+        return self._kept([age // _MICROSECOND])[1]
+
+    def _kept(self, ages: Iterable[int]) -> tuple[int, Fraction]:
+        """Count the touches of these ages (in microseconds) inside the window, twice."""
+        within = self.within // _MICROSECOND
+        count = sum(1 for age in ages if age < within)
+        return count, Fraction(count)
+
+    def __str__(self) -> str:
+        return f"in the last {_fmt_delta(self.within)}"
+
+
+def _check_decay(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, (LinearDecay, TimeWindow)):
+        msg = (
+            f"'{attribute.name}' must be a LinearDecay, a TimeWindow or None (got {value!r} "
+            f"that is a {type(value).__name__}); a group has one or the other, not both"
+        )
+        raise TypeError(msg)
+
+
+@attrs.frozen
+class ScoreGroup:
+    """A group of points rules sharing a cap and a decay (or a time window).
+
+    Args:
+        name: The group's name, as the rules' ``group`` refers to it.
+        cap: The most points the group may contribute, or ``None``.
+        decay: A :class:`LinearDecay`, a :class:`TimeWindow`, or ``None``:
+            one or the other per group, as in HubSpot.
+
+    Raises:
+        TypeError: A field has the wrong type.
+        ValueError: *cap* is negative.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    cap: float | None = attrs.field(default=None, validator=_check_cap)
+    decay: LinearDecay | TimeWindow | None = attrs.field(default=None, validator=_check_decay)
+
+
+def _as_rules(value: Iterable[PointsRule]) -> tuple[PointsRule, ...]:
+    return _items_of(PointsRule, "rules", value)
+
+
+def _as_groups(value: Iterable[ScoreGroup]) -> tuple[ScoreGroup, ...]:
+    return _items_of(ScoreGroup, "groups", value)
+
+
+def _as_attribute_rules(value: Iterable[AttributeRule]) -> tuple[AttributeRule, ...]:
+    return _items_of(AttributeRule, "attribute_rules", value)
+
+
+@attrs.frozen
+class PointsScorer:
+    """Add points per touch and per attribute, with caps and decay.
+
+    Only touches with ``touch.at <= at`` count. The breakdown lists, group by
+    group (declared groups first, in order), one item per rule that counted at
+    least one touch, followed by the group's cap item (``cap:<group>``) if the
+    cap cut it; then one item per matching attribute rule; then ``cap:total``
+    if the total cap cut the total. Caps only limit from above. The value is
+    the exact sum of the items, each rounded to 6 decimals (see the module
+    documentation), so a capped total lands exactly on the cap.
+
+    Example::
+
+        scorer = PointsScorer(
+            [PointsRule("clicks", 5, kind="email_click")],
+            groups=[ScoreGroup("engagement", cap=15)],
+        )
+        scorer(lead, at).value  # at most 15
+
+    Args:
+        rules: The points rules.
+        groups: Groups with a cap or a decay. Rules whose group is not
+            declared are uncapped and do not decay, but once any group is
+            declared every rule's group must be, so that a misspelt group
+            cannot escape its cap unnoticed.
+        total_cap: The most points the whole score may reach, or ``None``.
+        attribute_rules: Points from lead attributes.
+
+    Raises:
+        TypeError: A rule or group has the wrong type.
+        ValueError: Lists every problem: duplicate rule or group names, a
+            group called ``total``, rule names starting with ``cap:``, rules
+            naming undeclared groups.
+    """
+
+    rules: tuple[PointsRule, ...] = attrs.field(converter=_as_rules)
+    groups: tuple[ScoreGroup, ...] = attrs.field(default=(), converter=_as_groups, kw_only=True)
+    total_cap: float | None = attrs.field(default=None, validator=_check_cap, kw_only=True)
+    attribute_rules: tuple[AttributeRule, ...] = attrs.field(
+        default=(), converter=_as_attribute_rules, kw_only=True
+    )
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[str] = []
+        names = [r.name for r in self.rules] + [r.name for r in self.attribute_rules]
+        problems += [f"rule name {n!r} is used more than once" for n in _duplicates(names)]
+        problems += [
+            f"rule name {n!r} starts with 'cap:', which names cap items; rename it"
+            for n in names
+            if n.startswith("cap:")
+        ]
+        group_names = [g.name for g in self.groups]
+        problems += [f"group {n!r} is declared more than once" for n in _duplicates(group_names)]
+        if "total" in group_names:
+            problems.append("group name 'total' is reserved for the total cap; rename the group")
+        if self.groups:
+            undeclared = sorted({r.group for r in self.rules} - set(group_names))
+            problems += [
+                f"group {g!r} is used by a rule but not declared; declare ScoreGroup({g!r}) "
+                f"or fix the rule's group (declared: {', '.join(group_names)})"
+                for g in undeclared
+            ]
+        _problems("PointsScorer", problems)
+
+    def __call__(self, lead: Lead, at: datetime) -> Score:
+        """Score *lead* at *at*.
+
+        Args:
+            lead: The lead, with its touches.
+            at: The scoring time (timezone-aware); later touches are ignored
+                and decay is measured from it.
+
+        Returns:
+            The score (no grade), whose breakdown adds up to its value.
+
+        Raises:
+            ValueError: *at* is not a timezone-aware datetime.
+        """
+        _check_at(at)
+        touches: dict[str | None, list[Touch]] = {None: []}
+        for t in lead.touches:
+            if t.at <= at:
+                touches[None].append(t)
+                touches.setdefault(t.kind, []).append(t)
+        declared = {g.name: g for g in self.groups}
+        order = list(declared) + [r.group for r in self.rules if r.group not in declared]
+        lines: list[_Line] = []
+        for group_name in dict.fromkeys(order):
+            group = declared.get(group_name)
+            decay = None if group is None else group.decay
+            group_lines = [
+                line
+                for rule in self.rules
+                if rule.group == group_name
+                for line in self._rule_line(rule, touches, at, decay)
+            ]
+            lines += group_lines
+            if group is not None and group.cap is not None:
+                lines += _cap_line(f"cap:{group_name}", group_name, group.cap, group_lines)
+        for attribute_rule in self.attribute_rules:
+            if attribute_rule.matches(lead):
+                value = lead.attributes[attribute_rule.attribute]
+                detail = f"{attribute_rule.attribute} = {value!r}"
+                lines.append((attribute_rule.name, _micro(attribute_rule.points), detail))
+        if self.total_cap is not None:
+            lines += _cap_line("cap:total", "total", self.total_cap, lines)
+        return _score(lines)
+
+    @staticmethod
+    def _rule_line(
+        rule: PointsRule,
+        touches: Mapping[str | None, list[Touch]],
+        at: datetime,
+        decay: LinearDecay | TimeWindow | None,
+    ) -> list[_Line]:
+        matching = [t for t in touches.get(rule.kind, ()) if rule.matches(t)]
+        if not rule.repeatable and matching:
+            latest = max(range(len(matching)), key=lambda i: (matching[i].at, i))
+            matching = [matching[latest]]
+        ages = [(at - t.at) // _MICROSECOND for t in matching]
+        if decay is None:
+            counted, kept_share = len(ages), Fraction(len(ages))
+        else:
+            counted, kept_share = decay._kept(ages)
+        if not counted:
+            return []
+        full = Fraction(rule.points) * counted
+        kept = Fraction(rule.points) * kept_share
+        micro = _micro(kept)
+        detail = f"{counted} {_TIMES} {_rule_label(rule)}"
+        if not rule.repeatable:
+            detail += " (once-only)"
+        if isinstance(decay, TimeWindow):
+            detail += f", {decay}"
+        elif isinstance(decay, LinearDecay) and kept != full:
+            detail += f", {_fmt(full)} decayed to {_fmt(_points(micro))} ({decay})"
+        return [(rule.name, micro, detail)]
+
+
+def _cap_line(rule: str, what: str, cap: float, lines: list[_Line]) -> list[_Line]:
+    subtotal = sum(micro for _, micro, _ in lines)
+    limit = _micro(cap)
+    if subtotal <= limit:
+        return []
+    detail = f"{what} capped at {_fmt(cap)} (was {_fmt(_points(subtotal))})"
+    return [(rule, limit - subtotal, detail)]
+
+
+# ---------------------------------------------------------------- fit
+
+
+@attrs.frozen
+class FitCriterion:
+    """One criterion of a fit grade: a lead attribute with the values that match.
+
+    Args:
+        name: The criterion's name, shown in the breakdown; unique in a grader.
+        attribute: The lead attribute to look at (``"employees_band"``).
+        values: The values that match.
+        steps: How many thirds of a letter a match moves the grade; negative
+            steps lower it.
+
+    Raises:
+        TypeError: A field has the wrong type (a bare str for *values* included).
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    attribute: str = attrs.field(validator=_check_name)
+    values: tuple[Any, ...] = attrs.field(converter=_as_values)
+    steps: int = attrs.field(default=1, validator=_check_steps)
+
+    def matches(self, lead: Lead) -> bool:
+        """Whether *lead* has the attribute with one of the criterion's values.
+
+        Args:
+            lead: The lead to test.
+
+        Returns:
+            ``True`` when the criterion moves the grade.
+        """
+        value = lead.attributes.get(self.attribute, _MISSING)
+        return value is not _MISSING and value in self.values
+
+
+def _as_criteria(value: Iterable[FitCriterion]) -> tuple[FitCriterion, ...]:
+    return _items_of(FitCriterion, "criteria", value)
+
+
+@attrs.frozen
+class FitGrader:
+    """Grade a lead's fit from ``F`` to ``A+``, as Salesforce Account Engagement does.
+
+    Every lead starts at ``D``; each matching criterion moves the grade by its
+    steps, a third of a letter each, along :data:`GRADES`
+    (``F, D-, D, D+, C-, C, C+, B-, B, B+, A-, A, A+``). The sum is clamped
+    to the ladder. The score's value is the index on the ladder (0 for ``F``
+    to 12 for ``A+``) and its grade the letter. The breakdown adds up to the
+    value: a ``start`` item (2, for ``D``), one item per matching criterion
+    (its steps) and, when the sum fell off the ladder, a ``clamp`` item.
+
+    Args:
+        criteria: The criteria, in the order to show them.
+
+    Raises:
+        TypeError: A criterion has the wrong type.
+        ValueError: Criterion names repeat or use the reserved ``start`` or ``clamp``.
+    """
+
+    criteria: tuple[FitCriterion, ...] = attrs.field(converter=_as_criteria)
+
+    def __attrs_post_init__(self) -> None:
+        names = [c.name for c in self.criteria]
+        problems = [f"criterion name {n!r} is used more than once" for n in _duplicates(names)]
+        problems += [
+            f"criterion name {n!r} is reserved for the breakdown; rename it"
+            for n in names
+            if n in ("start", "clamp")
+        ]
+        _problems("FitGrader", problems)
+
+    def __call__(self, lead: Lead, at: datetime) -> Score:
+        """Grade *lead*; attributes have no time, so *at* is only checked.
+
+        Args:
+            lead: The lead.
+            at: The scoring time (timezone-aware).
+
+        Returns:
+            The score: value = ladder index, grade = letter.
+
+        Raises:
+            ValueError: *at* is not a timezone-aware datetime.
+        """
+        _check_at(at)
+        lines: list[_Line] = [("start", _START * _SCALE, "every lead starts at D")]
+        for criterion in self.criteria:
+            if criterion.matches(lead):
+                value = lead.attributes[criterion.attribute]
+                sign = "+" if criterion.steps >= 0 else ""
+                detail = f"{criterion.attribute} = {value!r}: {sign}{criterion.steps} third(s)"
+                lines.append((criterion.name, criterion.steps * _SCALE, detail))
+        raw = sum(micro for _, micro, _ in lines) // _SCALE
+        index = min(max(raw, 0), len(GRADES) - 1)
+        if index != raw:
+            end = "top" if raw > index else "bottom"
+            lines.append(("clamp", (index - raw) * _SCALE, f"clamped at {GRADES[index]} ({end})"))
+        return _score(lines, GRADES[index])
+
+
+# ---------------------------------------------------------------- combined
+
+
+@attrs.frozen
+class CombinedScorer:
+    """An engagement score with a fit grade, for a fit-by-engagement matrix.
+
+    The value is the engagement score's value, so it equals the sum of the
+    engagement items only; the grade is the fit score's grade. The breakdown
+    lists the engagement items, then the fit items with their rule names
+    prefixed ``fit:`` (those add up to the fit score's value, which is not
+    part of the total).
+
+    Both scorers are called through :func:`checked_score`, as ``engagement``
+    and ``fit``, so a broken one is named in the error.
+
+    Args:
+        engagement: The scorer whose value is the score (a :class:`PointsScorer`).
+        fit: The scorer whose grade is the grade (a :class:`FitGrader`).
+    """
+
+    engagement: Scorer
+    fit: Scorer
+
+    def __call__(self, lead: Lead, at: datetime) -> Score:
+        """Score *lead* at *at* with both scorers.
+
+        Args:
+            lead: The lead.
+            at: The scoring time (timezone-aware).
+
+        Returns:
+            Engagement value, fit grade, both breakdowns.
+
+        Raises:
+            HookError: One of the two scorers failed its contract.
+        """
+        engagement = checked_score("engagement", self.engagement, lead, at)
+        fit = checked_score("fit", self.fit, lead, at)
+        fit_items = tuple(
+            ScoreItem(f"fit:{item.rule}", item.points, item.detail) for item in fit.breakdown
+        )
+        return Score(engagement.value, engagement.breakdown + fit_items, fit.grade)
+
+
+# ---------------------------------------------------------------- contract
+
+
+def checked_score(
+    name: str, scorer: Scorer, lead: Lead, at: datetime, touch_id: str | None = None
+) -> Score:
+    """Call *scorer* and enforce the scorer contract.
+
+    The engine calls every scorer through this function, so every scorer
+    fails the same way and the journey is left unchanged.
+
+    Args:
+        name: The scorer's registered name, for the error.
+        scorer: The scorer to call.
+        lead: The lead to score.
+        at: The scoring time.
+        touch_id: The touch being scored, if any; errors name it (or the
+            lead when there is none).
+
+    Returns:
+        The scorer's score.
+
+    Raises:
+        HookError: The scorer raised (the cause is chained), or returned
+            something that is not a :class:`Score`, or a score whose value is
+            not a finite number (NaN, infinity, a bool, a str ...), whose
+            breakdown is not a tuple of :class:`ScoreItem` with finite points,
+            or whose grade is neither ``None`` nor a str.
+    """
+    subject = touch_id if touch_id is not None else lead.lead_id
+    when = at.isoformat() if isinstance(at, datetime) else repr(at)
+    scoring = f"scoring lead {lead.lead_id!r} at {when}"
+    try:
+        result = scorer(lead, at)
+    except Exception as exc:
+        raise HookError(
+            name, f"scorer raised {type(exc).__name__} {scoring}: {exc}", subject=subject
+        ) from exc
+    problem = _score_problem(result)
+    if problem is not None:
+        raise HookError(name, f"{problem} {scoring}", subject=subject, received=result)
+    return result
+
+
+def _score_problem(result: object) -> str | None:
+    if not isinstance(result, Score):
+        return (
+            f"scorer must return a Score (got {result!r} that is a {type(result).__name__}); "
+            "return Score(value, breakdown) or Score.from_breakdown(items)"
+        )
+    if not is_finite_number(result.value):
+        return (
+            f"scorer returned a Score whose value is not a finite number (got "
+            f"{result.value!r} that is a {type(result.value).__name__})"
+        )
+    if not isinstance(result.breakdown, tuple):
+        return (
+            f"scorer returned a Score whose breakdown is not a tuple (got "
+            f"{result.breakdown!r} that is a {type(result.breakdown).__name__})"
+        )
+    for i, item in enumerate(result.breakdown):
+        if not isinstance(item, ScoreItem) or not is_finite_number(item.points):
+            return (
+                f"scorer returned a Score whose breakdown[{i}] is not a ScoreItem with "
+                f"finite points (got {item!r})"
+            )
+    if result.grade is not None and not isinstance(result.grade, str):
+        return (
+            f"scorer returned a Score whose grade is neither None nor a str (got "
+            f"{result.grade!r} that is a {type(result.grade).__name__})"
+        )
+    return None
+
+
+# ---------------------------------------------------------------- plugins
+
+
+def _entry_points(group: str) -> dict[str, importlib.metadata.EntryPoint]:
+    """The entry points of *group* by name; the first found on ``sys.path`` wins."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for entry_point in importlib.metadata.entry_points(group=group):
+        found.setdefault(entry_point.name, entry_point)
+    return found
+
+
+def _load_plugin(kind: str, group: str, name: str) -> object:
+    """Load the plugin *name* of *group*: a hook, or a class instantiated without arguments.
+
+    Raises:
+        UnknownHook: No entry point of *group* has that name.
+        HookError: It cannot be imported or instantiated, or is not callable.
+    """
+    entry_points = _entry_points(group)
+    entry_point = entry_points.get(name)
+    if entry_point is None:
+        raise UnknownHook(kind, [name], entry_points)
+    where = f"entry point {entry_point.value!r} of group {group!r}"
+    try:
+        loaded = entry_point.load()
+    except Exception as exc:
+        raise HookError(name, f"cannot load {kind} {where}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(loaded, type):
+        try:
+            loaded = loaded()
+        except Exception as exc:
+            raise HookError(
+                name,
+                f"{kind} {where} names a class that cannot be instantiated without "
+                f"arguments ({type(exc).__name__}: {exc}); give it defaults, or point the "
+                "entry point at a configured instance instead",
+            ) from exc
+    if not callable(loaded):
+        raise HookError(
+            name,
+            f"{where} must name a {kind} (a callable or a class) but names {loaded!r} that "
+            f"is a {type(loaded).__name__}",
+            received=loaded,
+        )
+    return loaded
+
+
+def load_scorer(name: str) -> Scorer:
+    """Load the scorer plugin called *name* from the ``buyerjourney.scorers`` entry points.
+
+    A distribution declares a scorer in its ``pyproject.toml``::
+
+        [project.entry-points."buyerjourney.scorers"]
+        my_scorer = "my_pkg.scoring:MyScorer"
+
+    The object named may be a scorer (a function ``(lead, at) -> Score`` or a
+    configured instance such as a module-level ``PointsScorer``) or a class:
+    a class is instantiated with no arguments and the instance is the
+    scorer. Zero-argument factory *functions* are not supported, since they
+    cannot be told apart from scorer functions; expose an instance instead.
+    When several distributions declare the same name, the first found on
+    ``sys.path`` wins.
+
+    Args:
+        name: The entry point's name.
+
+    Returns:
+        The scorer.
+
+    Raises:
+        UnknownHook: No scorer plugin has that name; lists the known names.
+        HookError: The plugin cannot be imported or instantiated, or is not callable.
+    """
+    return cast("Scorer", _load_plugin("scorer", SCORER_GROUP, name))
+
+
+def available_scorers() -> tuple[str, ...]:
+    """The names of the installed scorer plugins, sorted.
+
+    Returns:
+        Every name in the ``buyerjourney.scorers`` entry point group.
+    """
+    return tuple(sorted(_entry_points(SCORER_GROUP)))
