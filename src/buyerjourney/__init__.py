@@ -65,6 +65,7 @@ from buyerjourney._core.protocols import (
     Context,
     Guard,
     Hooks,
+    Listener,
     evaluate_guard,
 )
 from buyerjourney._core.records import (
@@ -84,7 +85,6 @@ from buyerjourney._core.table import (
 from buyerjourney._engine import (
     Engine,
     IngestReport,
-    Listener,
     Overdue,
     Quarantined,
 )

@@ -18,15 +18,17 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, NoReturn, Protocol
+from types import MappingProxyType
+from typing import Literal, NoReturn, Protocol
 
 import attrs
 
-from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core import lifecycle
+from buyerjourney._core.funnel import Funnel, Transition
 from buyerjourney._core.journey import Journey, apply, rebuild
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Decision, Policy, checked_decision
-from buyerjourney._core.protocols import Context, Hooks
+from buyerjourney._core.protocols import Context, Hooks, hook_name
 from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch, parse_time
 from buyerjourney._core.scoring import Lead, Score, Scorer, checked_score
 from buyerjourney._core.table import compile_funnel
@@ -38,22 +40,9 @@ from buyerjourney.errors import (
     TransitionNotAllowed,
 )
 
-__all__ = ["Engine", "IngestReport", "Listener", "Overdue", "Quarantined"]
+__all__ = ["Engine", "IngestReport", "Overdue", "Quarantined"]
 
 Backend = Literal["table", "statemachine"]
-
-
-class Listener(Protocol):
-    """Receives every record the engine commits. All methods are optional.
-
-    ``on_record(record, journey)`` is called for every record;
-    ``on_handoff``, ``on_escalation`` and ``on_refused`` additionally for
-    records of those kinds. *journey* is the state after the record (``None``
-    for a refusal about a lead that has no journey).
-    """
-
-    def on_record(self, record: Record, journey: Journey | None) -> None:
-        """Called for every committed record."""
 
 
 @attrs.frozen
@@ -152,7 +141,7 @@ class Engine:
             journeys move only by hand).
         thresholds: Scores whose crossing (up or down) is recorded.
         listeners: Objects notified of every committed record (see
-            :class:`Listener`).
+            :class:`~buyerjourney.Listener`).
         backend: ``"table"`` (the compiled table, fast) or ``"statemachine"``
             (python-statemachine, the reference semantics). Both give the
             same log.
@@ -194,21 +183,16 @@ class Engine:
             msg = f"backend must be 'table' or 'statemachine' (got {backend!r})"
             raise ValueError(msg)
         self.backend = backend
-        self.scorer_name = scorer_name or _hook_name(scorer, "scorer")
-        self.policy_name = policy_name or _hook_name(policy, "policy")
-        self._recycle = {
-            s.name: next(
-                t for t in funnel.transitions_from(s.name) if t.direction is Direction.BACKWARD
-            )
-            for s in funnel.stages
-            if s.gate
-        }
+        self.scorer_name = scorer_name or hook_name(scorer, "scorer")
+        self.policy_name = policy_name or hook_name(policy, "policy")
+        self._recycle = lifecycle.recycle_transitions(funnel)
+        self._policy_actor = lifecycle.policy_actor(self.policy_name)
         self._journeys: dict[str, Journey] = {}
         self._touches: dict[str, list[Touch]] = {}
         self._touch_ids: set[str] = set()
         self._records: list[Record] = []
         self._records_view: tuple[Record, ...] | None = None
-        self._deadlines: list[tuple[datetime, str, str, datetime]] = []
+        self._deadlines: list[tuple[tuple[datetime, str], str, datetime]] = []
         self._clock: datetime | None = None
 
     # ------------------------------------------------------------------ reading
@@ -216,7 +200,7 @@ class Engine:
     @property
     def journeys(self) -> Mapping[str, Journey]:
         """The live journeys by lead id (read-only view)."""
-        return _ReadOnly(self._journeys)
+        return MappingProxyType(self._journeys)
 
     def journey(self, lead_id: str) -> Journey:
         """The live journey of *lead_id*.
@@ -302,44 +286,44 @@ class Engine:
         if journey is None:
             initial = self.funnel.initial.name
             journey = pending.add(
-                RecordKind.CREATED,
-                lead_id,
-                touch.at,
-                target=initial,
-                to_team=self.owners.owner(initial, touch.attributes),
-                touch_id=touch.touch_id,
-                data={"attributes": dict(touch.attributes)} if touch.attributes else {},
+                lifecycle.created(
+                    lead_id,
+                    pending.seq,
+                    touch.at,
+                    stage=initial,
+                    team=self.owners.owner(initial, touch.attributes),
+                    touch_id=touch.touch_id,
+                    attributes=touch.attributes,
+                )
             )
         history = [*self._touches.get(lead_id, ()), touch]
         attributes = {**journey.attributes, **touch.attributes}
         score = self._score(Lead(lead_id, attributes, tuple(history)), touch)
         old = journey.score
-        data: dict[str, Any] = {
-            "delta": score.value - old,
-            "breakdown": [[i.rule, i.points, i.detail] for i in score.breakdown],
-        }
-        if score.grade is not None:
-            data["grade"] = score.grade
-        if touch.attributes and not created:  # CREATED already carries them
-            data["attributes"] = dict(touch.attributes)
         journey = pending.add(
-            RecordKind.SCORED,
-            lead_id,
-            touch.at,
-            score=score.value,
-            touch_id=touch.touch_id,
-            data=data,
+            lifecycle.scored(
+                lead_id,
+                pending.seq,
+                touch.at,
+                score=score.value,
+                delta=score.value - old,
+                breakdown=score.breakdown,
+                grade=score.grade,
+                attributes=None if created else touch.attributes,  # CREATED carries them
+                touch_id=touch.touch_id,
+            )
         )
-        for threshold in self.thresholds:
-            if old < threshold <= score.value or score.value < threshold <= old:
-                journey = pending.add(
-                    RecordKind.THRESHOLD,
+        for limit, _ in lifecycle.crossings(self.thresholds, old, score.value):
+            journey = pending.add(
+                lifecycle.threshold(
                     lead_id,
+                    pending.seq,
                     touch.at,
                     score=score.value,
+                    limit=limit,
                     touch_id=touch.touch_id,
-                    data={"threshold": threshold, "up": score.value >= threshold},
                 )
+            )
         if self.policy is not None:
             decision = checked_decision(self.policy_name, self.policy, journey, score, touch)
             if decision.event is not None:
@@ -359,31 +343,29 @@ class Engine:
     ) -> Journey:
         event = decision.event
         assert event is not None
-        actor = Actor(f"policy:{self.policy_name}")
+        actor = self._policy_actor
+        refusal: str | None = None
         if journey.pending_acceptance:
+            refusal = lifecycle.AWAITS_ACCEPTANCE.format(stage=journey.stage)
+        else:
+            try:
+                transition = self._step(
+                    journey.stage, event, self._context(journey, event, touch.at), decision.reason
+                )
+            except TransitionNotAllowed as exc:
+                refusal = str(exc)
+        if refusal is not None:
             pending.note(
-                journey.lead_id,
-                touch.at,
-                actor=actor,
-                event=event,
-                source=journey.stage,
-                touch_id=touch.touch_id,
-                reason=f"stage {journey.stage!r} waits for the receiving team to accept",
-            )
-            return journey
-        try:
-            transition = self._step(
-                journey.stage, event, self._context(journey, event, touch.at), decision.reason
-            )
-        except TransitionNotAllowed as exc:
-            pending.note(
-                journey.lead_id,
-                touch.at,
-                actor=actor,
-                event=event,
-                source=journey.stage,
-                touch_id=touch.touch_id,
-                reason=str(exc),
+                lifecycle.refused(
+                    journey.lead_id,
+                    pending.seq,
+                    touch.at,
+                    actor=actor,
+                    event=event,
+                    stage=journey.stage,
+                    reason=refusal,
+                    touch_id=touch.touch_id,
+                )
             )
             return journey
         return self._move(
@@ -420,7 +402,7 @@ class Engine:
                 event,
                 actor,
                 at,
-                f"stage {journey.stage!r} waits for the receiving team to accept or reject",
+                lifecycle.AWAITS_ANSWER.format(stage=journey.stage),
             )
         try:
             transition = self._step(journey.stage, event, self._context(journey, event, at), reason)
@@ -442,13 +424,15 @@ class Engine:
         journey, at = self._waiting_handoff(lead_id, "accept", actor, at)
         pending = _Pending(self)
         journey = pending.add(
-            RecordKind.ACCEPTED,
-            lead_id,
-            at,
-            actor=actor,
-            reason=reason,
-            source=journey.stage,
-            to_team=journey.owner,
+            lifecycle.accepted(
+                lead_id,
+                pending.seq,
+                at,
+                actor=actor,
+                stage=journey.stage,
+                team=journey.owner,
+                reason=reason,
+            )
         )
         pending.commit()
         return journey
@@ -465,19 +449,19 @@ class Engine:
         """
         journey, at = self._waiting_handoff(lead_id, "reject", actor, at)
         if not isinstance(reason, str) or not reason.strip():
-            self._refuse(lead_id, "reject", actor, at, "a rejection needs a reason")
+            self._refuse(lead_id, "reject", actor, at, lifecycle.REJECTION_NEEDS_REASON)
         recycle = self._recycle[journey.stage]
         pending = _Pending(self)
         journey = pending.add(
-            RecordKind.REJECTED,
-            lead_id,
-            at,
-            actor=actor,
-            reason=reason,
-            event=recycle.event,
-            source=journey.stage,
-            target=recycle.target,
-            from_team=journey.owner,
+            lifecycle.rejected(
+                lead_id,
+                pending.seq,
+                at,
+                actor=actor,
+                recycle=recycle,
+                team=journey.owner,
+                reason=reason,
+            )
         )
         journey = self._move(
             pending, journey, recycle, at=at, actor=actor, reason=reason, touch_id=None
@@ -503,19 +487,23 @@ class Engine:
         journey = self._require(lead_id, "override", actor, at)
         self._permit(journey, "override", actor, at)
         if not isinstance(reason, str) or not reason.strip():
-            self._refuse(lead_id, "override", actor, at, "an override needs a reason")
+            self._refuse(lead_id, "override", actor, at, lifecycle.OVERRIDE_NEEDS_REASON)
         if target.name == journey.stage:
-            self._refuse(lead_id, "override", actor, at, f"the journey is already in {stage!r}")
+            self._refuse(
+                lead_id, "override", actor, at, lifecycle.ALREADY_IN.format(stage=target.name)
+            )
         pending = _Pending(self)
         source = journey.stage
         journey = pending.add(
-            RecordKind.OVERRIDE,
-            lead_id,
-            at,
-            actor=actor,
-            reason=reason,
-            source=source,
-            target=target.name,
+            lifecycle.override(
+                lead_id,
+                pending.seq,
+                at,
+                actor=actor,
+                source=source,
+                target=target.name,
+                reason=reason,
+            )
         )
         journey = self._handoff(pending, journey, at=at, actor=actor, reason=reason, touch_id=None)
         pending.commit()
@@ -561,8 +549,8 @@ class Engine:
         at = parse_time(at)
         self._check_clock(at, "advance")
         out: list[Record] = []
-        while self._deadlines and self._deadlines[0][0] <= at:
-            deadline, lead_id, stage, entered = heapq.heappop(self._deadlines)
+        while self._deadlines and self._deadlines[0][0][0] <= at:
+            (deadline, lead_id), stage, entered = heapq.heappop(self._deadlines)
             journey = self._journeys[lead_id]
             if (
                 journey.stage != stage
@@ -572,13 +560,14 @@ class Engine:
                 continue
             pending = _Pending(self)
             pending.add(
-                RecordKind.ESCALATION,
-                lead_id,
-                deadline,
-                source=stage,
-                to_team=journey.owner,
-                reason=f"in {stage!r} since {entered.isoformat()}, past its SLA",
-                data={"deadline": deadline.isoformat(), "entered": entered.isoformat()},
+                lifecycle.escalation(
+                    lead_id,
+                    pending.seq,
+                    stage=stage,
+                    entered=entered,
+                    deadline=deadline,
+                    team=journey.owner,
+                )
             )
             out.extend(pending.commit())
         self._clock = at if self._clock is None or at > self._clock else self._clock
@@ -608,15 +597,15 @@ class Engine:
         touch_id: str | None,
     ) -> Journey:
         journey = pending.add(
-            RecordKind.TRANSITION,
-            journey.lead_id,
-            at,
-            actor=actor,
-            reason=reason,
-            event=transition.event,
-            source=transition.source,
-            target=transition.target,
-            touch_id=touch_id,
+            lifecycle.transition(
+                journey.lead_id,
+                pending.seq,
+                at,
+                move=transition,
+                actor=actor,
+                reason=reason,
+                touch_id=touch_id,
+            )
         )
         return self._handoff(pending, journey, at=at, actor=actor, reason=reason, touch_id=touch_id)
 
@@ -634,15 +623,17 @@ class Engine:
         if team == journey.owner:
             return journey
         return pending.add(
-            RecordKind.HANDOFF,
-            journey.lead_id,
-            at,
-            actor=actor,
-            reason=reason,
-            target=journey.stage,
-            from_team=journey.owner,
-            to_team=team,
-            touch_id=touch_id,
+            lifecycle.handoff(
+                journey.lead_id,
+                pending.seq,
+                at,
+                stage=journey.stage,
+                from_team=journey.owner,
+                to_team=team,
+                actor=actor,
+                reason=reason,
+                touch_id=touch_id,
+            )
         )
 
     def _check_clock(self, at: datetime, what: str) -> None:
@@ -667,24 +658,20 @@ class Engine:
         journey = self._require(lead_id, action, actor, at)
         self._permit(journey, action, actor, at)
         if not journey.pending_acceptance:
-            self._refuse(lead_id, action, actor, at, "no handoff is waiting for acceptance")
+            self._refuse(lead_id, action, actor, at, lifecycle.NOTHING_TO_ANSWER)
         return journey, at
 
     def _require(self, lead_id: str, action: str, actor: Actor, at: datetime) -> Journey:
         journey = self._journeys.get(lead_id)
         if journey is None:
-            self._refuse(lead_id, action, actor, at, "no journey exists for this lead")
+            self._refuse(lead_id, action, actor, at, lifecycle.NO_JOURNEY)
         return journey
 
     def _permit(self, journey: Journey, action: str, actor: Actor, at: datetime) -> None:
         if actor == SYSTEM or self.owners.may_act(actor, journey.owner):
             return
         self._refuse(
-            journey.lead_id,
-            action,
-            actor,
-            at,
-            f"the journey is owned by {journey.owner!r}; only that team may act on it",
+            journey.lead_id, action, actor, at, lifecycle.OWNED_BY.format(owner=journey.owner)
         )
 
     def _refuse(
@@ -700,12 +687,15 @@ class Engine:
         journey = self._journeys.get(lead_id)
         pending = _Pending(self)
         pending.note(
-            lead_id,
-            at,
-            actor=actor,
-            event=action,
-            source=journey.stage if journey is not None else None,
-            reason=reason,
+            lifecycle.refused(
+                lead_id,
+                pending.seq,
+                at,
+                actor=actor,
+                event=action,
+                stage=journey.stage if journey is not None else None,
+                reason=reason,
+            )
         )
         pending.commit()
         if cause is not None:
@@ -713,10 +703,7 @@ class Engine:
         raise ActionRefused(lead_id, action, actor, reason)
 
 
-def _hook_name(hook: object, default: str) -> str:
-    if hook is None:
-        return default
-    return str(getattr(hook, "__name__", None) or type(hook).__name__)
+_hook_name = hook_name  # the bulk path's name for it
 
 
 class _Pending:
@@ -730,34 +717,23 @@ class _Pending:
         self.engine = engine
         self.records: list[Record] = []
         self.journeys: dict[str, Journey] = {}
+        self.seq = len(engine._records)
+        """The place in the log of the next record."""
 
-    def _record(
-        self, kind: RecordKind, lead_id: str, at: datetime, actor: Actor, fields: dict[str, Any]
-    ) -> Record:
-        engine = self.engine
-        record = Record(
-            lead_id=lead_id,
-            seq=len(engine._records) + len(self.records),
-            at=at,
-            kind=kind,
-            actor=actor,
-            **fields,
-        )
-        self.records.append(record)
-        return record
-
-    def add(
-        self, kind: RecordKind, lead_id: str, at: datetime, *, actor: Actor = SYSTEM, **fields: Any
-    ) -> Journey:
+    def add(self, record: Record) -> Journey:
         """Append a state-changing record and return the journey after it."""
+        lead_id = record.lead_id
         current = self.journeys.get(lead_id, self.engine._journeys.get(lead_id))
-        journey = apply(self.engine.funnel, current, self._record(kind, lead_id, at, actor, fields))
+        journey = apply(self.engine.funnel, current, record)
         self.journeys[lead_id] = journey
+        self.records.append(record)
+        self.seq += 1
         return journey
 
-    def note(self, lead_id: str, at: datetime, *, actor: Actor, **fields: Any) -> None:
+    def note(self, record: Record) -> None:
         """Append a refusal: recorded, but it changes no journey."""
-        self._record(RecordKind.REFUSED, lead_id, at, actor, fields)
+        self.records.append(record)
+        self.seq += 1
 
     def commit(self) -> list[Record]:
         engine = self.engine
@@ -765,14 +741,17 @@ class _Pending:
         engine._journeys.update(self.journeys)
         for record in self.records:
             journey = engine._journeys.get(record.lead_id)
-            if record.kind.enters_stage:
-                assert journey is not None
-                deadline = journey.deadline(engine.funnel)
-                if deadline is not None and journey.stage == record.target:
-                    entered = journey.stages[journey.stage].entered
+            if record.kind.enters_stage and journey is not None and journey.stage == record.target:
+                entered = journey.stages[journey.stage].entered
+                deadline = lifecycle.sla_deadline(engine.funnel, journey.stage, entered)
+                if deadline is not None:
                     heapq.heappush(
                         engine._deadlines,
-                        (deadline, record.lead_id, journey.stage, entered),
+                        (
+                            lifecycle.escalation_order(deadline, record.lead_id),
+                            journey.stage,
+                            entered,
+                        ),
                     )
             if engine._clock is None or record.at > engine._clock:
                 engine._clock = record.at
@@ -796,19 +775,3 @@ def _notify(listeners: Sequence[object], record: Record, journey: Journey | None
             )
             if method is not None:
                 method(record, journey)
-
-
-class _ReadOnly(Mapping[str, Journey]):
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Journey]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Journey:
-        return self._data[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)

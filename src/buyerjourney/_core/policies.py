@@ -34,10 +34,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
+from buyerjourney._core.protocols import Policy
 from buyerjourney._core.records import Touch, is_finite_number
 from buyerjourney._core.scoring import Score, _entry_points, _fmt, _hook_name, _load_plugin
 from buyerjourney.errors import HookError
@@ -92,15 +93,6 @@ class Decision:
     def acts(self) -> bool:
         """Whether the decision asks for an event."""
         return self.event is not None
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """Anything that decides when a journey moves. Plain functions qualify."""
-
-    def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
-        """Return the decision for *journey* after *touch* was scored."""
-        ...
 
 
 # ---------------------------------------------------------------- validation

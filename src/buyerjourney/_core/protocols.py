@@ -1,9 +1,11 @@
-"""Guards: named hooks that decide whether a transition may happen.
+"""Every extension point in one place: guards, scorers, policies and listeners.
 
-Funnels refer to guards by name only (so a funnel file never carries code).
-An application registers the callables under those names in a :class:`Hooks`
-registry and hands the registry to an engine. Each registry is an ordinary
-object: there is no global state.
+Each is a :class:`typing.Protocol` (plain functions qualify where the
+protocol is a call). Funnels refer to guards by name only (so a funnel file
+never carries code): an application registers the callables under those
+names in a :class:`Hooks` registry and hands the registry to an engine. Each
+registry is an ordinary object: there is no global state. :func:`hook_name`
+is how every engine names a hook in errors and records.
 """
 
 from __future__ import annotations
@@ -11,14 +13,70 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from buyerjourney._core._values import frozen_mapping
 from buyerjourney.errors import HookError, UnknownHook
 
-__all__ = ["Context", "Guard", "Hooks", "evaluate_guard"]
+if TYPE_CHECKING:
+    from buyerjourney._core.journey import Journey
+    from buyerjourney._core.policies import Decision
+    from buyerjourney._core.records import Record, Touch
+    from buyerjourney._core.scoring import Lead, Score
+
+__all__ = [
+    "Context",
+    "Guard",
+    "Hooks",
+    "Listener",
+    "Policy",
+    "Scorer",
+    "evaluate_guard",
+    "hook_name",
+]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores a lead at a point in time.
+
+    Plain functions with this signature qualify.
+    """
+
+    def __call__(self, lead: Lead, at: datetime) -> Score:
+        """Return the lead's score at *at*, with its breakdown."""
+        ...
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that decides when a journey moves. Plain functions qualify."""
+
+    def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
+        """Return the decision for *journey* after *touch* was scored."""
+        ...
+
+
+class Listener(Protocol):
+    """Receives every record the engine commits. All methods are optional.
+
+    ``on_record(record, journey)`` is called for every record;
+    ``on_handoff``, ``on_escalation`` and ``on_refused`` additionally for
+    records of those kinds. *journey* is the state after the record (``None``
+    for a refusal about a lead that has no journey).
+    """
+
+    def on_record(self, record: Record, journey: Journey | None) -> None:
+        """Called for every committed record."""
+
+
+def hook_name(hook: object, default: str) -> str:
+    """The name a hook goes by in errors and records: its ``__name__``, else its class's."""
+    if hook is None:
+        return default
+    return str(getattr(hook, "__name__", None) or type(hook).__name__)
 
 
 @attrs.frozen

@@ -36,11 +36,12 @@ import importlib.metadata
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, TypeVar, cast
 
 import attrs
 
 from buyerjourney._core._values import frozen_mapping
+from buyerjourney._core.protocols import Scorer
 from buyerjourney._core.records import Touch, is_finite_number
 from buyerjourney.errors import HookError, UnknownHook
 
@@ -175,18 +176,6 @@ class Score:
                 )
                 raise ValueError(msg)
         return _score([(item.rule, _micro(item.points), item.detail) for item in items], grade)
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """Anything that scores a lead at a point in time.
-
-    Plain functions with this signature qualify.
-    """
-
-    def __call__(self, lead: Lead, at: datetime) -> Score:
-        """Return the lead's score at *at*, with its breakdown."""
-        ...
 
 
 # ---------------------------------------------------------------- exact points

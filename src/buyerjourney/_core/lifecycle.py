@@ -1,0 +1,361 @@
+"""The rules of a journey's life, one home each: what every step writes, and when.
+
+Every engine — :class:`~buyerjourney.Engine` with either stepping backend,
+and the bulk path of :mod:`buyerjourney.bulk` — builds its records with the
+builders here, takes every reason text from here, and asks here when a
+threshold is crossed, when an SLA runs out, in which order escalations come,
+which transition recycles a rejected lead and who the policy acts as. The
+verifier and the reports compare against the same texts and functions, so
+nothing has to parse a message back out of a string.
+
+The stateful test harness (:mod:`buyerjourney.testing.oracle`) deliberately
+does *not* call these: it is the independent oracle that holds them equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core.records import Actor, Record, RecordKind
+
+__all__ = [
+    "ALREADY_IN",
+    "AWAITS_ACCEPTANCE",
+    "AWAITS_ANSWER",
+    "NOTHING_TO_ANSWER",
+    "NO_JOURNEY",
+    "OVERRIDE_NEEDS_REASON",
+    "OWNED_BY",
+    "PAST_SLA",
+    "POLICY_ACTOR_PREFIX",
+    "REJECTION_NEEDS_REASON",
+    "accepted",
+    "breakdown_rows",
+    "created",
+    "crossings",
+    "escalation",
+    "escalation_order",
+    "handoff",
+    "override",
+    "policy_actor",
+    "recycle_transitions",
+    "refused",
+    "rejected",
+    "scored",
+    "sla_deadline",
+    "threshold",
+    "transition",
+]
+
+# ---------------------------------------------------------------- reason texts
+
+AWAITS_ACCEPTANCE = "stage {stage!r} waits for the receiving team to accept"
+"""Why a policy's decision is refused while a handoff waits for acceptance."""
+
+AWAITS_ANSWER = "stage {stage!r} waits for the receiving team to accept or reject"
+"""Why a person's ``send`` is refused while a handoff waits for acceptance."""
+
+PAST_SLA = "in {stage!r} since {entered}, past its SLA"
+"""The reason of an ESCALATION record (*entered* in ISO format)."""
+
+NO_JOURNEY = "no journey exists for this lead"
+"""Why an action on a lead without a journey is refused."""
+
+NOTHING_TO_ANSWER = "no handoff is waiting for acceptance"
+"""Why an accept or reject is refused when nothing waits."""
+
+REJECTION_NEEDS_REASON = "a rejection needs a reason"
+"""Why a reject without a reason is refused."""
+
+OVERRIDE_NEEDS_REASON = "an override needs a reason"
+"""Why an override without a reason is refused."""
+
+ALREADY_IN = "the journey is already in {stage!r}"
+"""Why an override to the current stage is refused."""
+
+OWNED_BY = "the journey is owned by {owner!r}; only that team may act on it"
+"""Why an actor of another team is refused."""
+
+POLICY_ACTOR_PREFIX = "policy:"
+"""Records a policy causes name ``policy:<policy name>`` as their actor."""
+
+
+def policy_actor(policy_name: str) -> Actor:
+    """The actor of every record a policy's decision causes."""
+    return Actor(f"{POLICY_ACTOR_PREFIX}{policy_name}")
+
+
+# ---------------------------------------------------------------- rules
+
+
+def crossings(thresholds: Iterable[float], old: float, new: float) -> Iterator[tuple[float, bool]]:
+    """The thresholds a score change from *old* to *new* crosses, as ``(threshold, upwards)``.
+
+    A threshold is crossed upwards when ``old < threshold <= new`` and
+    downwards when ``new < threshold <= old``; *thresholds* are taken in the
+    order given (the engine keeps them sorted).
+    """
+    for limit in thresholds:
+        if old < limit <= new or new < limit <= old:
+            yield limit, new >= limit
+
+
+def sla_deadline(funnel: Funnel, stage: str, entered: datetime) -> datetime | None:
+    """When a visit of *stage* entered at *entered* breaches the stage's SLA (``None``: no SLA)."""
+    sla: timedelta | None = funnel.stage(stage).sla
+    return None if sla is None else entered + sla
+
+
+def escalation_order(deadline: datetime, lead_id: str) -> tuple[datetime, str]:
+    """The sort key of escalations: by deadline, then by lead id (deterministic replay)."""
+    return deadline, lead_id
+
+
+def recycle_transitions(funnel: Funnel) -> Mapping[str, Transition]:
+    """For every gate stage, the backward transition a rejection takes (validated to exist)."""
+    return {
+        s.name: next(
+            t for t in funnel.transitions_from(s.name) if t.direction is Direction.BACKWARD
+        )
+        for s in funnel.stages
+        if s.gate
+    }
+
+
+def breakdown_rows(items: Iterable[Any]) -> list[list[Any]]:
+    """A score breakdown as stored in a SCORED record: ``[[rule, points, detail], ...]``."""
+    return [[i.rule, i.points, i.detail] for i in items]
+
+
+# ---------------------------------------------------------------- record builders
+# Each builder takes the record's place in the log (*seq*) and what the step
+# knows; the fields and data layout of each kind are decided here only.
+
+
+def created(
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    *,
+    stage: str,
+    team: str,
+    touch_id: str | None,
+    attributes: Mapping[str, Any],
+) -> Record:
+    """A journey starts in the funnel's initial *stage*, owned by *team*."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.CREATED,
+        target=stage,
+        to_team=team,
+        touch_id=touch_id,
+        data={"attributes": dict(attributes)} if attributes else {},
+    )
+
+
+def scored(
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    *,
+    score: float,
+    delta: float | None,
+    breakdown: Sequence[Any] | None,
+    grade: str | None,
+    attributes: Mapping[str, Any] | None,
+    touch_id: str | None,
+) -> Record:
+    """A touch scored the lead: the value, and in ``data`` delta, breakdown, grade, new attributes.
+
+    *delta* and *breakdown* may be ``None`` for a light record (the bulk
+    path's summaries); *attributes* are those the touch brought, unless the
+    CREATED record of the same touch already carries them.
+    """
+    data: dict[str, Any] = {}
+    if delta is not None:
+        data["delta"] = delta
+    if breakdown is not None:
+        data["breakdown"] = breakdown_rows(breakdown)
+    if grade is not None:
+        data["grade"] = grade
+    if attributes:
+        data["attributes"] = dict(attributes)
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.SCORED,
+        score=score,
+        touch_id=touch_id,
+        data=data,
+    )
+
+
+def threshold(
+    lead_id: str, seq: int, at: datetime, *, score: float, limit: float, touch_id: str | None
+) -> Record:
+    """The score crossed *limit* (see :func:`crossings`)."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.THRESHOLD,
+        score=score,
+        touch_id=touch_id,
+        data={"threshold": limit, "up": score >= limit},
+    )
+
+
+def transition(
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    *,
+    move: Transition,
+    actor: Actor,
+    reason: str,
+    touch_id: str | None,
+) -> Record:
+    """The journey takes the funnel transition *move*."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.TRANSITION,
+        actor=actor,
+        reason=reason,
+        event=move.event,
+        source=move.source,
+        target=move.target,
+        touch_id=touch_id,
+    )
+
+
+def handoff(
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    *,
+    stage: str,
+    from_team: str,
+    to_team: str,
+    actor: Actor,
+    reason: str,
+    touch_id: str | None,
+) -> Record:
+    """The owner changes on entering *stage*."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.HANDOFF,
+        actor=actor,
+        reason=reason,
+        target=stage,
+        from_team=from_team,
+        to_team=to_team,
+        touch_id=touch_id,
+    )
+
+
+def escalation(
+    lead_id: str, seq: int, *, stage: str, entered: datetime, deadline: datetime, team: str
+) -> Record:
+    """A visit of *stage* passed its SLA; dated at its *deadline*."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=deadline,
+        kind=RecordKind.ESCALATION,
+        source=stage,
+        to_team=team,
+        reason=PAST_SLA.format(stage=stage, entered=entered.isoformat()),
+        data={"deadline": deadline.isoformat(), "entered": entered.isoformat()},
+    )
+
+
+def refused(
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    *,
+    actor: Actor,
+    event: str,
+    stage: str | None,
+    reason: str,
+    touch_id: str | None = None,
+) -> Record:
+    """An action or decision (*event*) was refused in *stage*; nothing changed."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.REFUSED,
+        actor=actor,
+        event=event,
+        source=stage,
+        touch_id=touch_id,
+        reason=reason,
+    )
+
+
+def accepted(
+    lead_id: str, seq: int, at: datetime, *, actor: Actor, stage: str, team: str, reason: str
+) -> Record:
+    """The receiving *team* accepted the handoff waiting in *stage*."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.ACCEPTED,
+        actor=actor,
+        reason=reason,
+        source=stage,
+        to_team=team,
+    )
+
+
+def rejected(
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    *,
+    actor: Actor,
+    recycle: Transition,
+    team: str,
+    reason: str,
+) -> Record:
+    """The receiving *team* rejected the handoff; the *recycle* transition follows."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.REJECTED,
+        actor=actor,
+        reason=reason,
+        event=recycle.event,
+        source=recycle.source,
+        target=recycle.target,
+        from_team=team,
+    )
+
+
+def override(
+    lead_id: str, seq: int, at: datetime, *, actor: Actor, source: str, target: str, reason: str
+) -> Record:
+    """Someone set the stage by hand from *source* to *target*."""
+    return Record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.OVERRIDE,
+        actor=actor,
+        reason=reason,
+        source=source,
+        target=target,
+    )
