@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from buyerjourney import presets
+from buyerjourney import Transition, presets
 from buyerjourney._adapters.sqlite import SQLiteStore
 from buyerjourney._core.records import Action, Actor, Touch
 from buyerjourney._engine import Engine
@@ -18,6 +18,7 @@ from buyerjourney._pipeline import default_pipeline, read_stream, run
 from buyerjourney._report import format_summary, summarize
 from buyerjourney.cli import main
 from buyerjourney.errors import InvalidTouch
+from sample_funnels import demo_funnel
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -188,3 +189,32 @@ def test_bulk_replay_picks_the_fast_path_and_matches_the_engine() -> None:
     engine.ingest(touches)
     assert tuple(fast.records()) == engine.records
     assert fast.journey_dict() == dict(engine.journeys)
+
+
+def test_an_extended_and_renamed_preset_keeps_its_default_thresholds() -> None:
+    """Regression: thresholds were keyed by funnel name, so ``extend(name=...)`` lost them."""
+    base = default_pipeline(presets.seed())
+    renamed = default_pipeline(presets.seed().extend(name="our_funnel"))
+    assert renamed.thresholds == base.thresholds == (20,)
+    touches = [
+        Touch(f"t{i}", "acme", datetime(2024, 3, 4, 9, i, tzinfo=timezone.utc), "webinar_attended")
+        for i in range(2)
+    ]
+    engine = renamed.engine()
+    engine.ingest(touches)
+    assert engine.journey("acme").stage == "consideration"
+
+
+def test_default_thresholds_fit_only_what_the_funnel_still_has() -> None:
+    trimmed = presets.demand_waterfall().extend(
+        name="ours",
+        remove_transitions=["hand_off"],
+        add_transitions=[Transition("pass_to_sales", "mql", "sal")],
+    )
+    steps = presets.default_thresholds(trimmed)
+    assert [(s.score, s.event, s.stage) for s in steps] == [(25, "qualify", "inquiry")]
+    assert presets.default_thresholds(demo_funnel()) == ()
+    assert presets.default_thresholds(presets.hubspot_lifecycle()) == (
+        presets.ThresholdStep(10, "to_lead", "subscriber", "lead"),
+        presets.ThresholdStep(50, "to_mql", "lead", "mql"),
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import attrs
 
+from buyerjourney import presets
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import AnyOf, Policy, ThresholdPolicy, TouchKindPolicy
@@ -72,14 +73,6 @@ def default_scorer() -> Scorer:
     )
 
 
-_THRESHOLDS: dict[str, tuple[tuple[float, str, str], ...]] = {
-    # preset name: (score, event, from stage) in order
-    "seed": ((20, "engage", "awareness"),),
-    "hubspot": ((10, "to_lead", "subscriber"), (50, "to_mql", "lead")),
-    "waterfall": ((25, "qualify", "inquiry"), (60, "hand_off", "mql")),
-}
-
-
 @attrs.frozen
 class Pipeline:
     """Everything an engine needs besides the data.
@@ -120,18 +113,17 @@ def default_pipeline(
     """A ready pipeline for *funnel*: default points, thresholds and event touches.
 
     - Scorer: :func:`default_scorer`.
-    - Policy: for the presets (by funnel name ``seed``, ``hubspot``,
-      ``waterfall``), score thresholds move leads through the marketing
-      stages (e.g. waterfall: inquiry → MQL at 25, MQL → SAL at 60); for
+    - Policy: for the presets and funnels extended from them (see
+      :func:`buyerjourney.presets.default_thresholds`; a new name keeps
+      them), score thresholds move leads through the marketing stages
+      (e.g. waterfall: inquiry → MQL at 25, MQL → SAL at 60); for
       every funnel, a touch whose kind is the name of an event sends that
       event (so ``{"kind": "unsubscribe"}`` … or ``{"kind": "lose"}`` works).
     - Owners: the funnel's stage owners unless *owners* is given.
     """
-    steps = _THRESHOLDS.get(funnel.name, ())
+    steps = presets.default_thresholds(funnel)
     policies: list[Policy] = [
-        ThresholdPolicy(score, event, stages=(stage,))
-        for score, event, stage in steps
-        if stage in funnel and event in funnel.allowed_events(stage)
+        ThresholdPolicy(step.score, step.event, stages=(step.stage,)) for step in steps
     ]
     policies.append(TouchKindPolicy({event: event for event in funnel.events}))
     return Pipeline(
@@ -140,7 +132,7 @@ def default_pipeline(
         hooks=hooks if hooks is not None else Hooks(),
         scorer=default_scorer(),
         policy=AnyOf(*policies),
-        thresholds=tuple(sorted({score for score, _, _ in steps})),
+        thresholds=tuple(sorted({step.score for step in steps})),
     )
 
 

@@ -14,11 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import NamedTuple
 
 from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
 from buyerjourney.errors import UnknownPreset
 
-__all__ = ["demand_waterfall", "get", "hubspot_lifecycle", "names", "seed"]
+__all__ = [
+    "ThresholdStep",
+    "default_thresholds",
+    "demand_waterfall",
+    "get",
+    "hubspot_lifecycle",
+    "names",
+    "seed",
+]
 
 _FWD, _BACK, _EXIT = Direction.FORWARD, Direction.BACKWARD, Direction.EXIT
 
@@ -246,3 +255,54 @@ def get(name: str) -> Funnel:
     except (KeyError, TypeError):
         raise UnknownPreset(name, _PRESETS) from None
     return factory()
+
+
+class ThresholdStep(NamedTuple):
+    """A default score threshold of a preset: at *score*, send *event* from *stage* to *target*."""
+
+    score: float
+    event: str
+    stage: str
+    target: str
+
+
+_THRESHOLDS: dict[str, tuple[ThresholdStep, ...]] = {
+    "seed": (ThresholdStep(20, "engage", "awareness", "consideration"),),
+    "hubspot": (
+        ThresholdStep(10, "to_lead", "subscriber", "lead"),
+        ThresholdStep(50, "to_mql", "lead", "mql"),
+    ),
+    "waterfall": (
+        ThresholdStep(25, "qualify", "inquiry", "mql"),
+        ThresholdStep(60, "hand_off", "mql", "sal"),
+    ),
+}
+
+
+def _fits(funnel: Funnel, step: ThresholdStep) -> bool:
+    return step.stage in funnel and any(
+        t.event == step.event and t.target == step.target
+        for t in funnel.transitions_from(step.stage)
+    )
+
+
+def default_thresholds(funnel: Funnel) -> tuple[ThresholdStep, ...]:
+    """The default score thresholds for *funnel*, if it is a preset or built from one.
+
+    A step applies when its stage is in the funnel and its event still
+    leads from that stage to the same target: checked on the structure, not
+    the name, so a funnel derived with :meth:`~buyerjourney.Funnel.extend`
+    keeps its preset's thresholds whatever its new name. A funnel named like
+    a preset uses that preset's steps; any other uses the preset with the
+    most applicable steps (the first in :func:`names` order on a tie). A
+    funnel that shares no step with a preset gets none.
+    """
+    candidates = (
+        [_THRESHOLDS[funnel.name]] if funnel.name in _THRESHOLDS else list(_THRESHOLDS.values())
+    )
+    best: tuple[ThresholdStep, ...] = ()
+    for steps in candidates:
+        fitting = tuple(step for step in steps if _fits(funnel, step))
+        if len(fitting) > len(best):
+            best = fitting
+    return best
