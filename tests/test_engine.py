@@ -93,7 +93,7 @@ def test_touches_score_qualify_and_hand_off(engine: Engine) -> None:
     assert (handoff.from_team, handoff.to_team, handoff.target) == ("marketing", "sales", "sal")
     assert handoff.reason == "score ≥ 40"
     scored = [r for r in engine.records if r.kind is RecordKind.SCORED]
-    assert scored[-1].data["breakdown"] == [["touches", 40.0, "4 x 10"]]
+    assert scored[-1].data["breakdown"] == (("touches", 40.0, "4 x 10"),)
 
 
 def test_accept_then_sales_moves_to_won(engine: Engine) -> None:

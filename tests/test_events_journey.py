@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buyerjourney import presets
+from buyerjourney import Engine, Lead, Score, ScoreItem, presets
 from buyerjourney._adapters.sqlite import read_jsonl_records, write_jsonl_records
 from buyerjourney._core.journey import apply, rebuild
 from buyerjourney._core.protocols import Context, Hooks, evaluate_guard
@@ -163,3 +164,34 @@ def test_highest_never_goes_down_in_the_fold(moves: list[str]) -> None:
                                                 source=transition.source,
                                                 target=transition.target))  # fmt: skip
         assert funnel.stage(journey.highest).rank >= before
+
+
+def test_attributes_and_data_are_frozen_all_the_way_down() -> None:
+    """Regression: a caller or hook mutating a nested list changed the live journey and log."""
+    products = ["crm", "cms"]
+    touch = Touch("t1", "acme", T0, "visit", attributes={"products": products, "meta": {"a": [1]}})
+    products.append("ads")  # the caller keeps a reference
+    assert touch.attributes["products"] == ("crm", "cms")
+    with pytest.raises(TypeError):
+        touch.attributes["meta"]["a"] = [2]  # type: ignore[index]
+
+    seen: list[object] = []
+
+    def meddling(lead: Lead, at: datetime) -> Score:
+        seen.append(lead.attributes["products"])
+        with pytest.raises((TypeError, AttributeError)):
+            lead.attributes["products"].append("x")  # type: ignore[attr-defined]
+        return Score.from_breakdown([ScoreItem("visits", 5.0, "1 visit")])
+
+    engine = Engine(presets.seed(), scorer=meddling)
+    engine.ingest([touch])
+    journey = engine.journey("acme")
+    assert journey.attributes["products"] == ("crm", "cms")
+    created = engine.records[0]
+    assert created.data["attributes"]["products"] == ("crm", "cms")
+    assert engine.records[1].data["breakdown"] == (("visits", 5.0, "1 visit"),)
+    # the JSON form thaws back to plain lists and dicts, and reads back equal
+    as_json = created.to_dict()
+    assert as_json["data"] == {"attributes": {"products": ["crm", "cms"], "meta": {"a": [1]}}}
+    assert Record.from_dict(json.loads(json.dumps(as_json))) == created
+    assert engine.rebuild() == dict(engine.journeys)

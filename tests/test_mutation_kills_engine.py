@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from buyerjourney import Funnel, Stage, Transition
+from buyerjourney._core._values import thaw
 from buyerjourney._core.journey import Journey
 from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
 from buyerjourney._core.protocols import Context, Hooks
@@ -249,7 +250,7 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
 def test_the_scenario_writes_exactly_this_log(scenario: Scenario) -> None:
     records = scenario.engine.records
     assert [row(r) for r in records] == EXPECTED_LOG
-    assert {r.seq: dict(r.data) for r in records if r.data} == EXPECTED_DATA
+    assert {r.seq: thaw(r.data) for r in records if r.data} == EXPECTED_DATA
 
 
 def test_guards_see_the_journey_the_event_and_the_time(scenario: Scenario) -> None:
@@ -458,7 +459,7 @@ def test_without_a_scorer_every_score_is_zero() -> None:
     engine.ingest_one(t(1, "L1", 0, "visit", segment="smb"))
     engine.ingest_one(t(2, "L1", 1, "visit", segment="mid"))
     scored = [r for r in engine.records if r.kind is RecordKind.SCORED]
-    assert [(r.score, dict(r.data)) for r in scored] == [
+    assert [(r.score, thaw(r.data)) for r in scored] == [
         (0.0, {"delta": 0.0, "breakdown": []}),
         (0.0, {"delta": 0.0, "breakdown": [], "attributes": {"segment": "mid"}}),
     ]

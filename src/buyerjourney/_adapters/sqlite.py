@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from buyerjourney._core._values import thaw
 from buyerjourney._core.journey import Journey
 from buyerjourney._core.records import Record
 
@@ -69,7 +70,7 @@ def _row(record: Record) -> tuple[Any, ...]:
         record.to_team,
         record.score,
         record.touch_id,
-        json.dumps(dict(record.data), sort_keys=True, default=str),
+        json.dumps(thaw(record.data), sort_keys=True, default=str),
     )
 
 

@@ -125,9 +125,9 @@ def recycle_transitions(funnel: Funnel) -> Mapping[str, Transition]:
     }
 
 
-def breakdown_rows(items: Iterable[Any]) -> list[list[Any]]:
-    """A score breakdown as stored in a SCORED record: ``[[rule, points, detail], ...]``."""
-    return [[i.rule, i.points, i.detail] for i in items]
+def breakdown_rows(items: Iterable[Any]) -> tuple[tuple[Any, ...], ...]:
+    """A score breakdown as stored in a SCORED record: ``((rule, points, detail), ...)``."""
+    return tuple((i.rule, i.points, i.detail) for i in items)
 
 
 # ---------------------------------------------------------------- record builders

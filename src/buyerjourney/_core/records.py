@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from buyerjourney._core._values import frozen_mapping
+from buyerjourney._core._values import frozen_mapping, thaw
 from buyerjourney.errors import InvalidTouch
 
 __all__ = ["SYSTEM", "Action", "Actor", "Record", "RecordKind", "Touch", "parse_time"]
@@ -119,9 +119,9 @@ class Touch:
             "kind": self.kind,
         }
         if self.properties:
-            out["properties"] = dict(self.properties)
+            out["properties"] = thaw(self.properties)
         if self.attributes:
-            out["attributes"] = dict(self.attributes)
+            out["attributes"] = thaw(self.attributes)
         return out
 
 
@@ -320,7 +320,7 @@ class Record:
             if value not in (None, ""):
                 out[key] = value
         if self.data:
-            out["data"] = dict(self.data)
+            out["data"] = thaw(self.data)
         return out
 
     @classmethod
