@@ -42,8 +42,9 @@ from buyerjourney._core.records import SYSTEM, Actor  # noqa: E402
 from buyerjourney._engine import Engine  # noqa: E402
 from buyerjourney._pipeline import Pipeline  # noqa: E402
 from buyerjourney._report import summarize  # noqa: E402
+from buyerjourney.bulk import JourneyStore, TouchBatch, plan, replay  # noqa: E402
 from buyerjourney.bulk._columnar import ColumnarLog, stable_order, summarize_columnar  # noqa: E402
-from buyerjourney.bulk._replay import JourneyStore, TouchBatch, _micro_exact, plan, replay  # noqa: E402
+from buyerjourney.bulk._kernels import micro_exact  # noqa: E402
 from buyerjourney.errors import HookError, MissingExtra  # noqa: E402
 from buyerjourney.policies import Decision, MatrixPolicy  # noqa: E402
 from buyerjourney.scoring import Lead  # noqa: E402
@@ -439,13 +440,13 @@ def test_exact_micro_points_round_half_to_even(
 ) -> None:
     a_arr = np.array(a, np.int64)
     b_arr = np.array(b[: len(a)], np.int64)
-    got = _micro_exact(np, a_coef, a_arr, b_coef, b_arr).tolist()
+    got = micro_exact(np, a_coef, a_arr, b_coef, b_arr).tolist()
     assert got == [round(a_coef * x - b_coef * y) for x, y in zip(a, b, strict=False)]
 
 
 def test_exact_ties_are_resolved_to_even() -> None:
     a = np.array([1, 3, 5, 7], np.int64)
-    got = _micro_exact(np, Fraction(1, 2), a).tolist()
+    got = micro_exact(np, Fraction(1, 2), a).tolist()
     assert got == [0, 2, 2, 4]
 
 

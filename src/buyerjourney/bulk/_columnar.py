@@ -22,12 +22,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.records import Record, RecordKind
 from buyerjourney._report import ReplaySummary, StageRow
+from buyerjourney.bulk._schema import (
+    ACCEPTED,
+    CREATED,
+    EPOCH,
+    ESCALATION,
+    HANDOFF,
+    KIND_CODE,
+    KINDS,
+    LOG_COLUMNS,
+    OVERRIDE,
+    REFUSED,
+    REJECTED,
+    TRANSITION,
+    from_micros,
+    log_dtypes,
+    to_micros,
+)
 from buyerjourney.errors import MissingExtra
 
 Array = Any
@@ -43,23 +60,6 @@ __all__ = [
     "summarize_columnar",
     "to_micros",
 ]
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-"""Time zero of the microsecond columns (UTC)."""
-
-KINDS: tuple[RecordKind, ...] = tuple(RecordKind)
-"""Record kinds by their code in :attr:`ColumnarLog.kind`."""
-
-_CODE = {kind: i for i, kind in enumerate(KINDS)}
-_CREATED = _CODE[RecordKind.CREATED]
-_TRANSITION = _CODE[RecordKind.TRANSITION]
-_OVERRIDE = _CODE[RecordKind.OVERRIDE]
-_HANDOFF = _CODE[RecordKind.HANDOFF]
-_ESCALATION = _CODE[RecordKind.ESCALATION]
-_REFUSED = _CODE[RecordKind.REFUSED]
-_ACCEPTED = _CODE[RecordKind.ACCEPTED]
-_REJECTED = _CODE[RecordKind.REJECTED]
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def numpy_or_raise(feature: str = "fast replay") -> Any:
@@ -98,20 +98,13 @@ def sort_keys(np: Any, keys: Array) -> tuple[Array, Array]:
     return composite, ordered
 
 
-def to_micros(at: datetime) -> int:
-    """Microseconds since :data:`EPOCH` of an aware datetime."""
-    return (at - EPOCH) // _MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    """The UTC datetime *value* microseconds after :data:`EPOCH`."""
-    return EPOCH + timedelta(microseconds=int(value))
-
-
 class ColumnarLog:
     """A journey log stored as columns: one row per record, in ``seq`` order.
 
-    Columns (NumPy arrays of equal length; ``-1`` means "none"):
+    Columns (NumPy arrays of equal length; ``-1`` means "none"). A code
+    column has the narrowest signed integer dtype that holds all its codes,
+    never narrower than shown (a funnel of more than 127 stages gets
+    ``int16`` stage codes, and so on):
 
     * ``kind`` (int8): the record kind, an index into :data:`KINDS`;
     * ``lead`` (int32): an index into :attr:`lead_ids`;
@@ -122,7 +115,8 @@ class ColumnarLog:
     * ``event`` (int16): an index into :attr:`events`;
     * ``score`` (float64): the score, NaN when the record has none;
     * ``aux`` (int32): kind-specific: for a refusal, an index into
-      :attr:`messages` (its reason); for a threshold, the threshold's index.
+      :attr:`messages` (its reason); for a threshold, the threshold's index;
+      for an escalation, the position of the touch that entered the stage.
 
     Records are materialised on demand; the seq of a row is its position.
 
@@ -138,10 +132,7 @@ class ColumnarLog:
         records: The records the log was built from, if any.
     """
 
-    COLUMNS: tuple[str, ...] = (
-        "kind", "lead", "at", "touch", "source", "target", "from_team", "to_team",
-        "event", "score", "aux",
-    )  # fmt: skip
+    COLUMNS: tuple[str, ...] = LOG_COLUMNS
 
     def __init__(
         self,
@@ -213,41 +204,40 @@ class ColumnarLog:
         events: dict[str, int] = {}
         messages: dict[str, int] = {}
         stages = {name: i for i, name in enumerate(funnel.stage_names)}
-        n = len(kept)
-        kind = np.empty(n, np.int8)
-        lead = np.empty(n, np.int32)
-        at = np.empty(n, np.int64)
-        source = np.full(n, -1, np.int8)
-        target = np.full(n, -1, np.int8)
-        from_team = np.full(n, -1, np.int8)
-        to_team = np.full(n, -1, np.int8)
-        event = np.full(n, -1, np.int16)
-        score = np.full(n, np.nan)
-        aux = np.full(n, -1, np.int32)
 
         def code(table: dict[str, int], value: str | None) -> int:
             if value is None:
                 return -1
             return table.setdefault(value, len(table))
 
-        for i, r in enumerate(kept):
-            kind[i] = _CODE[r.kind]
-            lead[i] = code(leads, r.lead_id)
-            at[i] = to_micros(r.at)
-            source[i] = stages.get(r.source, -1) if r.source is not None else -1
-            target[i] = stages.get(r.target, -1) if r.target is not None else -1
-            from_team[i] = code(teams, r.from_team)
-            to_team[i] = code(teams, r.to_team)
-            event[i] = code(events, r.event)
-            if r.score is not None:
-                score[i] = r.score
-            if r.kind is RecordKind.REFUSED:
-                aux[i] = code(messages, r.reason)
-        columns = {
-            "kind": kind, "lead": lead, "at": at, "touch": np.full(n, -1, np.int32),
-            "source": source, "target": target, "from_team": from_team, "to_team": to_team,
-            "event": event, "score": score, "aux": aux,
-        }  # fmt: skip
+        def stage(name: str | None) -> int:
+            return -1 if name is None else stages.get(name, -1)
+
+        # Codes are gathered as Python ints first: the dtypes depend on how
+        # many codes there are.
+        values: dict[str, list[Any]] = {name: [] for name in LOG_COLUMNS}
+        for r in kept:
+            values["kind"].append(KIND_CODE[r.kind])
+            values["lead"].append(code(leads, r.lead_id))
+            values["at"].append(to_micros(r.at))
+            values["touch"].append(-1)
+            values["source"].append(stage(r.source))
+            values["target"].append(stage(r.target))
+            values["from_team"].append(code(teams, r.from_team))
+            values["to_team"].append(code(teams, r.to_team))
+            values["event"].append(code(events, r.event))
+            values["score"].append(np.nan if r.score is None else r.score)
+            values["aux"].append(code(messages, r.reason) if r.kind is RecordKind.REFUSED else -1)
+        dtypes = log_dtypes(
+            np,
+            leads=len(leads),
+            touches=0,
+            stages=len(stages),
+            teams=len(teams),
+            events=len(events),
+            aux=len(messages),
+        )
+        columns = {name: np.array(values[name], dtypes[name]) for name in LOG_COLUMNS}
         return cls(
             funnel,
             columns,
@@ -291,11 +281,11 @@ def summarize_columnar(log: ColumnarLog) -> ReplaySummary:  # noqa: PLR0915  (ar
     # One pass picks the rows the summary reads (entries, handoffs, escalations,
     # refusals: a minority of a log); everything else works on that subset.
     wanted = np.zeros(len(KINDS), bool)
-    wanted[[_CREATED, _TRANSITION, _OVERRIDE, _HANDOFF, _ESCALATION, _REFUSED]] = True
+    wanted[[CREATED, TRANSITION, OVERRIDE, HANDOFF, ESCALATION, REFUSED]] = True
     picked = np.flatnonzero(wanted[kind])
     sub_kind = kind[picked]
     sub_target = cols["target"][picked]
-    is_entry = (sub_kind == _CREATED) | (sub_kind == _TRANSITION) | (sub_kind == _OVERRIDE)
+    is_entry = (sub_kind == CREATED) | (sub_kind == TRANSITION) | (sub_kind == OVERRIDE)
     is_entry &= sub_target >= 0
     entries = picked[is_entry]
     e_lead = cols["lead"][entries]
@@ -316,7 +306,7 @@ def summarize_columnar(log: ColumnarLog) -> ReplaySummary:  # noqa: PLR0915  (ar
     s_lead = e_lead[order]
     s_target = e_target[order]
     s_at = e_at[order]
-    s_is_move = sub_kind[is_entry][order] != _CREATED
+    s_is_move = sub_kind[is_entry][order] != CREATED
     if s_lead.shape[0]:
         same = np.empty(s_lead.shape[0], bool)
         same[0] = False
@@ -357,9 +347,9 @@ def summarize_columnar(log: ColumnarLog) -> ReplaySummary:  # noqa: PLR0915  (ar
         previous = int(reached[index[stage.name]])
     rows.extend(row(stage.name, None) for stage in funnel.stages if stage.kind.is_exit)
 
-    handoffs = _pair_counts(log, picked[sub_kind == _HANDOFF])
+    handoffs = _pair_counts(log, picked[sub_kind == HANDOFF])
     breaches: dict[str, int] = {}
-    escalations = picked[sub_kind == _ESCALATION]
+    escalations = picked[sub_kind == ESCALATION]
     sources = cols["source"][escalations]
     for s, n in enumerate(np.bincount(sources[sources >= 0], minlength=n_stages)):
         if n:
@@ -368,10 +358,10 @@ def summarize_columnar(log: ColumnarLog) -> ReplaySummary:  # noqa: PLR0915  (ar
         stages=tuple(rows),
         handoffs=dict(sorted(handoffs.items())),
         breaches=dict(sorted(breaches.items())),
-        refusals=_refusals(log, picked[sub_kind == _REFUSED]),
-        accepted=int(counts[_ACCEPTED]),
-        rejected=int(counts[_REJECTED]),
-        leads=int(counts[_CREATED]),
+        refusals=_refusals(log, picked[sub_kind == REFUSED]),
+        accepted=int(counts[ACCEPTED]),
+        rejected=int(counts[REJECTED]),
+        leads=int(counts[CREATED]),
         records=len(log),
     )
 

@@ -1,4 +1,4 @@
-"""Bulk replay at memory speed: the same log as the engine, computed a batch at a time.
+"""Bulk replay at memory speed: the vectorised lifecycle, the same log as the engine.
 
 :func:`replay` replays a time-ordered batch of touches through a
 :class:`~buyerjourney.Pipeline` into a fresh log and fresh journeys,
@@ -7,28 +7,34 @@ would: the same records (seq, kinds, fields, data) and the same journeys.
 The reference engine stays the definition; a Hypothesis differential test
 holds the fast paths to it.
 
-Three paths, chosen automatically by :func:`plan` (or forced with ``mode=``):
+Three paths, chosen automatically by :func:`~buyerjourney.bulk.plan` (or
+forced with ``mode=``), which is the one place that decides what the fast
+paths may compute (``bulk/_plan.py``):
 
 ``"columnar"``
-    Built-in scorer (:class:`~buyerjourney.scoring.PointsScorer`, or none)
-    and built-in policies (:class:`~buyerjourney.policies.ThresholdPolicy`,
+    Built-in scorer (exactly a :class:`~buyerjourney.scoring.PointsScorer`
+    of built-in parts, or none) and built-in policies (exactly
+    :class:`~buyerjourney.policies.ThresholdPolicy`,
     :class:`~buyerjourney.policies.TouchKindPolicy`, ``AnyOf``/``AllOf`` of
-    them, or none). The whole batch is processed with NumPy: scores are
-    exact integer micro-points from per-lead prefix sums over sliding decay
-    windows; threshold crossings compare each score with the lead's previous
-    one; the policy and the funnel are compiled into one table
+    them, or none). The whole batch is processed with NumPy: scores come
+    from the vectorised kernel (``bulk/_kernels.py``, exact integer
+    micro-points); threshold crossings compare each score with the lead's
+    previous one; the policy and the funnel are compiled into one table
     ``(stage, touch kind, score bucket) -> outcome`` that is applied to all
     leads at once, one touch rank at a time; owners, handoffs and SLA
     escalations are array lookups. Guards and owner overrides are evaluated
     in Python, only where a transition actually needs them.
 ``"hooks"``
-    A scorer of your own: it is called once per touch, in a tight loop, with
-    the :class:`~buyerjourney.scoring.Lead` it expects; everything else is
+    A scorer the kernel does not implement (a scorer of your own, a
+    subclass, a part of a subclassed type, points beyond the kernel's exact
+    range): it is called once per touch, in a tight loop, with the
+    :class:`~buyerjourney.scoring.Lead` it expects; everything else is
     columnar as above.
 ``"reference"``
-    Anything else (a policy of your own, a ``MatrixPolicy``), and batches
-    the engine would quarantine touches of (duplicate ids, times going
-    backwards) or where a guard fails: the reference engine itself.
+    Anything else (a policy of your own, a ``MatrixPolicy``, owner rules of
+    your own), and batches the engine would quarantine touches of (duplicate
+    ids, times going backwards) or where a guard fails: the reference engine
+    itself.
 
 The result is a :class:`Replay`: a :class:`~buyerjourney.bulk.ColumnarLog`
 (records are materialised on demand and compare equal to the engine's), a
@@ -46,44 +52,51 @@ NumPy is the ``fast`` extra: ``pip install 'buyerjourney[fast]'``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
-from fractions import Fraction
-from math import gcd as _gcd
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Literal
 
-import attrs
-
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.journey import Journey, rebuild
-from buyerjourney._core.policies import AllOf, AnyOf, ThresholdPolicy, TouchKindPolicy
-from buyerjourney._core.protocols import Context
+from buyerjourney._core.protocols import Context, hook_name
 from buyerjourney._core.records import Actor, Record, RecordKind, Touch
-from buyerjourney._core.scoring import (
-    LinearDecay,
-    PointsRule,
-    PointsScorer,
-    Score,
-    ScoreItem,
-    TimeWindow,
-    checked_score,
-)
+from buyerjourney._core.scoring import Score, ScoreItem, checked_score
 from buyerjourney._core.table import CompiledFunnel, compile_funnel
-from buyerjourney._engine import Quarantined, _hook_name
+from buyerjourney._engine import Quarantined
 from buyerjourney._pipeline import Pipeline
 from buyerjourney._report import ReplaySummary
 from buyerjourney.bulk._columnar import (
-    EPOCH,
-    KINDS,
     ColumnarLog,
-    from_micros,
     numpy_or_raise,
-    sort_keys,
     stable_order,
     summarize_columnar,
+)
+from buyerjourney.bulk._kernels import SCALE, Groups, columnar_scores
+from buyerjourney.bulk._plan import Compiled, Plan, batch_problem, compile_plan, exact_float, plan
+from buyerjourney.bulk._schema import (
+    CREATED,
+    EPOCH,
+    ESCALATION,
+    HANDOFF,
+    JOURNEY_COLUMNS,
+    MICROSECOND,
+    REFUSED,
+    SCORED,
+    THRESHOLD,
+    TRANSITION,
+    from_micros,
+    journey_dtypes,
+    log_dtypes,
+    new_log_columns,
     to_micros,
 )
-from buyerjourney.errors import HookError, InvalidTouch, TransitionNotAllowed
+from buyerjourney.errors import (
+    HookError,
+    InvalidFunnel,
+    InvalidTouch,
+    Problem,
+    TransitionNotAllowed,
+)
 
 Array = Any
 """A NumPy array (NumPy is optional, so arrays are typed loosely)."""
@@ -93,22 +106,11 @@ __all__ = ["JourneyStore", "Mode", "Plan", "Replay", "TouchBatch", "plan", "repl
 Mode = Literal["auto", "columnar", "hooks", "reference"]
 """How :func:`replay` runs: ``"auto"`` picks the fastest path the pipeline allows."""
 
-_SCALE = 10**6
-_C = {kind: i for i, kind in enumerate(KINDS)}
-_CREATED, _SCORED, _THRESHOLD = (
-    _C[RecordKind.CREATED],
-    _C[RecordKind.SCORED],
-    _C[RecordKind.THRESHOLD],
-)
-_TRANSITION, _HANDOFF, _REFUSED = (
-    _C[RecordKind.TRANSITION],
-    _C[RecordKind.HANDOFF],
-    _C[RecordKind.REFUSED],
-)
-_ESCALATION = _C[RecordKind.ESCALATION]
 # outcome codes of the decision table
 _NONE, _MOVE, _REFUSE, _GUARDED = 0, 1, 2, 3
-_MISSING = object()
+_RANK = {"columnar": 0, "hooks": 1, "reference": 2}
+_LAST_MICROS = to_micros(datetime.max.replace(tzinfo=timezone.utc))
+_SLA_MARGIN = timedelta(days=2)  # touches keep their own time zone: stay clear of the end
 
 
 # ---------------------------------------------------------------- input
@@ -271,323 +273,6 @@ class TouchBatch:
         return self._index[lead_id]
 
 
-# ---------------------------------------------------------------- plan
-
-
-@attrs.frozen
-class Plan:
-    """Which path :func:`replay` takes for a pipeline, and why not a faster one.
-
-    Attributes:
-        mode: ``"columnar"``, ``"hooks"`` or ``"reference"``.
-        reasons: Why a faster path is not possible (empty for ``"columnar"``).
-    """
-
-    mode: Literal["columnar", "hooks", "reference"]
-    reasons: tuple[str, ...] = ()
-
-
-def _policy_leaves(policy: object, out: list[ThresholdPolicy | TouchKindPolicy]) -> bool:
-    kind = type(policy)
-    if kind is ThresholdPolicy or kind is TouchKindPolicy:
-        out.append(policy)  # type: ignore[arg-type]
-        return True
-    if kind is AnyOf or kind is AllOf:
-        return all(_policy_leaves(p, out) for p in policy.policies)  # type: ignore[attr-defined]
-    return False
-
-
-def _exact_float(value: float) -> bool:
-    try:
-        return float(value) == value
-    except OverflowError:
-        return False
-
-
-def plan(pipeline: Pipeline) -> Plan:
-    """The fastest path that replays *pipeline* exactly.
-
-    * ``"columnar"``: no scorer or a :class:`~buyerjourney.scoring.PointsScorer`,
-      and no policy or built-in policies (threshold, touch kind, ``AnyOf``,
-      ``AllOf``);
-    * ``"hooks"``: the same policies with any other scorer;
-    * ``"reference"``: anything else.
-    """
-    reasons: list[str] = []
-    leaves: list[ThresholdPolicy | TouchKindPolicy] = []
-    if pipeline.policy is not None and not _policy_leaves(pipeline.policy, leaves):
-        name = _hook_name(pipeline.policy, "policy")
-        return Plan(
-            "reference", (f"policy {name!r} is not built from threshold and touch-kind policies",)
-        )
-    limits = [leaf.threshold for leaf in leaves if isinstance(leaf, ThresholdPolicy)]
-    if not all(_exact_float(x) for x in (*limits, *pipeline.thresholds)):
-        return Plan("reference", ("a threshold is not exactly a float",))
-    if len(set(limits)) > 16:
-        return Plan("reference", ("more than 16 distinct policy thresholds",))
-    scorer = pipeline.scorer
-    if scorer is not None and type(scorer) is not PointsScorer:
-        reasons.append(f"scorer {_hook_name(scorer, 'scorer')!r} is not a PointsScorer")
-    if reasons:
-        return Plan("hooks", tuple(reasons))
-    return Plan("columnar")
-
-
-# ---------------------------------------------------------------- exact points
-
-
-def _micro_exact(
-    np: Any, a_coef: Fraction, a: Array, b_coef: Fraction = Fraction(0), b: Array | None = None
-) -> Array:
-    """``round(a_coef * a - b_coef * b)`` per element, half to even, exactly (``a, b >= 0``).
-
-    Computed in float64 and checked: the float error is below ``4e-16`` of
-    the terms, so only an element within that distance of a half-integer
-    can round wrongly. Those (genuine ties are common: ages in whole
-    seconds) are recomputed exactly: with a common denominator ``d`` the
-    value is ``(c1 * a - c2 * b) / d`` for integers ``c1``, ``c2``, divided in
-    NumPy when it fits in 64 bits, with Python integers otherwise.
-    """
-    if b is None or b_coef == 0:
-        b, b_coef = None, Fraction(0)
-        if a_coef.denominator == 1:
-            return a * int(a_coef)
-    if not a.shape[0]:
-        return np.zeros(0, np.int64)
-    max_a = int(a.max())
-    max_b = int(b.max()) if b is not None else 0
-    ca = float(a_coef)
-    x = a * ca
-    bound = abs(ca) * max_a
-    if b is not None:
-        cb = float(b_coef)
-        x -= b * cb
-        bound += abs(cb) * max_b
-    rounded = np.rint(x)
-    if bound >= 2.0**50:
-        near = np.arange(x.shape[0])
-    else:
-        np.subtract(x, rounded, out=x)
-        np.abs(x, out=x)
-        near = np.flatnonzero(x >= 0.5 - (bound * 1e-15 + 1e-300))
-    out = rounded.astype(np.int64)
-    if not near.shape[0]:
-        return out
-    d = a_coef.denominator * b_coef.denominator // _gcd(a_coef.denominator, b_coef.denominator)
-    c1 = int(a_coef * d)
-    c2 = int(b_coef * d)
-    if abs(c1) * max_a + abs(c2) * max_b < 2**62:
-        num = a[near] * c1
-        if b is not None:
-            num -= b[near] * c2
-        q, r = np.divmod(num, d)
-        r *= 2
-        q += (r > d) | ((r == d) & (q % 2 == 1))
-        out[near] = q
-        return out
-    for i in near.tolist():
-        q_, r_ = divmod(c1 * int(a[i]) - (c2 * int(b[i]) if b is not None else 0), d)
-        out[i] = q_ + (2 * r_ > d or (2 * r_ == d and q_ % 2 == 1))
-    return out
-
-
-def _micro(value: float) -> int:
-    return round(Fraction(value) * _SCALE)
-
-
-class _Groups:
-    """Per-lead bookkeeping over touches sorted by lead (stable, so in time order per lead)."""
-
-    def __init__(self, np: Any, lead: Array, at: Array) -> None:
-        self.np = np
-        n = lead.shape[0]
-        self.order, self.lead = sort_keys(np, lead)
-        self.at = at[self.order]
-        first = np.ones(n, bool)
-        if n:
-            np.not_equal(self.lead[1:], self.lead[:-1], out=first[1:])
-        self.first = first
-        self.starts = np.flatnonzero(first)
-        group = np.cumsum(first) - 1
-        self.group = group
-        self.start = self.starts[group] if n else np.zeros(0, np.int64)
-        self.rank = np.arange(n) - self.start
-        self.t0 = int(at[0]) if n else 0
-        self.rel = self.at - self.t0
-        self._windows: dict[int, Array] = {}
-        self._times: tuple[Array, Array] | None = None
-        self._input_at = at
-        self.span = int(self.rel.max() - self.rel.min()) if n else 0
-
-    def window_start(self, length: int) -> Array:
-        """Per touch, the first index (same lead) of a touch less than *length* µs older."""
-        np = self.np
-        cached = self._windows.get(length)
-        if cached is not None:
-            return cached
-        start = self.start.copy()
-        # only touches at least *length* after their lead's first touch can
-        # have a window that starts later
-        late = np.flatnonzero(self.at - self.at[self.start] >= length)
-        if late.shape[0]:
-            at = self._input_at  # in time order
-            if self._times is None:
-                new = np.ones(at.shape[0], bool)
-                np.not_equal(at[1:], at[:-1], out=new[1:])
-                rank = np.cumsum(new) - 1  # each touch's time among the distinct times
-                self._times = (at[new], self.group * (int(rank[-1]) + 2) + rank[self.order])
-            unique, key = self._times
-            span = unique.shape[0] + 1
-            q = np.searchsorted(unique, self.at[late] - length, side="right")
-            start[late] = np.searchsorted(key, self.group[late] * span + q, side="left")
-        self._windows[length] = start
-        return start
-
-
-def _rule_mask(np: Any, rule: PointsRule, batch: TouchBatch, g: _Groups, kind: Array) -> Array:
-    if rule.kind is None:
-        mask = np.ones(kind.shape[0], bool)
-    elif rule.kind in batch.kinds:
-        mask = kind == batch.kinds.index(rule.kind)
-    else:
-        return np.zeros(kind.shape[0], bool)
-    if rule.where:
-        # Properties are checked in Python, for the touches that could match.
-        positions = g.order
-        for i in np.flatnonzero(mask).tolist():
-            props = batch.properties.get(int(positions[i]), {})
-            mask[i] = all(k in props and props[k] == v for k, v in rule.where.items())
-    return mask
-
-
-def _rule_points(
-    np: Any,
-    rule: PointsRule,
-    decay: LinearDecay | TimeWindow | None,
-    mask: Array,
-    g: _Groups,
-    *,
-    subtotal: Array,
-) -> None:
-    """Add the micro-points of *rule*'s breakdown line at every touch to *subtotal*.
-
-    Arrays are in lead-sorted order. Only the touches whose lead has a
-    matching touch in the rule's window are computed.
-    """
-    n = mask.shape[0]
-    points = Fraction(rule.points) * _SCALE
-    micro_us = timedelta(microseconds=1)
-    if isinstance(decay, LinearDecay):
-        share = Fraction(decay.fraction)
-        whole = share.denominator * (decay.every // micro_us)
-        length = -(-whole // share.numerator)  # the age from which a touch keeps nothing
-        slope = points * share.numerator / whole
-    elif isinstance(decay, TimeWindow):
-        length = decay.within // micro_us
-    else:
-        length = 2**62
-    if not rule.repeatable:
-        last = np.where(mask, np.arange(n), -1)
-        np.maximum.accumulate(last, out=last)
-        age = g.rel - g.rel[np.maximum(last, 0)]
-        active = np.flatnonzero((last >= g.start) & (age < length))
-        ones = np.ones(active.shape[0], np.int64)
-        if isinstance(decay, LinearDecay):
-            subtotal[active] += _micro_exact(np, points, ones, slope, age[active])
-        else:
-            subtotal[active] += _micro_exact(np, points, ones)
-        return
-    counts = np.zeros(n + 1, np.int64)  # counts[i]: matching touches before index i
-    np.cumsum(mask, out=counts[1:])
-    lo = g.start if length > g.span else g.window_start(length)
-    c_hi = counts[1:]
-    c_lo = counts[lo]
-    window = c_hi - c_lo
-    rel = g.rel
-    where: Any = slice(None)
-    if int(counts[-1]) * 4 < n:  # a sparse rule: only the touches with matches in their window
-        where = np.flatnonzero(window)
-        c_hi, c_lo, window, rel = c_hi[where], c_lo[where], window[where], rel[where]
-    if not isinstance(decay, LinearDecay):
-        subtotal[where] += _micro_exact(np, points, window)
-        return
-    # sum of the ages of the matching touches in the window, from prefix sums
-    # over the matching touches only
-    times = np.zeros(int(counts[-1]) + 1, np.int64)
-    np.cumsum(g.rel[mask], out=times[1:])
-    ages = window * rel
-    ages -= times[c_hi]
-    ages += times[c_lo]
-    subtotal[where] += _micro_exact(np, points, window, slope, ages)
-
-
-def _columnar_scores(
-    np: Any,
-    scorer: PointsScorer,
-    batch: TouchBatch,
-    g: _Groups,
-    kind: Array,
-    *,
-    lead_ids: list[str],
-) -> Array:
-    """Every touch's score in micro-points (lead-sorted order), as PointsScorer computes it."""
-    n = kind.shape[0]
-    total = np.zeros(n, np.int64)
-    declared = {group.name: group for group in scorer.groups}
-    order = list(declared) + [r.group for r in scorer.rules if r.group not in declared]
-    for group_name in dict.fromkeys(order):
-        group = declared.get(group_name)
-        decay = None if group is None else group.decay
-        subtotal = np.zeros(n, np.int64)
-        for rule in scorer.rules:
-            if rule.group == group_name:
-                mask = _rule_mask(np, rule, batch, g, kind)
-                if mask.any():
-                    _rule_points(np, rule, decay, mask, g, subtotal=subtotal)
-        if group is not None and group.cap is not None:
-            np.minimum(subtotal, _micro(group.cap), out=subtotal)
-        total += subtotal
-    if scorer.attribute_rules:
-        total += _attribute_points(np, scorer, batch, g, lead_ids)
-    if scorer.total_cap is not None:
-        np.minimum(total, _micro(scorer.total_cap), out=total)
-    return total
-
-
-def _attribute_points(
-    np: Any, scorer: PointsScorer, batch: TouchBatch, g: _Groups, lead_ids: list[str]
-) -> Array:
-    """Attribute points per touch: rules are evaluated where a touch brings attributes."""
-    from buyerjourney._core.scoring import Lead  # noqa: PLC0415
-
-    n = g.order.shape[0]
-    points = np.zeros(n, np.int64)
-    changes = np.zeros(n, bool)
-    where_set = np.zeros(n, np.int64)
-    merged: dict[int, dict[str, Any]] = {}
-    inverse = np.empty(n, np.int64)
-    inverse[g.order] = np.arange(n)
-    for position in sorted(batch.attributes):
-        i = int(inverse[position]) if position < n else -1
-        if i < 0:
-            continue
-        lead = int(g.lead[i])
-        attributes = merged.setdefault(lead, {})
-        attributes.update(batch.attributes[position])
-        view = Lead(lead_ids[lead], attributes)
-        where_set[i] = sum(
-            _micro(rule.points) for rule in scorer.attribute_rules if rule.matches(view)
-        )
-        changes[i] = True
-    if not changes.any():
-        return points
-    last = np.where(changes, np.arange(n), -1)
-    np.maximum.accumulate(last, out=last)
-    has = last >= g.start
-    points[has] = where_set[last[has]]
-    return points
-
-
 # ---------------------------------------------------------------- decisions
 
 
@@ -604,19 +289,16 @@ class _Decisions:
         pipeline: Pipeline,
         table: CompiledFunnel,
         kinds: Sequence[str],
+        limits: Sequence[float],
     ) -> None:
         funnel = pipeline.funnel
-        leaves: list[ThresholdPolicy | TouchKindPolicy] = []
-        if pipeline.policy is not None:
-            _policy_leaves(pipeline.policy, leaves)
-        limits = sorted({float(x.threshold) for x in leaves if isinstance(x, ThresholdPolicy)})
         self.limits = np.array(limits, np.float64)
         self.buckets = len(limits) + 1
         n_stages = len(funnel.stages)
         n_symbols = len(kinds) * self.buckets
-        self.outcome = np.zeros((n_stages, n_symbols), np.int8)
-        self.arg = np.full((n_stages, n_symbols), -1, np.int32)
-        self.event = np.full((n_stages, n_symbols), -1, np.int32)
+        self.outcome = np.zeros((n_stages, n_symbols), np.int8)  # _NONE ... _GUARDED
+        self.arg = np.full((n_stages, n_symbols), -1, np.int64)
+        self.event = np.full((n_stages, n_symbols), -1, np.int64)
         self.next = np.repeat(np.arange(n_stages, dtype=np.int64)[:, None], n_symbols, axis=1)
         self.events: list[str] = list(table.event_names)
         self.messages: list[str] = []
@@ -708,7 +390,7 @@ class JourneyStore:
     """Journeys as columns: one row per lead, about 40 bytes plus the lead id.
 
     Columns (NumPy arrays, one row per lead code of the batch): ``stage``,
-    ``highest``, ``owner`` (codes), ``score`` (float64), ``version`` (int32),
+    ``highest``, ``owner`` (codes, int8 or wider), ``score`` (float64), ``version`` (int32),
     ``pending``, ``escalated`` (bool), ``created``, ``updated``, ``entered``
     (microseconds since 1970 UTC; ``entered`` is when the current stage was
     entered). Leads that have no journey (every touch of theirs was set
@@ -719,10 +401,7 @@ class JourneyStore:
     the log and the touches.
     """
 
-    COLUMNS: tuple[str, ...] = (
-        "stage", "highest", "owner", "score", "version", "pending", "escalated",
-        "created", "updated", "entered",
-    )  # fmt: skip
+    COLUMNS: tuple[str, ...] = JOURNEY_COLUMNS
 
     def __init__(
         self,
@@ -849,29 +528,41 @@ def replay(
         touches: The touches, in time order: :class:`~buyerjourney.Touch`
             objects or a :class:`TouchBatch`.
         mode: ``"auto"`` (the fastest path :func:`plan` allows), or a path to
-            force: ``"columnar"`` and ``"hooks"`` raise ``ValueError`` when the
-            pipeline does not allow them; ``"reference"`` always works.
+            force: ``"columnar"`` and ``"hooks"`` raise
+            :class:`~buyerjourney.errors.InvalidFunnel` (a ``ValueError``)
+            when the plan of the pipeline does not allow them;
+            ``"reference"`` always works. A batch that the engine would
+            quarantine touches of, or that exceeds a limit of the kernel
+            (a lead whose score could leave the exact range), still takes
+            the slower exact path, and :attr:`Replay.reasons` says why.
         errors: As for :meth:`~buyerjourney.Engine.ingest`.
 
     Raises:
         MissingExtra: NumPy is not installed.
-        ValueError: The forced mode is not possible for this pipeline.
+        InvalidFunnel: The forced mode is not possible for this pipeline (a
+            ``ValueError``); its problems are :attr:`Plan.reasons`.
         HookError: With ``errors="raise"``, a hook failed.
     """
     np = numpy_or_raise()
     batch = touches if isinstance(touches, TouchBatch) else TouchBatch.from_touches(touches)
-    chosen = plan(pipeline)
-    rank = {"columnar": 0, "hooks": 1, "reference": 2}
-    if mode != "auto" and rank[mode] < rank[chosen.mode]:
-        msg = f"mode {mode!r} is not possible for this pipeline: {'; '.join(chosen.reasons)}"
-        raise ValueError(msg)
+    compiled = compile_plan(pipeline)
+    chosen = compiled.plan
+    if mode != "auto" and _RANK[mode] < _RANK[chosen.mode]:
+        raise _not_possible(pipeline, mode, chosen)
     path = chosen.mode if mode == "auto" else mode
     reasons = chosen.reasons
     if path != "reference":
-        problem = _batch_problem(np, batch)
+        problem = _batch_problem(np, batch, pipeline.funnel)
         if problem is None:
+            if path == "columnar":
+                limit = batch_problem(np, compiled, batch.lead, batch.at)
+                if limit is not None:
+                    path, reasons = "hooks", (*reasons, limit)
             try:
-                return _Run(np, pipeline, batch, path == "columnar", errors).result(path, reasons)
+                run = _Run(
+                    np, pipeline, batch, compiled, columnar=path == "columnar", errors=errors
+                )
+                return run.result(path, reasons)
             except _Fallback as exc:
                 reasons = (*reasons, str(exc))
         else:
@@ -879,11 +570,36 @@ def replay(
     return _reference(pipeline, batch, reasons, errors)
 
 
-def _batch_problem(np: Any, batch: TouchBatch) -> str | None:
+def _not_possible(pipeline: Pipeline, mode: str, chosen: Plan) -> InvalidFunnel:
+    """The error for a forced *mode* that the plan rejects (one problem per reason)."""
+    problems = [
+        Problem(
+            f"no-{mode}-replay",
+            f"mode={mode!r} is not possible for this pipeline: {reason} "
+            f"(mode='auto' takes the {chosen.mode!r} path)",
+            mode,
+        )
+        for reason in chosen.reasons
+    ]
+    return InvalidFunnel(pipeline.funnel.name, problems)
+
+
+def _batch_problem(np: Any, batch: TouchBatch, funnel: Funnel) -> str | None:
+    """Why the engine must replay this batch itself (it would set touches aside, or fail)."""
     if len(batch) > 1 and bool((np.diff(batch.at) < 0).any()):
         return "touches are not in time order (the engine quarantines those)"
     if batch.touch_ids is not None and len(set(batch.touch_ids)) != len(batch.touch_ids):
         return "touch ids repeat (the engine quarantines duplicates)"
+    slas = [stage.sla for stage in funnel.stages if stage.sla is not None]
+    if slas and len(batch):
+        # A deadline is a datetime: past the year 9999 the engine cannot compute
+        # it (and raises); the columns could, so leave it to the engine.
+        longest = max(slas)
+        if int(batch.at.max()) + (longest + _SLA_MARGIN) // MICROSECOND > _LAST_MICROS:
+            return (
+                f"an SLA of {longest} from a touch of this batch ends after the year 9999, "
+                "which a datetime cannot hold"
+            )
     return None
 
 
@@ -942,6 +658,8 @@ class _Run:
         np: Any,
         pipeline: Pipeline,
         batch: TouchBatch,
+        compiled: Compiled,
+        *,
         columnar: bool,
         errors: Literal["quarantine", "raise"],
     ) -> None:
@@ -951,8 +669,8 @@ class _Run:
         self.batch = batch
         self.errors = errors
         self.table = compile_funnel(self.funnel, pipeline.hooks)
-        self.scorer_name = _hook_name(pipeline.scorer, "scorer")
-        self.policy_name = _hook_name(pipeline.policy, "policy")
+        self.scorer_name = hook_name(pipeline.scorer, "scorer")
+        self.policy_name = hook_name(pipeline.policy, "policy")
         self.actor = Actor(f"policy:{self.policy_name}")
         self.owners = pipeline.owners
         self.owners.validate(self.funnel)
@@ -964,12 +682,11 @@ class _Run:
         self.grades: dict[int, str] = {}
         n = len(batch)
         if columnar:
-            accepted = np.arange(n)
-            self.positions = accepted
-            self._run_columnar_scores()
+            self.positions = np.arange(n)
+            self._run_columnar_scores(compiled)
         else:
             self._run_hook_scores()
-        self._decide(columnar)
+        self._decide(columnar, compiled.limits)
         self._owners_and_sla()
         self._write_log()
         self._journeys()
@@ -980,20 +697,25 @@ class _Run:
 
     # ------------------------------------------------------------ scores
 
-    def _run_columnar_scores(self) -> None:
+    def _run_columnar_scores(self, compiled: Compiled) -> None:
         np, batch = self.np, self.batch
-        self.g = _Groups(np, batch.lead, batch.at)
+        self.g = Groups(np, batch.lead, batch.at)
         kind_sorted = batch.kind[self.g.order]
         self.kind_sorted = kind_sorted
-        scorer = self.pipeline.scorer
-        if scorer is None:
+        if compiled.scorer is None:  # the plan is columnar: there is no scorer
+            assert self.pipeline.scorer is None
             micro = np.zeros(len(batch), np.int64)
         else:
-            assert isinstance(scorer, PointsScorer)
-            micro = _columnar_scores(
-                np, scorer, batch, self.g, kind_sorted, lead_ids=list(batch.lead_ids)
+            micro = columnar_scores(
+                np,
+                compiled.scorer,
+                self.g,
+                kind_sorted,
+                kinds=batch.kinds,
+                properties=batch.properties,
+                attributes=batch.attributes,
             )
-        score_sorted = micro / _SCALE
+        score_sorted = micro / SCALE
         self.score_sorted = score_sorted
         self.score = np.empty(len(batch), np.float64)
         self.score[self.g.order] = score_sorted
@@ -1045,7 +767,7 @@ class _Run:
                         ok[i] = False
                         self.quarantined.append(Quarantined(i, str(exc), touch, exc))
                         continue
-                    if not _exact_float(score.value):
+                    if not exact_float(score.value):
                         raise _Fallback(f"scorer returned {score.value!r}, not exactly a float")
                 values[i] = score.value  # type: ignore[union-attr]
                 grade = score.grade  # type: ignore[union-attr]
@@ -1056,7 +778,7 @@ class _Run:
         self.accepted_mask = ok
         keep = np.flatnonzero(ok)
         self.positions = keep
-        self.g = _Groups(np, batch.lead[keep], batch.at[keep])
+        self.g = Groups(np, batch.lead[keep], batch.at[keep])
         self.score = np.array(values, np.float64)
 
     # ------------------------------------------------------------ helpers
@@ -1093,7 +815,9 @@ class _Run:
 
     # ------------------------------------------------------------ decisions
 
-    def _decide(self, columnar: bool) -> None:  # noqa: PLR0915  (policy and funnel, in order)
+    def _decide(  # noqa: PLR0915  (policy and funnel, in order)
+        self, columnar: bool, limits: Sequence[float]
+    ) -> None:
         np, g, batch = self.np, self.g, self.batch
         n = g.order.shape[0]
         initial = self.table.initial_index
@@ -1117,7 +841,7 @@ class _Run:
             down = (score_sorted < t) & (t <= old)
             crossings.append(up | down)
         self.crossings = crossings
-        dec = _Decisions(np, self.pipeline, self.table, batch.kinds)
+        dec = _Decisions(np, self.pipeline, self.table, batch.kinds, limits)
         self.dec = dec
         kind_sorted = self.kind_sorted if columnar else batch.kind[self.pos_sorted]
         bucket = np.searchsorted(dec.limits, score_sorted, side="right")
@@ -1317,7 +1041,7 @@ class _Run:
         first = by_a(g.first)
         outcome = by_a(self.outcome)
         crossings = [by_a(c) for c in self.crossings]
-        n_thr = np.zeros(n, np.int8)
+        n_thr = np.zeros(n, np.int64)
         for crossing in crossings:
             n_thr += crossing
         handoff_sorted = np.zeros(n, bool)
@@ -1332,17 +1056,21 @@ class _Run:
         start = np.zeros(n_all + 1, np.int64)
         np.cumsum(own, out=start[1:])
         total = int(start[-1]) + int(esc_count[n_all])
-        kind = np.full(total, _SCORED, np.int8)
-        lead = np.empty(total, np.int32)
-        at = np.empty(total, np.int64)
-        touch = np.empty(total, np.int32)
-        source = np.full(total, -1, np.int8)
-        target = np.full(total, -1, np.int8)
-        from_team = np.full(total, -1, np.int8)
-        to_team = np.full(total, -1, np.int8)
-        event = np.full(total, -1, np.int16)
-        score = np.full(total, np.nan)
-        aux = np.full(total, -1, np.int32)
+        dtypes = log_dtypes(
+            np,
+            leads=len(batch.lead_ids),
+            touches=n_all,
+            stages=len(self.funnel.stages),
+            teams=len(self.teams),
+            events=len(self.dec.events),
+            aux=max(n_all, len(self.dec.messages), len(self.thresholds)),
+        )
+        columns = new_log_columns(np, total, dtypes, kind=SCORED)
+        kind, lead, at, touch = (columns[c] for c in ("kind", "lead", "at", "touch"))
+        source, target, from_team, to_team = (
+            columns[c] for c in ("source", "target", "from_team", "to_team")
+        )
+        event, score, aux = (columns[c] for c in ("event", "score", "aux"))
         leads = batch.lead[positions]
         times = batch.at[positions]
         base = start[positions] + esc_count[positions]
@@ -1361,7 +1089,7 @@ class _Run:
             np.not_equal(at_pos[1:], at_pos[:-1], out=lead_first[1:])
             group_start = np.flatnonzero(lead_first)[np.cumsum(lead_first) - 1]
             seq = start[at_pos] + (np.arange(esc.shape[0]) - group_start)
-            kind[seq] = _ESCALATION
+            kind[seq] = ESCALATION
             lead[seq] = batch.lead[self.e_pos[esc]]
             at[seq] = self.esc_deadline
             touch[seq] = -1
@@ -1371,7 +1099,7 @@ class _Run:
         # created
         created = np.flatnonzero(first)
         seq = base[created]
-        kind[seq] = _CREATED
+        kind[seq] = CREATED
         target[seq] = self.table.initial_index
         to_team[seq] = self.e_owner[self.e_created]
         # scored
@@ -1382,7 +1110,7 @@ class _Run:
         for h, crossing in enumerate(crossings):
             c = np.flatnonzero(crossing)
             seq = offset[c]
-            kind[seq] = _THRESHOLD
+            kind[seq] = THRESHOLD
             score[seq] = self.score[positions[c]]
             aux[seq] = h
             offset[c] += 1
@@ -1390,13 +1118,13 @@ class _Run:
         off_sorted = offset[to_a]
         c = np.flatnonzero(self.outcome == _REFUSE)
         seq = off_sorted[c]
-        kind[seq] = _REFUSED
+        kind[seq] = REFUSED
         event[seq] = self.event[c]
         source[seq] = self.before[c]
         aux[seq] = self.arg[c]
         c = np.flatnonzero(self.outcome == _MOVE)
         seq = off_sorted[c]
-        kind[seq] = _TRANSITION
+        kind[seq] = TRANSITION
         event[seq] = self.event[c]
         source[seq] = self.before[c]
         target[seq] = self.after[c]
@@ -1404,15 +1132,10 @@ class _Run:
         hand = self.e_handoff
         c = self.e_sorted[hand]
         seq = off_sorted[c] + 1
-        kind[seq] = _HANDOFF
+        kind[seq] = HANDOFF
         target[seq] = self.after[c]
         from_team[seq] = self.e_prev_owner[hand]
         to_team[seq] = self.e_owner[hand]
-        columns = {
-            "kind": kind, "lead": lead, "at": at, "touch": touch, "source": source,
-            "target": target, "from_team": from_team, "to_team": to_team, "event": event,
-            "score": score, "aux": aux,
-        }  # fmt: skip
         self.log = ColumnarLog(
             self.funnel,
             columns,
@@ -1435,8 +1158,11 @@ class _Run:
         n_leads = len(batch.lead_ids)
         funnel = self.funnel
         log = self.log.columns
-        counted = log["kind"] != _REFUSED
-        version = np.bincount(log["lead"][counted], minlength=n_leads).astype(np.int32)
+        dtypes = journey_dtypes(
+            np, stages=len(funnel.stages), teams=len(self.teams), records=len(self.log)
+        )
+        counted = log["kind"] != REFUSED
+        version = np.bincount(log["lead"][counted], minlength=n_leads).astype(dtypes["version"])
         rows = np.flatnonzero(counted)
         updated = np.zeros(n_leads, np.int64)
         last_row = np.full(n_leads, -1, np.int64)
@@ -1444,7 +1170,7 @@ class _Run:
         has = last_row >= 0
         updated[has] = log["at"][last_row[has]]
         lead_of_group = g.lead[g.starts]
-        stage = np.zeros(n_leads, np.int8)
+        stage = np.zeros(n_leads, dtypes["stage"])
         stage[lead_of_group] = self.state
         score = np.zeros(n_leads, np.float64)
         last_touch = np.empty(len(g.starts), np.int64)
@@ -1455,7 +1181,7 @@ class _Run:
         created = np.zeros(n_leads, np.int64)
         created[lead_of_group] = g.at[g.starts]
         last = np.flatnonzero(self.e_last)
-        owner = np.zeros(n_leads, np.int8)
+        owner = np.zeros(n_leads, dtypes["owner"])
         entered = np.zeros(n_leads, np.int64)
         escalated = np.zeros(n_leads, bool)
         e_lead = lead_of_group[self.e_group]
@@ -1477,10 +1203,10 @@ class _Run:
             first_hit = np.ones(hit.shape[0], bool)
             np.not_equal(self.e_group[hit][1:], self.e_group[hit][:-1], out=first_hit[1:])
             best = hit[first_hit]
-            highest = np.zeros(n_leads, np.int8)
+            highest = np.zeros(n_leads, dtypes["highest"])
             highest[e_lead[best]] = self.e_stage[best]
         else:
-            highest = np.zeros(n_leads, np.int8)
+            highest = np.zeros(n_leads, dtypes["highest"])
         gate = np.array([s.gate for s in funnel.stages], bool)
         columns = {
             "stage": stage, "highest": highest, "owner": owner, "score": score,
@@ -1554,7 +1280,7 @@ class _Run:
         kind = int(col["kind"][seq])
         lead_id = self.batch.lead_ids[int(col["lead"][seq])]
         names = self.funnel.stage_names
-        if kind == _ESCALATION:
+        if kind == ESCALATION:
             entered = self.batch.time(int(col["aux"][seq]))
             stage = names[int(col["source"][seq])]
             sla = self.funnel.stage(stage).sla
@@ -1573,7 +1299,7 @@ class _Run:
         pos = int(col["touch"][seq])
         touch = self.batch.touch(pos)
         at = touch.at
-        if kind == _CREATED:
+        if kind == CREATED:
             return Record(
                 lead_id=lead_id,
                 seq=seq,
@@ -1585,7 +1311,7 @@ class _Run:
                 data={"attributes": dict(touch.attributes)} if touch.attributes else {},
             )
         value = float(col["score"][seq])
-        if kind == _SCORED:
+        if kind == SCORED:
             data: dict[str, Any] = {}
             grade = self.grades.get(pos)
             if not light:
@@ -1615,7 +1341,7 @@ class _Run:
                 touch_id=touch.touch_id,
                 data=data,
             )
-        if kind == _THRESHOLD:
+        if kind == THRESHOLD:
             threshold = self.thresholds[int(col["aux"][seq])]
             return Record(
                 lead_id=lead_id,
@@ -1626,7 +1352,7 @@ class _Run:
                 touch_id=touch.touch_id,
                 data={"threshold": threshold, "up": value >= threshold},
             )
-        if kind == _REFUSED:
+        if kind == REFUSED:
             return Record(
                 lead_id=lead_id,
                 seq=seq,
@@ -1638,7 +1364,7 @@ class _Run:
                 touch_id=touch.touch_id,
                 reason=self.dec.messages[int(col["aux"][seq])],
             )
-        if kind == _TRANSITION:
+        if kind == TRANSITION:
             source = int(col["source"][seq])
             return Record(
                 lead_id=lead_id,
@@ -1652,7 +1378,7 @@ class _Run:
                 target=names[int(col["target"][seq])],
                 touch_id=touch.touch_id,
             )
-        assert kind == _HANDOFF
+        assert kind == HANDOFF
         source = int(col["source"][seq - 1])
         return Record(
             lead_id=lead_id,
