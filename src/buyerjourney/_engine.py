@@ -19,7 +19,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 
 import attrs
 
@@ -28,9 +28,9 @@ from buyerjourney._core.funnel import Funnel, Transition
 from buyerjourney._core.journey import Journey, apply, rebuild
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Decision, Policy, checked_decision
-from buyerjourney._core.protocols import Context, Hooks, hook_name
+from buyerjourney._core.protocols import Context, Hooks, IncrementalScorer, hook_name
 from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch, parse_time
-from buyerjourney._core.scoring import Lead, Score, Scorer, checked_score
+from buyerjourney._core.scoring import Lead, Score, Scorer, checked_call, checked_score
 from buyerjourney._core.table import compile_funnel
 from buyerjourney.errors import (
     ActionRefused,
@@ -189,6 +189,10 @@ class Engine:
         self._policy_actor = lifecycle.policy_actor(self.policy_name)
         self._journeys: dict[str, Journey] = {}
         self._touches: dict[str, list[Touch]] = {}
+        """Each lead's touches, kept only for a scorer that scores from the whole history."""
+        self._incremental = _incremental(scorer)
+        self._states: dict[str, Any] = {}
+        """Each lead's state of an incremental scorer."""
         self._touch_ids: set[str] = set()
         self._records: list[Record] = []
         self._records_view: tuple[Record, ...] | None = None
@@ -296,9 +300,28 @@ class Engine:
                     attributes=touch.attributes,
                 )
             )
-        history = [*self._touches.get(lead_id, ()), touch]
-        attributes = {**journey.attributes, **touch.attributes}
-        score = self._score(Lead(lead_id, attributes, tuple(history)), touch)
+        attributes = (
+            {**journey.attributes, **touch.attributes} if touch.attributes else journey.attributes
+        )
+        incremental = self._incremental
+        state: Any = None
+        if incremental is not None:
+            state = self._states.get(lead_id)
+            if state is None:
+                state = incremental.start()
+            score = checked_call(
+                self.scorer_name,
+                lambda: incremental.score_next(state, touch, attributes),
+                lead_id,
+                touch.at,
+                touch.touch_id,
+            )
+        elif self.scorer is None:
+            score = _ZERO
+        else:
+            history = (*self._touches.get(lead_id, ()), touch)
+            lead = Lead(lead_id, attributes, history)
+            score = checked_score(self.scorer_name, self.scorer, lead, touch.at, touch.touch_id)
         old = journey.score
         journey = pending.add(
             lifecycle.scored(
@@ -328,15 +351,14 @@ class Engine:
             decision = checked_decision(self.policy_name, self.policy, journey, score, touch)
             if decision.event is not None:
                 journey = self._decide(pending, journey, decision, touch)
-        self._touches.setdefault(lead_id, []).append(touch)
+        if incremental is not None:
+            incremental.add(state, touch)
+            self._states[lead_id] = state
+        elif self.scorer is not None:
+            self._touches.setdefault(lead_id, []).append(touch)
         self._touch_ids.add(touch.touch_id)
         pending.commit()
         return journey
-
-    def _score(self, lead: Lead, touch: Touch) -> Score:
-        if self.scorer is None:
-            return Score(0.0)
-        return checked_score(self.scorer_name, self.scorer, lead, touch.at, touch.touch_id)
 
     def _decide(
         self, pending: _Pending, journey: Journey, decision: Decision, touch: Touch
@@ -704,6 +726,15 @@ class Engine:
 
 
 _hook_name = hook_name  # the bulk path's name for it
+
+_ZERO = Score(0.0)
+
+
+def _incremental(scorer: Scorer | None) -> IncrementalScorer | None:
+    """*scorer* if it keeps per-lead state (and says it can, for a combined scorer)."""
+    if isinstance(scorer, IncrementalScorer) and getattr(scorer, "incremental", True):
+        return scorer
+    return None
 
 
 class _Pending:

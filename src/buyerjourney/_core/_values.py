@@ -22,9 +22,14 @@ def freeze(value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, Mapping):
+        if type(value) is MappingProxyType and all(type(v) in _SCALARS for v in value.values()):
+            return value  # frozen already
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
+        frozen = tuple([freeze(v) for v in value])
+        if type(value) is tuple and all(a is b for a, b in zip(frozen, value, strict=True)):
+            return value  # frozen already: keep the very same tuple
+        return frozen
     if isinstance(value, (set, frozenset)):
         return frozenset(freeze(v) for v in value)
     return value
@@ -43,6 +48,5 @@ def thaw(value: Any) -> Any:
 
 def frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     """A read-only deep copy of *value*: attrs converter for mapping fields of frozen classes."""
-    if type(value) is MappingProxyType and all(type(v) in _SCALARS for v in value.values()):
-        return value  # already frozen (the fold hands journeys' own mappings on)
-    return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    frozen: Mapping[str, Any] = freeze(value)
+    return frozen

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -117,7 +118,7 @@ def _move(funnel: Funnel, journey: Journey, target: str, at: datetime) -> dict[s
         highest = target
     return {
         "stage": target,
-        "stages": stages,
+        "stages": MappingProxyType(stages),
         "highest": highest,
         "pending_acceptance": new.gate,
         "escalated": False,
@@ -159,8 +160,8 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
         changes["score"] = record.score if record.score is not None else journey.score
         changes["grade"] = record.data.get("grade", journey.grade)
         learned = record.data.get("attributes")
-        if learned:
-            changes["attributes"] = {**journey.attributes, **learned}
+        if learned:  # both sides are frozen already: a read-only view of the merge suffices
+            changes["attributes"] = MappingProxyType({**journey.attributes, **learned})
     elif kind.enters_stage:  # CREATED was handled above
         if record.source != journey.stage or record.target is None or record.target not in funnel:
             raise CorruptLog(
@@ -179,7 +180,22 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
         changes["escalated"] = True
     # THRESHOLD and REJECTED change nothing but the version: the transition
     # that follows a rejection is a record of its own.
-    return attrs.evolve(journey, **changes)
+    return _evolve(journey, changes)
+
+
+_FIELDS = tuple(a.name for a in attrs.fields(Journey))
+
+
+def _evolve(journey: Journey, changes: Mapping[str, Any]) -> Journey:
+    """``attrs.evolve`` without validators or converters: the fold's values are frozen already.
+
+    The fold is the only writer of journeys and runs once per record, so it
+    copies the slots directly rather than going through ``__init__``.
+    """
+    new = object.__new__(Journey)
+    for name in _FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(journey, name))
+    return new
 
 
 def rebuild(funnel: Funnel, records: Iterable[Record]) -> dict[str, Journey]:

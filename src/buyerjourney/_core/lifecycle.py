@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
+import attrs
+
+from buyerjourney._core._values import freeze
 from buyerjourney._core.funnel import Direction, Funnel, Transition
 from buyerjourney._core.records import Actor, Record, RecordKind
 
@@ -134,6 +138,28 @@ def breakdown_rows(items: Iterable[Any]) -> tuple[tuple[Any, ...], ...]:
 # Each builder takes the record's place in the log (*seq*) and what the step
 # knows; the fields and data layout of each kind are decided here only.
 
+_RECORD_FIELDS = tuple(a.name for a in attrs.fields(Record))
+_RECORD_DEFAULTS = {
+    a.name: a.default for a in attrs.fields(Record) if a.default is not attrs.NOTHING
+}
+
+
+def _record(**fields: Any) -> Record:
+    """A record built without ``__init__``'s converters: the builders' values are frozen already.
+
+    ``data`` must hold only values that are frozen all the way down (touch
+    attributes, which their own converter froze; tuples of scalars).
+    """
+    record = object.__new__(Record)
+    data = fields.get("data")
+    fields["data"] = _EMPTY if not data else MappingProxyType(data)
+    for name in _RECORD_FIELDS:
+        object.__setattr__(record, name, fields[name] if name in fields else _RECORD_DEFAULTS[name])
+    return record
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
 
 def created(
     lead_id: str,
@@ -146,7 +172,7 @@ def created(
     attributes: Mapping[str, Any],
 ) -> Record:
     """A journey starts in the funnel's initial *stage*, owned by *team*."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -154,7 +180,7 @@ def created(
         target=stage,
         to_team=team,
         touch_id=touch_id,
-        data={"attributes": dict(attributes)} if attributes else {},
+        data={"attributes": freeze(attributes)} if attributes else {},
     )
 
 
@@ -184,8 +210,8 @@ def scored(
     if grade is not None:
         data["grade"] = grade
     if attributes:
-        data["attributes"] = dict(attributes)
-    return Record(
+        data["attributes"] = freeze(attributes)
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -200,7 +226,7 @@ def threshold(
     lead_id: str, seq: int, at: datetime, *, score: float, limit: float, touch_id: str | None
 ) -> Record:
     """The score crossed *limit* (see :func:`crossings`)."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -222,7 +248,7 @@ def transition(
     touch_id: str | None,
 ) -> Record:
     """The journey takes the funnel transition *move*."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -249,7 +275,7 @@ def handoff(
     touch_id: str | None,
 ) -> Record:
     """The owner changes on entering *stage*."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -267,7 +293,7 @@ def escalation(
     lead_id: str, seq: int, *, stage: str, entered: datetime, deadline: datetime, team: str
 ) -> Record:
     """A visit of *stage* passed its SLA; dated at its *deadline*."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=deadline,
@@ -291,7 +317,7 @@ def refused(
     touch_id: str | None = None,
 ) -> Record:
     """An action or decision (*event*) was refused in *stage*; nothing changed."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -308,7 +334,7 @@ def accepted(
     lead_id: str, seq: int, at: datetime, *, actor: Actor, stage: str, team: str, reason: str
 ) -> Record:
     """The receiving *team* accepted the handoff waiting in *stage*."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -331,7 +357,7 @@ def rejected(
     reason: str,
 ) -> Record:
     """The receiving *team* rejected the handoff; the *recycle* transition follows."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,
@@ -349,7 +375,7 @@ def override(
     lead_id: str, seq: int, at: datetime, *, actor: Actor, source: str, target: str, reason: str
 ) -> Record:
     """Someone set the stage by hand from *source* to *target*."""
-    return Record(
+    return _record(
         lead_id=lead_id,
         seq=seq,
         at=at,

@@ -30,6 +30,7 @@ __all__ = [
     "Context",
     "Guard",
     "Hooks",
+    "IncrementalScorer",
     "Listener",
     "Policy",
     "Scorer",
@@ -47,6 +48,36 @@ class Scorer(Protocol):
 
     def __call__(self, lead: Lead, at: datetime) -> Score:
         """Return the lead's score at *at*, with its breakdown."""
+        ...
+
+
+@runtime_checkable
+class IncrementalScorer(Protocol):
+    """A scorer that keeps per-lead state, so the engine never rescans a lead's history.
+
+    The engine calls :meth:`start` for a new lead, :meth:`score_next` for
+    each touch (in time order per lead) and :meth:`add` once that touch's
+    operation committed; a touch whose operation fails is never added. The
+    result must equal the pure call ``scorer(Lead(..., touches), touch.at)``
+    on the same touches, which stays the reference (a property test holds
+    the built-in scorers to it). The built-in :class:`~buyerjourney.PointsScorer`
+    implements it; a scorer that only has ``__call__`` is scored the pure way.
+    """
+
+    def __call__(self, lead: Lead, at: datetime) -> Score:
+        """The pure score, from the whole history (the reference)."""
+        ...
+
+    def start(self) -> Any:
+        """A fresh state for a new lead."""
+        ...
+
+    def score_next(self, state: Any, touch: Touch, attributes: Mapping[str, Any]) -> Score:
+        """The lead's score at ``touch.at`` once *touch* is added; does not keep *touch*."""
+        ...
+
+    def add(self, state: Any, touch: Touch) -> None:
+        """Keep *touch* in *state*."""
         ...
 
 

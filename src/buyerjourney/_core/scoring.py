@@ -33,15 +33,17 @@ by name.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 import attrs
 
 from buyerjourney._core._values import frozen_mapping
-from buyerjourney._core.protocols import Scorer
+from buyerjourney._core.protocols import IncrementalScorer, Scorer
 from buyerjourney._core.records import Touch, is_finite_number
 from buyerjourney.errors import HookError, UnknownHook
 
@@ -52,16 +54,19 @@ __all__ = [
     "CombinedScorer",
     "FitCriterion",
     "FitGrader",
+    "IncrementalScorer",
     "Lead",
     "LinearDecay",
     "PointsRule",
     "PointsScorer",
+    "PointsState",
     "Score",
     "ScoreGroup",
     "ScoreItem",
     "Scorer",
     "TimeWindow",
     "available_scorers",
+    "checked_call",
     "checked_score",
     "load_scorer",
 ]
@@ -584,6 +589,7 @@ class PointsScorer:
     attribute_rules: tuple[AttributeRule, ...] = attrs.field(
         default=(), converter=_as_attribute_rules, kw_only=True
     )
+    _compiled: _Compiled = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         problems: list[str] = []
@@ -606,6 +612,7 @@ class PointsScorer:
                 for g in undeclared
             ]
         _problems("PointsScorer", problems)
+        object.__setattr__(self, "_compiled", _compile(self))
 
     def __call__(self, lead: Lead, at: datetime) -> Score:
         """Score *lead* at *at*.
@@ -681,6 +688,29 @@ class PointsScorer:
             detail += f", {_fmt(full)} decayed to {_fmt(_points(micro))} ({decay})"
         return [(rule.name, micro, detail)]
 
+    # ------------------------------------------------------------ incremental
+
+    def start(self) -> PointsState:
+        """A fresh per-lead state for incremental scoring (see :class:`IncrementalScorer`)."""
+        return PointsState(len(self._compiled.rules))
+
+    def score_next(self, state: PointsState, touch: Touch, attributes: Mapping[str, Any]) -> Score:
+        """The lead's score at ``touch.at`` once *touch* is added, without keeping *touch*.
+
+        Equal to ``self(Lead(lead_id, attributes, kept + (touch,)), touch.at)``
+        where *kept* are the touches given to :meth:`add` so far, all at or
+        before ``touch.at``; costs O(1) per rule instead of a scan of the
+        history. Touches too old to count any more are dropped from *state*
+        (time only moves forward, so they never count again).
+        """
+        return _score_next(self._compiled, state, touch, attributes)
+
+    def add(self, state: PointsState, touch: Touch) -> None:
+        """Keep *touch* in *state* (the engine calls it once the touch's operation committed)."""
+        at = _micros(touch.at)
+        for index in _matching(self._compiled, touch):
+            state.add(index, at, self._compiled.rules[index].repeatable)
+
 
 def _cap_line(rule: str, what: str, cap: float, lines: list[_Line]) -> list[_Line]:
     subtotal = sum(micro for _, micro, _ in lines)
@@ -689,6 +719,242 @@ def _cap_line(rule: str, what: str, cap: float, lines: list[_Line]) -> list[_Lin
         return []
     detail = f"{what} capped at {_fmt(cap)} (was {_fmt(_points(subtotal))})"
     return [(rule, limit - subtotal, detail)]
+
+
+# ---------------------------------------------------------------- incremental points
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    """``round(Fraction(numerator, denominator))`` (half to even), for a positive denominator."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
+
+
+@attrs.frozen
+class _CompiledRule:
+    name: str
+    kind: str | None
+    where: Mapping[str, Any]
+    repeatable: bool
+    points: float
+    numerator: int  # points * SCALE = numerator / denominator, exactly
+    denominator: int
+    label: str
+
+
+@attrs.frozen
+class _CompiledGroup:
+    name: str
+    cap: float | None
+    cap_micro: int | None
+    decay: LinearDecay | TimeWindow | None
+    decay_text: str
+    whole: int  # LinearDecay: share.denominator * every in microseconds; else 1
+    numerator: int  # LinearDecay: share.numerator; TimeWindow: the window in microseconds
+    rules: tuple[int, ...]
+
+
+@attrs.frozen
+class _Compiled:
+    rules: tuple[_CompiledRule, ...]
+    groups: tuple[_CompiledGroup, ...]
+    by_kind: Mapping[str | None, tuple[int, ...]]
+    attribute_rules: tuple[tuple[AttributeRule, int], ...]
+    total_cap: float | None
+    total_cap_micro: int | None
+
+
+def _compile(scorer: PointsScorer) -> _Compiled:
+    """The scorer's rules as integers, once, for :meth:`PointsScorer.score_next`."""
+    rules = []
+    for rule in scorer.rules:
+        exact = Fraction(rule.points) * _SCALE
+        label = _rule_label(rule) + ("" if rule.repeatable else " (once-only)")
+        rules.append(
+            _CompiledRule(
+                rule.name,
+                rule.kind,
+                rule.where,
+                rule.repeatable,
+                rule.points,
+                exact.numerator,
+                exact.denominator,
+                label,
+            )
+        )
+    declared = {g.name: g for g in scorer.groups}
+    order = list(declared) + [r.group for r in scorer.rules if r.group not in declared]
+    groups = []
+    for name in dict.fromkeys(order):
+        group = declared.get(name)
+        decay = None if group is None else group.decay
+        whole, numerator = 1, 0
+        if type(decay) is LinearDecay:
+            share = Fraction(decay.fraction)
+            whole = share.denominator * (decay.every // _MICROSECOND)
+            numerator = share.numerator
+        elif type(decay) is TimeWindow:
+            numerator = decay.within // _MICROSECOND
+        elif decay is not None:  # a subclass: keep its own arithmetic (see _score_next)
+            whole = 0
+        cap = None if group is None else group.cap
+        groups.append(
+            _CompiledGroup(
+                name,
+                cap,
+                None if cap is None else _micro(cap),
+                decay,
+                "" if decay is None else str(decay),
+                whole,
+                numerator,
+                tuple(i for i, r in enumerate(scorer.rules) if r.group == name),
+            )
+        )
+    by_kind: dict[str | None, list[int]] = {}
+    for i, rule in enumerate(scorer.rules):
+        by_kind.setdefault(rule.kind, []).append(i)
+    return _Compiled(
+        tuple(rules),
+        tuple(groups),
+        MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
+        tuple((r, _micro(r.points)) for r in scorer.attribute_rules),
+        scorer.total_cap,
+        None if scorer.total_cap is None else _micro(scorer.total_cap),
+    )
+
+
+class PointsState:
+    """What incremental scoring keeps per lead: per rule, the times of the touches that may count.
+
+    Times are integer microseconds. A repeatable rule keeps every matching
+    touch still inside its decay or window (oldest first) and their sum; a
+    once-only rule keeps its latest matching touch. Opaque to callers: only
+    :class:`PointsScorer` reads it.
+    """
+
+    __slots__ = ("sums", "times")
+
+    def __init__(self, rules: int) -> None:
+        self.times: list[deque[int]] = [deque() for _ in range(rules)]
+        self.sums: list[int] = [0] * rules
+
+    def add(self, index: int, at: int, repeatable: bool) -> None:
+        """Keep a matching touch at *at* (microseconds) for rule *index*."""
+        times = self.times[index]
+        if not repeatable:
+            times.clear()
+            self.sums[index] = 0
+        times.append(at)
+        self.sums[index] += at
+
+
+def _matching(compiled: _Compiled, touch: Touch) -> list[int]:
+    found = [*compiled.by_kind.get(touch.kind, ()), *compiled.by_kind.get(None, ())]
+    rules = compiled.rules
+    props = touch.properties
+    return [
+        i
+        for i in found
+        if all(key in props and props[key] == value for key, value in rules[i].where.items())
+    ]
+
+
+def _rule_next(
+    group: _CompiledGroup,
+    rule: _CompiledRule,
+    index: int,
+    state: PointsState,
+    at: int,
+    *,
+    new: bool,
+) -> _Line | None:
+    """One rule's breakdown line at *at* (microseconds), with the new touch if it matches."""
+    times = state.times[index]
+    total = state.sums[index]
+    extra = 1 if new else 0
+    if new and not rule.repeatable:  # the new touch is the latest: it alone counts
+        times.clear()
+        state.sums[index] = total = 0
+    decay = group.decay
+    if decay is None:
+        counted = len(times) + extra
+        kept, whole = counted, 1
+    elif group.whole == 0:  # a decay subclass: ask it, exactly as the pure path does
+        counted, share = decay._kept([at - t for t in times] + [0] * extra)
+        kept, whole = share.numerator, share.denominator
+    elif type(decay) is TimeWindow:
+        while times and at - times[0] >= group.numerator:
+            total -= times.popleft()
+        state.sums[index] = total
+        counted = len(times) + extra
+        kept, whole = counted, 1
+    else:  # LinearDecay: a touch keeps whole - numerator * age while that is positive
+        whole = group.whole
+        while times and group.numerator * (at - times[0]) >= whole:
+            total -= times.popleft()
+        state.sums[index] = total
+        counted = len(times) + extra
+        kept = counted * whole - group.numerator * (counted * at - total - extra * at)
+    if not counted:
+        return None
+    micro = _round_half_even(rule.numerator * kept, rule.denominator * whole)
+    detail = f"{counted} {_TIMES} {rule.label}"
+    if isinstance(decay, TimeWindow):
+        detail += f", {group.decay_text}"
+    elif isinstance(decay, LinearDecay) and rule.points != 0 and kept != counted * whole:
+        # points * counted in floats is the correctly rounded exact product, as the pure path's
+        full = rule.points * counted
+        detail += f", {_fmt(full)} decayed to {_fmt(_points(micro))} ({group.decay_text})"
+    return rule.name, micro, detail
+
+
+def _cap(name: str, what: str, cap: float, cap_micro: int, lines: list[_Line]) -> list[_Line]:
+    subtotal = sum(micro for _, micro, _ in lines)
+    if subtotal <= cap_micro:
+        return []
+    return [
+        (
+            name,
+            cap_micro - subtotal,
+            f"{what} capped at {_fmt(cap)} (was {_fmt(_points(subtotal))})",
+        )
+    ]
+
+
+def _score_next(
+    compiled: _Compiled, state: PointsState, touch: Touch, attributes: Mapping[str, Any]
+) -> Score:
+    at = _micros(touch.at)
+    new = set(_matching(compiled, touch))
+    rules = compiled.rules
+    lines: list[_Line] = []
+    for group in compiled.groups:
+        times = state.times
+        group_lines = [
+            line
+            for index in group.rules
+            if (times[index] or index in new)
+            and (line := _rule_next(group, rules[index], index, state, at, new=index in new))
+        ]
+        lines += group_lines
+        if group.cap is not None and group.cap_micro is not None:
+            lines += _cap(f"cap:{group.name}", group.name, group.cap, group.cap_micro, group_lines)
+    for attribute_rule, micro in compiled.attribute_rules:
+        value = attributes.get(attribute_rule.attribute, _MISSING)
+        if value is not _MISSING and value in attribute_rule.values:
+            lines.append((attribute_rule.name, micro, f"{attribute_rule.attribute} = {value!r}"))
+    if compiled.total_cap is not None and compiled.total_cap_micro is not None:
+        lines += _cap("cap:total", "total", compiled.total_cap, compiled.total_cap_micro, lines)
+    return _score(lines)
 
 
 # ---------------------------------------------------------------- fit
@@ -830,11 +1096,40 @@ class CombinedScorer:
             HookError: One of the two scorers failed its contract.
         """
         engagement = checked_score("engagement", self.engagement, lead, at)
-        fit = checked_score("fit", self.fit, lead, at)
+        return self._combine(engagement, checked_score("fit", self.fit, lead, at))
+
+    @staticmethod
+    def _combine(engagement: Score, fit: Score) -> Score:
         fit_items = tuple(
             ScoreItem(f"fit:{item.rule}", item.points, item.detail) for item in fit.breakdown
         )
         return Score(engagement.value, engagement.breakdown + fit_items, fit.grade)
+
+    @property
+    def incremental(self) -> bool:
+        """Whether :meth:`score_next` may be used: an incremental engagement and a FitGrader."""
+        return type(self.fit) is FitGrader and isinstance(self.engagement, IncrementalScorer)
+
+    def start(self) -> Any:
+        """A fresh per-lead state: the engagement scorer's (see :attr:`incremental`)."""
+        return cast(IncrementalScorer, self.engagement).start()
+
+    def score_next(self, state: Any, touch: Touch, attributes: Mapping[str, Any]) -> Score:
+        """The score once *touch* is added; the fit grade reads only *attributes*."""
+        engagement_scorer = cast(IncrementalScorer, self.engagement)
+        engagement = checked_call(
+            "engagement",
+            lambda: engagement_scorer.score_next(state, touch, attributes),
+            touch.lead_id,
+            touch.at,
+            None,
+        )
+        lead = Lead(touch.lead_id, attributes)
+        return self._combine(engagement, checked_score("fit", self.fit, lead, touch.at))
+
+    def add(self, state: Any, touch: Touch) -> None:
+        """Keep *touch* in the engagement scorer's *state*."""
+        cast(IncrementalScorer, self.engagement).add(state, touch)
 
 
 # ---------------------------------------------------------------- contract
@@ -866,11 +1161,25 @@ def checked_score(
             breakdown is not a tuple of :class:`ScoreItem` with finite points,
             or whose grade is neither ``None`` nor a str.
     """
-    subject = touch_id if touch_id is not None else lead.lead_id
+    return checked_call(name, lambda: scorer(lead, at), lead.lead_id, at, touch_id)
+
+
+def checked_call(
+    name: str, call: Callable[[], object], lead_id: str, at: datetime, touch_id: str | None
+) -> Score:
+    """Run a scoring *call* (pure or incremental) and enforce the scorer contract.
+
+    The one home of the contract: :func:`checked_score` and the engine's
+    incremental path both come here, so every scorer fails the same way.
+
+    Raises:
+        HookError: As :func:`checked_score`.
+    """
+    subject = touch_id if touch_id is not None else lead_id
     when = at.isoformat() if isinstance(at, datetime) else repr(at)
-    scoring = f"scoring lead {lead.lead_id!r} at {when}"
+    scoring = f"scoring lead {lead_id!r} at {when}"
     try:
-        result = scorer(lead, at)
+        result = call()
     except Exception as exc:
         raise HookError(
             name, f"scorer raised {type(exc).__name__} {scoring}: {exc}", subject=subject
@@ -878,7 +1187,7 @@ def checked_score(
     problem = _score_problem(result)
     if problem is not None:
         raise HookError(name, f"{problem} {scoring}", subject=subject, received=result)
-    return result
+    return cast(Score, result)
 
 
 def _score_problem(result: object) -> str | None:
