@@ -39,7 +39,7 @@ from buyerjourney import (  # noqa: E402
     presets,
 )
 from buyerjourney.bulk import ColumnarLog, TouchBatch, plan, replay  # noqa: E402
-from buyerjourney.errors import BuyerJourneyError  # noqa: E402
+from buyerjourney.errors import BuyerJourneyError, ModeNotPossible  # noqa: E402
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -173,10 +173,12 @@ def test_forcing_columnar_on_a_rejected_pipeline_raises_a_typed_error() -> None:
         groups=[ScoreGroup("engagement", decay=NoDecay(0.5, timedelta(days=1)))],
     )
     pipeline, touches = _visits(scorer)
-    with pytest.raises(BuyerJourneyError, match="NoDecay") as caught:
+    with pytest.raises(ModeNotPossible, match="NoDecay") as caught:
         replay(pipeline, touches, mode="columnar")
-    assert isinstance(caught.value, ValueError)
-    assert "columnar" in str(caught.value)
+    assert isinstance(caught.value, (BuyerJourneyError, ValueError))
+    assert (caught.value.mode, caught.value.possible) == ("columnar", "hooks")
+    assert any("NoDecay" in reason for reason in caught.value.reasons)
+    assert "mode='auto'" in str(caught.value)
 
 
 class MyRule(PointsRule):

@@ -16,6 +16,7 @@ code that already catches ``ValueError`` or ``KeyError`` keeps working::
     ├── InvalidOwnerRules (ValueError)      owner rules leave a gap or name unknown teams
     ├── ActionRefused (PermissionError)     an actor may not perform a manual action
     ├── InvalidTouch (ValueError)           an engagement event is malformed
+    ├── ModeNotPossible (ValueError)        a forced bulk replay mode cannot replay this pipeline
     ├── CorruptLog (ValueError)             a log record does not fit its journey
     └── MissingExtra (ImportError)          an optional dependency is not installed
 
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidOwnerRules",
     "InvalidTouch",
     "MissingExtra",
+    "ModeNotPossible",
     "Problem",
     "ReasonRequired",
     "TransitionNotAllowed",
@@ -321,4 +323,24 @@ class MissingExtra(BuyerJourneyError, ImportError):
         more = f" {detail}" if detail else ""
         super().__init__(
             f"{feature} needs the {extra!r} extra: pip install 'buyerjourney[{extra}]'.{more}"
+        )
+
+
+class ModeNotPossible(BuyerJourneyError, ValueError):
+    """A forced bulk replay mode cannot replay this pipeline exactly.
+
+    Attributes:
+        mode: The mode asked for (``"columnar"`` or ``"hooks"``).
+        possible: The fastest path that is exact (what ``mode="auto"`` takes).
+        reasons: Every reason the faster path is not possible.
+    """
+
+    def __init__(self, mode: str, possible: str, reasons: Sequence[str]) -> None:
+        self.mode = mode
+        self.possible = possible
+        self.reasons = tuple(reasons)
+        lines = "\n".join(f"  - {r}" for r in self.reasons)
+        super().__init__(
+            f"mode={mode!r} is not possible for this pipeline:\n{lines}\n"
+            f"Use mode='auto' (it takes the {possible!r} path), or change what is listed."
         )

@@ -56,10 +56,11 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Literal
 
-from buyerjourney._core.funnel import Funnel
+from buyerjourney._core import lifecycle
+from buyerjourney._core.funnel import Funnel, Transition
 from buyerjourney._core.journey import Journey, rebuild
 from buyerjourney._core.protocols import Context, hook_name
-from buyerjourney._core.records import Actor, Record, RecordKind, Touch
+from buyerjourney._core.records import Record, Touch
 from buyerjourney._core.scoring import Score, ScoreItem, checked_score
 from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from buyerjourney._engine import Quarantined
@@ -92,9 +93,8 @@ from buyerjourney.bulk._schema import (
 )
 from buyerjourney.errors import (
     HookError,
-    InvalidFunnel,
     InvalidTouch,
-    Problem,
+    ModeNotPossible,
     TransitionNotAllowed,
 )
 
@@ -349,7 +349,7 @@ class _Decisions:
         self.reasons[(s, sym)] = decision.reason
         stage = table.stage_names[s]
         if gate:
-            self._refuse(s, sym, f"stage {stage!r} waits for the receiving team to accept")
+            self._refuse(s, sym, lifecycle.AWAITS_ACCEPTANCE.format(stage=stage))
             return
         if event not in table.event_index:
             try:
@@ -529,7 +529,7 @@ def replay(
             objects or a :class:`TouchBatch`.
         mode: ``"auto"`` (the fastest path :func:`plan` allows), or a path to
             force: ``"columnar"`` and ``"hooks"`` raise
-            :class:`~buyerjourney.errors.InvalidFunnel` (a ``ValueError``)
+            :class:`~buyerjourney.errors.ModeNotPossible` (a ``ValueError``)
             when the plan of the pipeline does not allow them;
             ``"reference"`` always works. A batch that the engine would
             quarantine touches of, or that exceeds a limit of the kernel
@@ -539,8 +539,8 @@ def replay(
 
     Raises:
         MissingExtra: NumPy is not installed.
-        InvalidFunnel: The forced mode is not possible for this pipeline (a
-            ``ValueError``); its problems are :attr:`Plan.reasons`.
+        ModeNotPossible: The forced mode is not possible for this pipeline (a
+            ``ValueError``); its reasons are :attr:`Plan.reasons`.
         HookError: With ``errors="raise"``, a hook failed.
     """
     np = numpy_or_raise()
@@ -570,18 +570,9 @@ def replay(
     return _reference(pipeline, batch, reasons, errors)
 
 
-def _not_possible(pipeline: Pipeline, mode: str, chosen: Plan) -> InvalidFunnel:
-    """The error for a forced *mode* that the plan rejects (one problem per reason)."""
-    problems = [
-        Problem(
-            f"no-{mode}-replay",
-            f"mode={mode!r} is not possible for this pipeline: {reason} "
-            f"(mode='auto' takes the {chosen.mode!r} path)",
-            mode,
-        )
-        for reason in chosen.reasons
-    ]
-    return InvalidFunnel(pipeline.funnel.name, problems)
+def _not_possible(pipeline: Pipeline, mode: str, chosen: Plan) -> ModeNotPossible:
+    """The error for a forced *mode* that the plan rejects, with every reason."""
+    return ModeNotPossible(mode, chosen.mode, chosen.reasons)
 
 
 def _batch_problem(np: Any, batch: TouchBatch, funnel: Funnel) -> str | None:
@@ -671,7 +662,8 @@ class _Run:
         self.table = compile_funnel(self.funnel, pipeline.hooks)
         self.scorer_name = hook_name(pipeline.scorer, "scorer")
         self.policy_name = hook_name(pipeline.policy, "policy")
-        self.actor = Actor(f"policy:{self.policy_name}")
+        self.actor = lifecycle.policy_actor(self.policy_name)
+        self._transitions: dict[tuple[str, str, str], Transition] = {}
         self.owners = pipeline.owners
         self.owners.validate(self.funnel)
         self.teams: list[str] = list(
@@ -1276,6 +1268,7 @@ class _Run:
         return Lead(self.batch.lead_ids[lead], self._attributes_at(lead, pos), touches)
 
     def _record(self, seq: int, light: bool = False) -> Record:
+        """Record *seq* of the log, built by the core's builders from the columns."""
         col = self.log.columns
         kind = int(col["kind"][seq])
         lead_id = self.batch.lead_ids[int(col["lead"][seq])]
@@ -1283,37 +1276,34 @@ class _Run:
         if kind == ESCALATION:
             entered = self.batch.time(int(col["aux"][seq]))
             stage = names[int(col["source"][seq])]
-            sla = self.funnel.stage(stage).sla
-            assert sla is not None
-            deadline = entered + sla
-            return Record(
-                lead_id=lead_id,
-                seq=seq,
-                at=deadline,
-                kind=RecordKind.ESCALATION,
-                source=stage,
-                to_team=self.teams[int(col["to_team"][seq])],
-                reason=f"in {stage!r} since {entered.isoformat()}, past its SLA",
-                data={"deadline": deadline.isoformat(), "entered": entered.isoformat()},
+            deadline = lifecycle.sla_deadline(self.funnel, stage, entered)
+            assert deadline is not None
+            return lifecycle.escalation(
+                lead_id,
+                seq,
+                stage=stage,
+                entered=entered,
+                deadline=deadline,
+                team=self.teams[int(col["to_team"][seq])],
             )
         pos = int(col["touch"][seq])
         touch = self.batch.touch(pos)
         at = touch.at
         if kind == CREATED:
-            return Record(
-                lead_id=lead_id,
-                seq=seq,
-                at=at,
-                kind=RecordKind.CREATED,
-                target=names[int(col["target"][seq])],
-                to_team=self.teams[int(col["to_team"][seq])],
+            return lifecycle.created(
+                lead_id,
+                seq,
+                at,
+                stage=names[int(col["target"][seq])],
+                team=self.teams[int(col["to_team"][seq])],
                 touch_id=touch.touch_id,
-                data={"attributes": dict(touch.attributes)} if touch.attributes else {},
+                attributes=touch.attributes,
             )
         value = float(col["score"][seq])
         if kind == SCORED:
-            data: dict[str, Any] = {}
             grade = self.grades.get(pos)
+            delta: float | None = None
+            breakdown: tuple[ScoreItem, ...] | None = None
             if not light:
                 if self.pipeline.scorer is None:
                     result = Score(0.0)
@@ -1325,70 +1315,75 @@ class _Run:
                         at,
                         touch.touch_id,
                     )
-                data["delta"] = value - float(self.old_by_pos[pos])
-                data["breakdown"] = [[i.rule, i.points, i.detail] for i in result.breakdown]
+                delta = value - float(self.old_by_pos[pos])
+                breakdown = result.breakdown
                 grade = result.grade
-            if grade is not None:
-                data["grade"] = grade
-            if touch.attributes and not self.first_by_pos[pos]:
-                data["attributes"] = dict(touch.attributes)
-            return Record(
-                lead_id=lead_id,
-                seq=seq,
-                at=at,
-                kind=RecordKind.SCORED,
+            return lifecycle.scored(
+                lead_id,
+                seq,
+                at,
                 score=value,
+                delta=delta,
+                breakdown=breakdown,
+                grade=grade,
+                attributes=None if self.first_by_pos[pos] else touch.attributes,
                 touch_id=touch.touch_id,
-                data=data,
             )
         if kind == THRESHOLD:
-            threshold = self.thresholds[int(col["aux"][seq])]
-            return Record(
-                lead_id=lead_id,
-                seq=seq,
-                at=at,
-                kind=RecordKind.THRESHOLD,
+            return lifecycle.threshold(
+                lead_id,
+                seq,
+                at,
                 score=value,
+                limit=self.thresholds[int(col["aux"][seq])],
                 touch_id=touch.touch_id,
-                data={"threshold": threshold, "up": value >= threshold},
             )
         if kind == REFUSED:
-            return Record(
-                lead_id=lead_id,
-                seq=seq,
-                at=at,
-                kind=RecordKind.REFUSED,
+            return lifecycle.refused(
+                lead_id,
+                seq,
+                at,
                 actor=self.actor,
                 event=self.dec.events[int(col["event"][seq])],
-                source=names[int(col["source"][seq])],
-                touch_id=touch.touch_id,
+                stage=names[int(col["source"][seq])],
                 reason=self.dec.messages[int(col["aux"][seq])],
+                touch_id=touch.touch_id,
             )
         if kind == TRANSITION:
             source = int(col["source"][seq])
-            return Record(
-                lead_id=lead_id,
-                seq=seq,
-                at=at,
-                kind=RecordKind.TRANSITION,
+            move = self._transition(
+                names[source],
+                self.dec.events[int(col["event"][seq])],
+                names[int(col["target"][seq])],
+            )
+            return lifecycle.transition(
+                lead_id,
+                seq,
+                at,
+                move=move,
                 actor=self.actor,
                 reason="" if light else self._decision_reason(pos, source),
-                event=self.dec.events[int(col["event"][seq])],
-                source=names[source],
-                target=names[int(col["target"][seq])],
                 touch_id=touch.touch_id,
             )
         assert kind == HANDOFF
         source = int(col["source"][seq - 1])
-        return Record(
-            lead_id=lead_id,
-            seq=seq,
-            at=at,
-            kind=RecordKind.HANDOFF,
-            actor=self.actor,
-            reason="" if light else self._decision_reason(pos, source),
-            target=names[int(col["target"][seq])],
+        return lifecycle.handoff(
+            lead_id,
+            seq,
+            at,
+            stage=names[int(col["target"][seq])],
             from_team=self.teams[int(col["from_team"][seq])],
             to_team=self.teams[int(col["to_team"][seq])],
+            actor=self.actor,
+            reason="" if light else self._decision_reason(pos, source),
             touch_id=touch.touch_id,
         )
+
+    def _transition(self, source: str, event: str, target: str) -> Transition:
+        """The funnel transition a TRANSITION column row stands for (the first of its kind)."""
+        key = (source, event, target)
+        found = self._transitions.get(key)
+        if found is None:
+            found = next(t for t in self.funnel.transitions if (t.source, t.event, t.target) == key)
+            self._transitions[key] = found
+        return found
