@@ -725,8 +725,6 @@ class Engine:
         raise ActionRefused(lead_id, action, actor, reason)
 
 
-_hook_name = hook_name  # the bulk path's name for it
-
 _ZERO = Score(0.0)
 
 
