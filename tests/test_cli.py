@@ -365,3 +365,115 @@ def test_python_dash_m(seed_file: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{seed_file}: ok (7 stages, 9 transitions)\n"
+
+
+# ---------------------------------------------------------------- without the testing extra
+
+WITHOUT_HYPOTHESIS = """\
+import importlib.abc
+import sys
+
+
+class NoHypothesis(importlib.abc.MetaPathFinder):
+    # Behave as if Hypothesis were not installed.
+    def find_spec(self, name, path=None, target=None):
+        if name == "hypothesis" or name.startswith("hypothesis."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoHypothesis())
+if sys.argv[1:] == ["--probe"]:
+    import hypothesis  # noqa: F401
+from buyerjourney.cli import main
+
+raise SystemExit(main(sys.argv[1:]))
+"""
+"""Run ``buyerjourney.cli.main`` in a fresh interpreter where Hypothesis cannot be imported."""
+
+
+def run_without_hypothesis(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_HYPOTHESIS, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_the_blocker_really_hides_hypothesis(tmp_path: Path) -> None:
+    result = run_without_hypothesis("--probe", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "ModuleNotFoundError: No module named 'hypothesis'" in result.stderr
+
+
+def test_validate_needs_no_extra(tmp_path: Path, seed_file: Path, broken_file: Path) -> None:
+    result = run_without_hypothesis("validate", str(seed_file), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{seed_file}: ok (7 stages, 9 transitions)\n"
+    result = run_without_hypothesis("validate", str(broken_file), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, "")
+    assert "[unreachable-stage]" in result.stdout
+
+
+def test_verify_without_the_extra_runs_the_structure_and_names_the_extra(tmp_path: Path) -> None:
+    """It used to end in a ModuleNotFoundError traceback."""
+    result = run_without_hypothesis("verify", "waterfall", cwd=tmp_path)
+
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1
+    assert result.stderr == (
+        "buyerjourney: exploring a pipeline (buyerjourney verify) needs the 'testing' extra: "
+        "pip install 'buyerjourney[testing]'. Only the structural checks ran; pass "
+        "--structure-only to skip exploring on purpose.\n"
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "verification of funnel 'waterfall' (structure only): 0 errors, 1 warning"
+    assert lines[1] == "warning: [not-explored] funnel waterfall"
+    assert "exploration was skipped" in lines[2]
+
+
+def test_verify_structure_only_needs_no_extra(tmp_path: Path) -> None:
+    result = run_without_hypothesis("verify", "waterfall", "--structure-only", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "verification of funnel 'waterfall' (structure only): 0 errors, 0 warnings\n"
+        "no problem found\n"
+    )
+
+
+def test_verify_without_the_extra_still_finds_structural_errors(tmp_path: Path) -> None:
+    import attrs  # noqa: PLC0415
+
+    waterfall = presets.get("waterfall")
+    funnel = waterfall.extend(replace_stages=[attrs.evolve(waterfall.stage("mql"), owner=None)])
+    path = tmp_path / "funnel.toml"
+    dump_funnel(funnel, path)
+    owners = tmp_path / "owners.toml"
+    owners.write_text('[[overrides]]\nteam = "partnrs"\nstages = ["mql"]\n', encoding="utf-8")
+
+    result = run_without_hypothesis(
+        "verify",
+        str(path),
+        "--owners",
+        str(owners),
+        "--structure-only",
+        "--format",
+        "json",
+        cwd=tmp_path,
+    )
+
+    assert (result.returncode, result.stderr) == (1, "")
+    data = json.loads(result.stdout)
+    assert data["explored"] is False
+    assert [(f["code"], f["where"]) for f in data["findings"]] == [
+        ("owner-rules", "owner rules overrides[0]")
+    ]
+
+
+def test_verify_structure_only_with_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "verify", "seed", "--structure-only")
+    assert (status, err) == (0, "")
+    assert out.startswith("verification of funnel 'seed' (structure only): 0 errors")

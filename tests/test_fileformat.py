@@ -299,6 +299,44 @@ def test_json_output_is_indented_and_ends_with_a_newline() -> None:
     }
 
 
+def test_toml_is_written_by_tomli_w_one_table_per_stage_and_transition() -> None:
+    import tomli_w  # noqa: PLC0415
+
+    funnel = presets.get("waterfall")
+    text = dumps_funnel(funnel, format="toml")
+    document = json.loads(dumps_funnel(funnel, format="json"))
+    head, *tables = text.split("\n[[")
+    scalars = {k: v for k, v in document.items() if not isinstance(v, list)}
+    assert head == tomli_w.dumps(scalars)
+    expected = [("stages", t) for t in document["stages"]]
+    expected += [("transitions", t) for t in document["transitions"]]
+    assert len(tables) == len(expected)
+    for table, (key, values) in zip(tables, expected, strict=True):
+        assert table == f"{key}]]\n" + tomli_w.dumps(values)
+    assert tomllib.loads(text) == document
+
+
+def test_toml_escapes_control_characters_and_keeps_line_breaks() -> None:
+    seed = presets.get("seed")
+    funnel = attrs.evolve(seed, description="a\x1fb\nc\r\nd\te")
+    text = dumps_funnel(funnel, format="toml")
+    assert 'description = "a\\u001fb\\nc\\r\\nd\te"\n' in text  # a tab may stay
+    assert loads_funnel(text, format="toml") == funnel
+
+
+def test_toml_refuses_integers_beyond_64_bits_and_json_keeps_them() -> None:
+    funnel = Funnel(
+        "big",
+        [Stage("start", 1, initial=True), Stage("far", 2**63, StageKind.WON, terminal=True)],
+        [Transition("go", "start", "far")],
+    )
+    with pytest.raises(FunnelFormatError) as info:
+        dumps_funnel(funnel, format="toml")
+    assert info.value.location == "stages[1].rank"
+    assert "does not fit TOML's 64-bit integers" in str(info.value)
+    assert round_trip(funnel, "json") == funnel
+
+
 def test_toml_and_json_describe_the_same_document() -> None:
     funnel = presets.get("waterfall")
     from_toml = tomllib.loads(dumps_funnel(funnel, format="toml"))
@@ -708,4 +746,10 @@ def test_how_to_example_is_the_file_its_code_writes() -> None:
     assert f"'''\\\n{shown}'''" in code
     funnel = loads_funnel(shown, format="toml")
     assert funnel.name == "self_serve"
-    assert dumps_funnel(funnel, format="toml") == shown.replace('"PT48H"', '"P2D"')
+    # Written canonically: the SLA with its days split off, the description on one line.
+    canonical = shown.replace('"PT48H"', '"P2D"').replace(
+        'description = """\n' + funnel.description + '"""',
+        "description = " + json.dumps(funnel.description),
+    )
+    assert canonical != shown
+    assert dumps_funnel(funnel, format="toml") == canonical

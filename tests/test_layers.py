@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pipeline", ("buyerjourney._pipeline",)),
     ("bulk", ("buyerjourney.bulk",)),
     ("adapters", ("buyerjourney._adapters",)),
+    ("checks", ("buyerjourney._checks",)),
     ("testing", ("buyerjourney.testing",)),
     ("face and command", ("buyerjourney", "buyerjourney.cli", "buyerjourney.__main__")),
 ]
@@ -118,9 +119,7 @@ def test_imports_point_down(module: str) -> None:
     ours, _ = imported(module)
     mine = layer_of(module)
     upward = sorted(
-        f"{name} (layer {LAYERS[layer_of(name)][0]!r})"
-        for name in ours
-        if layer_of(name) > mine
+        f"{name} (layer {LAYERS[layer_of(name)][0]!r})" for name in ours if layer_of(name) > mine
     )
     assert upward == [], f"{module} (layer {LAYERS[mine][0]!r}) imports a higher layer"
 

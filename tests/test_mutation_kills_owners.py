@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from buyerjourney import Funnel, Stage, StageKind, Transition
-from buyerjourney._core.owners import (
-    Condition,
-    OwnerRule,
-    OwnerRules,
-    load_owner_rules,
-    save_owner_rules,
-)
+from buyerjourney._adapters.files import load_owner_rules, save_owner_rules
+from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
 from buyerjourney.errors import InvalidOwnerRules
+
+
+def messages(error: InvalidOwnerRules) -> tuple[str, ...]:
+    return tuple(p.message for p in error.problems)
+
 
 FUNNEL = Funnel(
     "tiny",
@@ -160,10 +160,40 @@ PROBLEM_CASES = [
 
 @pytest.mark.parametrize(("rules", "expected"), PROBLEM_CASES)
 def test_problems_are_reported_exactly(rules: OwnerRules, expected: list[str]) -> None:
-    assert rules.problems(FUNNEL) == expected
+    assert [p.message for p in rules.problems(FUNNEL)] == expected
     with pytest.raises(InvalidOwnerRules) as info:
         rules.validate(FUNNEL)
-    assert info.value.problems == tuple(expected)
+    assert messages(info.value) == tuple(expected)
+    assert info.value.problems == tuple(rules.problems(FUNNEL))
+
+
+EXPECTED_CODES = {
+    "team-not-identifier": [("invalid-team", "teams[2]")],
+    "defaults": [("unknown-team", "defaults.b"), ("unknown-stage", "defaults.zz")],
+    "override-unknown-stage-and-team": [
+        ("unknown-stage", "overrides[0]"),
+        ("unknown-team", "overrides[0]"),
+    ],
+    "repeat": [("duplicate-override", "overrides[1]")],
+    "shadowed-by-one": [("shadowed-override", "overrides[1]")],
+    "shadowed-by-two": [("shadowed-override", "overrides[2]")],
+    "members": [
+        ("invalid-member", "members"),
+        ("reserved-member", "members.system"),
+        ("unknown-team", "members.ann"),
+    ],
+    "gap-with-conditional-overrides": [("no-owner", "b")],
+    "gap": [("no-owner", "b")],
+}
+
+
+@pytest.mark.parametrize(("rules", "expected"), PROBLEM_CASES)
+def test_problems_have_their_code_and_subject(
+    rules: OwnerRules, expected: list[str], request: pytest.FixtureRequest
+) -> None:
+    codes = EXPECTED_CODES[request.node.callspec.id]
+    assert [(p.code, p.subject) for p in rules.problems(FUNNEL)] == codes
+    assert len(codes) == len(expected)
 
 
 def test_sound_rules_have_no_problems() -> None:
@@ -284,13 +314,13 @@ def test_type_errors_name_the_field_and_what_was_received(build: object, message
 def test_malformed_conditions_are_located(build: object, problem: str) -> None:
     with pytest.raises(InvalidOwnerRules) as info:
         build()  # type: ignore[operator]
-    assert info.value.problems == (problem,)
+    assert messages(info.value) == (problem,)
 
 
 def test_a_gap_found_at_routing_time_is_explained() -> None:
     with pytest.raises(InvalidOwnerRules) as info:
         OwnerRules({}).owner("b", {"x": 1})
-    assert info.value.problems == (
+    assert messages(info.value) == (
         "no owner for stage 'b' and attributes {'x': 1}: the stage has no default and no "
         "override matched; add a default or an unconditional override, and call "
         "validate(funnel) to find every gap",
@@ -303,7 +333,7 @@ def test_a_gap_found_at_routing_time_is_explained() -> None:
 def test_document_problems_are_located_exactly() -> None:
     with pytest.raises(InvalidOwnerRules) as info:
         OwnerRules.from_dict({"surprise": 1, "defaults": 3, "members": [], "overrides": "x"})
-    assert info.value.problems == (
+    assert messages(info.value) == (
         "surprise: unknown key; expected one of teams, defaults, members, overrides, solo",
         "defaults: expected a table (a mapping) (got 3 that is a int)",
         "members: expected a table (a mapping) (got [] that is a list)",
@@ -319,7 +349,7 @@ def test_document_problems_are_located_exactly() -> None:
                 ]
             }
         )
-    assert info.value.problems == (
+    assert messages(info.value) == (
         "overrides[0].extra: unknown key; expected one of team, stages, when, description",
         "overrides[0].team: expected a team name (got 5 that is a int)",
         "overrides[0].description: expected a string (got 3 that is a int)",
@@ -334,7 +364,7 @@ def test_a_document_read_for_a_funnel_takes_its_owners_and_is_validated() -> Non
     assert dict(rules.defaults) == {"a": "marketing", "b": "marketing", "won": "sales"}
     with pytest.raises(InvalidOwnerRules) as info:
         OwnerRules.from_dict({"defaults": {"zz": "sales"}}, funnel=FUNNEL)
-    assert info.value.problems == (
+    assert messages(info.value) == (
         "defaults: stage 'zz' is not in funnel 'tiny' (stages: a, b, won)",
     )
 
@@ -366,7 +396,7 @@ def test_toml_strings_escape_control_characters_only(tmp_path: Path) -> None:
     path = tmp_path / "owners.toml"
     save_owner_rules(rules, path)
     text = path.read_text(encoding="utf-8")
-    assert 'description = "a b\\u001F\\u007F\\"\\\\é"' in text
+    assert 'description = "a b\\u001f\\u007f\\"\\\\é"' in text
     assert load_owner_rules(path, funnel=FUNNEL) == rules
 
 
@@ -377,7 +407,7 @@ def test_toml_takes_every_64_bit_integer(tmp_path: Path, value: int) -> None:
     )
     path = tmp_path / "owners.toml"
     save_owner_rules(rules, path)
-    assert f'"values" = [{value}]' in path.read_text(encoding="utf-8")
+    assert f"values = [\n    {value},\n]" in path.read_text(encoding="utf-8")
     assert load_owner_rules(path, funnel=FUNNEL) == rules
 
 
@@ -386,12 +416,14 @@ def test_toml_refuses_integers_beyond_64_bits(tmp_path: Path, value: int) -> Non
     rules = OwnerRules.for_funnel(
         FUNNEL, overrides=(OwnerRule("sales", ("a",), (Condition("n", (value,)),)),)
     )
+    path = tmp_path / "owners.toml"
     with pytest.raises(InvalidOwnerRules) as info:
-        save_owner_rules(rules, tmp_path / "owners.toml")
-    assert info.value.problems == (
-        f"overrides[0].when[0].values[0]: {value} does not fit TOML's 64-bit integers; "
-        "save as .json",
+        save_owner_rules(rules, path)
+    assert messages(info.value) == (
+        f"{path}: overrides[0].when[0].values[0]: {value} does not fit TOML's 64-bit "
+        "integers; save as .json",
     )
+    assert not path.exists()
 
 
 def test_a_rule_for_no_known_stage_does_not_stop_the_checks_of_later_rules() -> None:
@@ -403,7 +435,7 @@ def test_a_rule_for_no_known_stage_does_not_stop_the_checks_of_later_rules() -> 
             OwnerRule("marketing", ("a",), (Condition("employees", (5000,), "gte"),)),
         ),
     )
-    assert rules.problems(FUNNEL) == [
+    assert [p.message for p in rules.problems(FUNNEL)] == [
         "overrides[0] (team 'sales' in zz): stage 'zz' is not in funnel 'tiny' (stages: a, b, won)",
         "overrides[2] (team 'marketing' in a when employees >= 5000) can never apply: "
         "overrides[1] comes first and already matches every lead it would match; "
@@ -443,7 +475,7 @@ def test_malformed_rules_and_conditions_in_a_document_are_located() -> None:
                 ]
             }
         )
-    assert info.value.problems == (
+    assert messages(info.value) == (
         "overrides[0]: expected a table (a mapping) (got 'sales' that is a str)",
         "overrides[1].when[0].values: expected a list of values (got 'x' that is a str)",
     )

@@ -9,9 +9,21 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from buyerjourney import Engine, Funnel, Hooks, InvalidOwnerRules, Journey, Transition, presets
-from buyerjourney._adapters.files import dump_funnel
-from buyerjourney._core.owners import OwnerRules, load_owner_rules
+from buyerjourney import (
+    Condition,
+    Engine,
+    Funnel,
+    Hooks,
+    InvalidOwnerRules,
+    Journey,
+    OwnerRule,
+    Problem,
+    Transition,
+    presets,
+)
+from buyerjourney._adapters.files import dump_funnel, load_owner_rules
+from buyerjourney._checks import verify_structure
+from buyerjourney._core.owners import OwnerRules
 from buyerjourney._pipeline import default_pipeline
 from buyerjourney.cli import main
 from buyerjourney.testing import funnels, standard_hooks
@@ -282,10 +294,10 @@ def test_unchecked_owner_rules_read_json_and_solo(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("owners.yaml", "", "expected a .toml or .json file"),
+        ("owners.yaml", "", "name the file with .toml or .json"),
         ("owners.json", "{", "not valid JSON"),
         ("owners.toml", "teams = [", "not valid TOML"),
-        ("owners.json", "[]", "expected a table of owner rules"),
+        ("owners.json", "[]", "document: expected a table"),
         ("owners.toml", "[[overrides]]\nstages = []\n", "overrides[0].team: missing"),
     ],
 )
@@ -296,7 +308,7 @@ def test_unreadable_owner_rules_name_the_file(
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InvalidOwnerRules) as info:
         load_unchecked_owner_rules(path, presets.seed())
-    assert info.value.problems[0].startswith(f"{path}: ")
+    assert info.value.problems[0].message.startswith(f"{path}: ")
     assert message in str(info.value)
 
 
@@ -419,3 +431,123 @@ def test_a_broken_engine_breaks_the_invariants(monkeypatch: pytest.MonkeyPatch) 
     assert "rebuilding from the log differs from the live state" in harness.what
     assert any(step.startswith("ingest(") for step in harness.example)
     assert harness.example[-1].startswith("-> rebuilding from the log differs")
+
+
+# ---------------------------------------------------------------- codes, not messages
+
+
+def test_owner_findings_come_from_problem_codes_not_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    funnel = ownerless_mql()
+    rules = OwnerRules(
+        defaults={s.name: s.owner for s in funnel.stages if s.owner is not None},
+        overrides=(
+            OwnerRule("sales", ("sal",), (Condition("employees", (10,), "gte"),)),
+            OwnerRule("sales", ("sal",), (Condition("employees", (20,), "gte"),)),
+            OwnerRule("partnrs", ("sql",)),
+        ),
+    )
+    found = rules.problems(funnel)
+    assert [(p.code, p.subject) for p in found] == [
+        ("shadowed-override", "overrides[1]"),
+        ("unknown-team", "overrides[2]"),
+        ("no-owner", "mql"),
+    ]
+    reworded = [Problem(p.code, f"reworded {i}", p.subject) for i, p in enumerate(found)]
+    monkeypatch.setattr(OwnerRules, "problems", lambda self, funnel: reworded)
+
+    report = verify(funnel, rules, budget=5)
+
+    assert [(f.code, f.where, f.what) for f in report.errors] == [
+        ("owner-shadowed", "owner rules overrides[1]", "reworded 0"),
+        ("owner-rules", "owner rules overrides[2]", "reworded 1"),
+        ("owner-gap", "stage mql", "reworded 2"),
+    ]
+    assert report.by_code("not-explored")
+    assert report.by_code("owner-gap")[0].example[-1] == (
+        "a lead with attributes {} enters 'mql': no team owns it"
+    )
+
+
+def test_every_owner_problem_of_one_place_is_in_its_finding() -> None:
+    rules = OwnerRules(
+        defaults=dict(funnel_stage_owners(presets.seed())),
+        overrides=(OwnerRule("partnrs", ("ghost",)),),
+    )
+    report = verify(presets.seed(), rules, budget=5)
+    (finding,) = report.by_code("owner-rules")
+    assert finding.where == "owner rules overrides[0]"
+    assert "stage 'ghost' is not in funnel 'seed'" in finding.what
+    assert "unknown team 'partnrs'" in finding.what
+
+
+def funnel_stage_owners(funnel: Funnel) -> dict[str, str]:
+    return {s.name: s.owner for s in funnel.stages if s.owner is not None}
+
+
+def test_a_policy_failing_is_told_from_a_scorer_of_the_same_name() -> None:
+    """The verifier used to look for "scor" in the error message to tell them apart."""
+    pipeline = default_pipeline(presets.seed())
+    points = pipeline.scorer
+
+    def scorer(lead, at):  # type: ignore[no-untyped-def]
+        return points(lead, at)  # type: ignore[misc]
+
+    def policy(journey, score, touch):  # type: ignore[no-untyped-def]
+        raise KeyError("score_field")
+
+    scorer.__name__ = policy.__name__ = "hook"
+
+    report = verify(presets.seed(), scorer=scorer, policy=policy, budget=5, harness=False)
+
+    assert report.codes == {"policy-error"}
+    assert report.by_code("policy-error")[0].where == "policy hook (policy)"
+
+
+def test_structure_alone_needs_no_exploration() -> None:
+    report = verify_structure(bypass_funnel())
+
+    assert not report.explored
+    assert report.examples == 0
+    assert [f.code for f in report.findings] == ["unknown-hook", "gate-bypass"]
+    assert str(report).splitlines()[0] == (
+        "verification of funnel 'waterfall' (structure only): 2 errors, 0 warnings"
+    )
+    assert report.to_dict()["explored"] is False
+    full = verify(bypass_funnel(), budget=BUDGET)
+    assert full.explored
+    assert full.to_dict()["explored"] is True
+    assert set(report.findings) <= set(full.findings)
+
+
+def test_a_skipped_exploration_is_a_warning() -> None:
+    report = verify_structure(presets.seed(), not_explored="no Hypothesis here")
+    assert report.ok
+    (finding,) = report.warnings
+    assert (finding.code, finding.where, finding.what) == (
+        "not-explored",
+        "funnel seed",
+        "no Hypothesis here",
+    )
+
+
+def test_the_verifier_reexports_the_structural_names() -> None:
+    from buyerjourney import _checks  # noqa: PLC0415
+    from buyerjourney._adapters import files  # noqa: PLC0415
+    from buyerjourney.testing import verify as module  # noqa: PLC0415
+
+    for name in ("CODES", "DEFAULT_BUDGET", "Finding", "Severity", "VerificationReport"):
+        assert getattr(module, name) is getattr(_checks, name)
+    assert module.load_unchecked_owner_rules is files.load_unchecked_owner_rules
+
+
+def test_the_verifier_reads_no_message_text() -> None:
+    """No regular expression or substring test runs on a problem's or an error's text."""
+    for module in ("_checks.py", "testing/verify.py"):
+        source = (Path(verify.__code__.co_filename).parents[1] / module).read_text("utf-8")
+        assert "in str(exc)" not in source
+        assert ".message" not in source.replace("problem.message", "")
+        assert 'startswith("gap' not in source
+        assert 'startswith("policy:' not in source
+        assert 'removeprefix("stages' not in source

@@ -22,7 +22,9 @@ from buyerjourney._adapters.files import (
     dump_funnel,
     dumps_funnel,
     load_funnel,
+    load_owner_rules,
     loads_funnel,
+    save_owner_rules,
 )
 from buyerjourney._adapters.sqlite import (
     SQLiteStore,
@@ -58,8 +60,6 @@ from buyerjourney._core.owners import (
     Op,
     OwnerRule,
     OwnerRules,
-    load_owner_rules,
-    save_owner_rules,
 )
 from buyerjourney._core.protocols import (
     Context,
@@ -116,6 +116,7 @@ from buyerjourney.errors import (
     InvalidOwnerRules,
     InvalidTouch,
     MissingExtra,
+    ModeNotPossible,
     Problem,
     ReasonRequired,
     TransitionNotAllowed,
@@ -192,6 +193,7 @@ __all__ = [
     "Listener",
     "MatrixPolicy",
     "MissingExtra",
+    "ModeNotPossible",
     "Op",
     "Overdue",
     "OwnerRule",

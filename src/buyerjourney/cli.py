@@ -8,7 +8,8 @@ Usage::
     buyerjourney show FILE|PRESET [--format toml|json]
     buyerjourney replay TOUCHES.jsonl|--sample [--funnel FILE|PRESET] [--owners FILE]
                         [--db PATH [--replace]] [--until TIME] [--format text|json]
-    buyerjourney verify FILE|PRESET [--owners FILE] [--budget N] [--format text|json]
+    buyerjourney verify FILE|PRESET [--owners FILE] [--budget N] [--structure-only]
+                        [--format text|json]
 
 Wherever a funnel is expected, give either a preset name (see
 ``buyerjourney presets``) or the path of a ``.toml`` / ``.json`` funnel file.
@@ -22,6 +23,12 @@ Exit status:
        message goes to standard error (``validate`` reports on standard
        output) and no traceback is printed.
     2: a usage error: an unknown subcommand or option, a missing argument.
+
+Only ``verify``'s exploration needs an extra (``testing``, which brings
+Hypothesis); everything else, ``validate`` and ``verify --structure-only``
+included, runs on the base install. Without the extra, ``verify`` still runs
+its structural checks and prints their report, then says on standard error
+how to install the extra, and exits with status 1.
 
 Adding a subcommand: write ``_add_<name>(subparsers)``, which creates the
 subparser and sets ``run=_run_<name>`` as its default, and
@@ -43,11 +50,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buyerjourney import presets
-from buyerjourney._adapters.files import dumps_funnel, load_funnel
+from buyerjourney._adapters.files import (
+    dumps_funnel,
+    load_funnel,
+    load_owner_rules,
+    load_unchecked_owner_rules,
+)
 from buyerjourney._version import __version__
-from buyerjourney.errors import BuyerJourneyError, FunnelFormatError, InvalidFunnel, UnknownPreset
+from buyerjourney.errors import (
+    BuyerJourneyError,
+    FunnelFormatError,
+    InvalidFunnel,
+    MissingExtra,
+    UnknownPreset,
+)
 
 if TYPE_CHECKING:
+    from buyerjourney._checks import VerificationReport
     from buyerjourney._core.funnel import Funnel
 
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -355,7 +374,6 @@ def _add_replay(subparsers: _SubParsers) -> None:
 def _run_replay(args: argparse.Namespace) -> int:
     from buyerjourney._adapters.sqlite import SQLiteStore  # noqa: PLC0415
     from buyerjourney._core.journey import rebuild  # noqa: PLC0415
-    from buyerjourney._core.owners import load_owner_rules  # noqa: PLC0415
     from buyerjourney._core.records import parse_time  # noqa: PLC0415  (keep `buyerjourney --help` fast)
     from buyerjourney._pipeline import default_pipeline, read_stream, run  # noqa: PLC0415
     from buyerjourney._report import format_summary, summarize  # noqa: PLC0415
@@ -455,14 +473,16 @@ def _quarantine_entry(entry: Any) -> dict[str, Any]:
 def _add_verify(subparsers: _SubParsers) -> None:
     parser = subparsers.add_parser(
         "verify",
-        help="find every problem of a funnel with its owner rules (needs the 'testing' extra)",
+        help="find every problem of a funnel with its owner rules (exploring needs 'testing')",
         description=(
             "Verify a funnel with its owner rules and the default pipeline (points scoring, "
             "threshold and event policies): owner gaps, gates that can be bypassed, loops with "
             "no way out, stages never reached, handoffs never made, hooks that fail. Guards "
             "named by the funnel are code, which the command line does not have: each is "
             "reported as a warning and its transitions are explored as never enabled; verify "
-            "in Python with your hooks for a full check. Exit status 0 when there is no "
+            "in Python with your hooks for a full check. The structural checks need nothing "
+            "more than buyerjourney; exploring needs the 'testing' extra "
+            "(pip install 'buyerjourney[testing]'). Exit status 0 when there is no "
             "error (warnings allowed), 1 otherwise."
         ),
     )
@@ -479,6 +499,11 @@ def _add_verify(subparsers: _SubParsers) -> None:
         metavar="N",
         help="examples per search: higher explores more and takes longer (default: 100)",
     )
+    parser.add_argument(
+        "--structure-only",
+        action="store_true",
+        help="run only the structural checks: nothing is explored, Hypothesis is not needed",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
     parser.set_defaults(run=_run_verify)
 
@@ -487,28 +512,68 @@ def _run_verify(args: argparse.Namespace) -> int:
     if args.budget < 1:
         _error(f"--budget must be a positive integer (got {args.budget})")
         return EXIT_USAGE
-    from buyerjourney._core.owners import OwnerRules  # noqa: PLC0415  (keep `buyerjourney --help` fast)
+    # Imported here to keep `buyerjourney --help` fast.
+    from buyerjourney._checks import funnel_owners, verify_structure  # noqa: PLC0415
     from buyerjourney._pipeline import default_pipeline  # noqa: PLC0415
-    from buyerjourney.testing.verify import (  # noqa: PLC0415  (needs the optional 'testing' extra)
-        load_unchecked_owner_rules,
-        verify_pipeline,
-    )
 
     funnel = _load_funnel_arg(args.funnel)
+    # Unchecked on purpose: a problem of the rules becomes a finding, not an error.
     if args.owners:
         owners = load_unchecked_owner_rules(args.owners, funnel)
     else:
-        # Unchecked on purpose: a stage without an owner becomes a finding, not an error.
-        stage_owners = {s.name: s.owner for s in funnel.stages if s.owner is not None}
-        owners = OwnerRules(defaults=stage_owners, teams=tuple(stage_owners.values()))
-    report = verify_pipeline(
-        default_pipeline(funnel, owners=owners), budget=args.budget, missing_guards="warning"
-    )
+        owners = funnel_owners(funnel)
+    pipeline = default_pipeline(funnel, owners=owners)
+    missing: MissingExtra | None = None
+    report: VerificationReport | None = None
+    if not args.structure_only:
+        try:
+            explore = _exploring_verifier()
+        except MissingExtra as exc:
+            missing = exc
+        else:
+            report = explore(pipeline, budget=args.budget, missing_guards="warning")
+    if report is None:
+        skipped = (
+            "exploration was skipped: it needs Hypothesis, from the 'testing' extra "
+            "(pip install 'buyerjourney[testing]'); only the structural checks ran"
+        )
+        report = verify_structure(
+            funnel,
+            pipeline.owners,
+            pipeline.hooks,
+            pipeline.scorer,
+            pipeline.policy,
+            thresholds=pipeline.thresholds,
+            missing_guards="warning",
+            not_explored=skipped if missing is not None else "",
+        )
     if args.format == "json":
         _write_output(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", None)
     else:
         _write_output(str(report) + "\n", None)
+    if missing is not None:
+        _error(str(missing))
+        return EXIT_FAILURE
     return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _exploring_verifier() -> Callable[..., VerificationReport]:
+    """The verifier that explores (``verify_pipeline``), which needs Hypothesis.
+
+    Raises:
+        MissingExtra: Hypothesis is not installed.
+    """
+    try:
+        from buyerjourney.testing.verify import verify_pipeline  # noqa: PLC0415  (the extra)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "hypothesis":
+            raise
+        raise MissingExtra(
+            "exploring a pipeline (buyerjourney verify)",
+            "testing",
+            "Only the structural checks ran; pass --structure-only to skip exploring on purpose.",
+        ) from None
+    return verify_pipeline
 
 
 _SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (

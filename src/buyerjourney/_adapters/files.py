@@ -1,4 +1,4 @@
-"""Funnel files: a declarative TOML or JSON document that round-trips a funnel exactly.
+"""Definition files: funnels and owner rules as TOML or JSON documents.
 
 ``load_funnel(path)`` reads a funnel file and ``dump_funnel(funnel, path)``
 writes one; ``loads_funnel`` and ``dumps_funnel`` do the same with text. For
@@ -6,6 +6,16 @@ every valid funnel ``loads_funnel(dumps_funnel(f, format=x), format=x) == f``,
 descriptions with quotes, newlines and any Unicode included. Loading never
 runs code: a guard is only the name of a hook that the application registers
 in :class:`~buyerjourney.Hooks`.
+
+``load_owner_rules(path, funnel)`` and ``save_owner_rules(rules, path)`` do
+the same for owner rules (the schema of
+:meth:`~buyerjourney.OwnerRules.from_dict`). Both kinds of file are read and
+written the same way: the suffix (``.toml`` or ``.json``, in any case) gives
+the format, files are UTF-8 (a byte order mark is tolerated) with Unix line
+endings, TOML is parsed by :mod:`tomllib` (``tomli`` before Python 3.11) and
+written by ``tomli-w``, and TOML's limits are checked before anything is
+written: a lone surrogate or an integer beyond 64 bits is refused with its
+location, and JSON can hold either.
 
 The schema (``buyerjourney.funnel/1``), in TOML::
 
@@ -48,7 +58,9 @@ accepted (a month has no fixed length).
 Files are written in a canonical form: keys in the order above, default
 values left out, except that ``terminal`` is written whenever it differs from
 the default for the stage's kind. SLAs are written with whole days split off
-(72 hours is written ``"P3D"``).
+(72 hours is written ``"P3D"``). In TOML each stage and each transition is a
+``[[stages]]`` / ``[[transitions]]`` table, and every string is a one-line
+basic string (a line break in it is escaped).
 
 Errors:
     A document that is not valid TOML or JSON, or that breaks the schema
@@ -59,6 +71,10 @@ Errors:
     e.g. ``stages[2].sla``. A document that follows the schema but describes
     an invalid funnel raises :class:`~buyerjourney.errors.InvalidFunnel` from
     the :class:`~buyerjourney.Funnel` constructor, listing every problem.
+    Owner-rule files raise :class:`~buyerjourney.errors.InvalidOwnerRules`
+    instead, for both kinds of problem, each a
+    :class:`~buyerjourney.errors.Problem` whose message starts with the file
+    name.
 """
 
 from __future__ import annotations
@@ -69,13 +85,16 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, TypeVar
 
+import tomli_w
+
 from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
-from buyerjourney.errors import FunnelFormatError
+from buyerjourney._core.owners import OwnerRules, invalid_owner_rules, read_owner_rules
+from buyerjourney.errors import FunnelFormatError, Problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,7 +107,10 @@ __all__ = [
     "dump_funnel",
     "dumps_funnel",
     "load_funnel",
+    "load_owner_rules",
+    "load_unchecked_owner_rules",
     "loads_funnel",
+    "save_owner_rules",
 ]
 
 FileFormat = Literal["toml", "json"]
@@ -99,6 +121,8 @@ SCHEMA: Final = "buyerjourney.funnel/1"
 
 _SCHEMA_FAMILY: Final = "buyerjourney.funnel/"
 _SUFFIXES: Final[Mapping[str, FileFormat]] = {".toml": "toml", ".json": "json"}
+_TOML_INT_MIN: Final = -(2**63)
+_TOML_INT_MAX: Final = 2**63 - 1
 
 _TOP_KEYS: Final = ("format", "name", "description", "stages", "transitions")
 _STAGE_KEYS: Final = (
@@ -130,11 +154,15 @@ def loads_funnel(text: str, *, format: FileFormat) -> Funnel:
             schema; the message lists every problem with its location.
         InvalidFunnel: The document describes a funnel with problems.
     """
-    return _loads(text, _check_format(format), "<string>")
+    fmt = _funnel_call(_check_format, format, "<string>")
+    return _funnel_from(text, fmt, "<string>")
 
 
 def load_funnel(path: str | os.PathLike[str]) -> Funnel:
     """Read a funnel file; the suffix (``.toml`` or ``.json``) gives the format.
+
+    Args:
+        path: The file to read.
 
     Raises:
         FunnelFormatError: The suffix is neither ``.toml`` nor ``.json``, the
@@ -144,31 +172,29 @@ def load_funnel(path: str | os.PathLike[str]) -> Funnel:
         OSError: The file cannot be read.
     """
     source = os.fspath(path)
-    fmt = _format_for(source)
-    try:
-        with open(source, encoding="utf-8-sig") as file:
-            text = file.read()
-    except UnicodeDecodeError as exc:
-        msg = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        raise FunnelFormatError(msg, source=source) from None
-    return _loads(text, fmt, source)
+    fmt = _funnel_call(_format_for, source, source)
+    text = _funnel_call(_read_text, source, source)
+    return _funnel_from(text, fmt, source)
 
 
 def dumps_funnel(funnel: Funnel, *, format: FileFormat) -> str:
     """Return the funnel as the text of a funnel document, in canonical form.
 
+    Args:
+        funnel: The funnel to write.
+        format: ``"toml"`` or ``"json"``.
+
     Raises:
         FunnelFormatError: *format* is unknown, or (TOML only) a string
-            contains a lone surrogate, which TOML cannot represent; JSON can.
+            contains a lone surrogate or an integer does not fit 64 bits,
+            which TOML cannot represent; JSON can.
     """
-    fmt = _check_format(format)
+    source = f"funnel {funnel.name!r}"
+    fmt = _funnel_call(_check_format, format, "<string>")
     document = _to_document(funnel)
     if fmt == "json":
-        text = json.dumps(document, ensure_ascii=False, indent=2)
-        if _has_surrogate(text):
-            text = json.dumps(document, ensure_ascii=True, indent=2)
-        return text + "\n"
-    return _emit_toml(document, f"funnel {funnel.name!r}")
+        return _json_text(document)
+    return _funnel_call(_funnel_toml, document, source)
 
 
 def dump_funnel(funnel: Funnel, path: str | os.PathLike[str]) -> None:
@@ -176,15 +202,125 @@ def dump_funnel(funnel: Funnel, path: str | os.PathLike[str]) -> None:
 
     The file is UTF-8 with Unix line endings and is replaced if it exists.
 
+    Args:
+        funnel: The funnel to write.
+        path: The file to write.
+
     Raises:
         FunnelFormatError: The suffix is neither ``.toml`` nor ``.json``, or
             see :func:`dumps_funnel`. Nothing is written then.
         OSError: The file cannot be written.
     """
     target = os.fspath(path)
-    text = dumps_funnel(funnel, format=_format_for(target))
-    with open(target, "w", encoding="utf-8", newline="\n") as file:
-        file.write(text)
+    text = dumps_funnel(funnel, format=_funnel_call(_format_for, target, target))
+    _write_text(target, text)
+
+
+def load_owner_rules(path: str | os.PathLike[str], funnel: Funnel) -> OwnerRules:
+    """Read owner rules for *funnel* from a ``.toml`` or ``.json`` file, validated.
+
+    Stages the file's ``defaults`` do not list keep the funnel's stage owner;
+    the funnel's teams are known without listing them. See
+    :meth:`~buyerjourney.OwnerRules.from_dict` for the schema.
+
+    Args:
+        path: The file to read.
+        funnel: The funnel the rules are for.
+
+    Returns:
+        The rules, checked against *funnel*.
+
+    Raises:
+        InvalidOwnerRules: The file cannot be parsed, or has problems. Every
+            problem is listed, those of the document's shape and those of
+            the rules alike; each message starts with the file name and the
+            location inside it, and each problem's ``subject`` is that
+            location (for ``no-owner``, the stage).
+        OSError: The file cannot be read.
+    """
+    return _load_owner_rules(path, funnel, validate=True)
+
+
+def load_unchecked_owner_rules(path: str | os.PathLike[str], funnel: Funnel) -> OwnerRules:
+    """Read owner rules for *funnel* from a file **without** checking them against it.
+
+    :func:`load_owner_rules` refuses rules with a gap or a shadowed
+    override; this reads them anyway (the file must still follow the
+    schema), so that a verifier can report each problem together with
+    everything else. Stages the file does not list keep the funnel's stage
+    owner, as with :func:`load_owner_rules`.
+
+    Args:
+        path: A ``.toml`` or ``.json`` owner rules file.
+        funnel: The funnel the rules are for.
+
+    Returns:
+        The rules, possibly with problems (see
+        :meth:`~buyerjourney.OwnerRules.problems`).
+
+    Raises:
+        InvalidOwnerRules: The file is not valid TOML or JSON, or does not
+            follow the schema; each message starts with the file name.
+        OSError: The file cannot be read.
+    """
+    return _load_owner_rules(path, funnel, validate=False)
+
+
+def save_owner_rules(rules: OwnerRules, path: str | os.PathLike[str]) -> None:
+    """Write *rules* to a ``.toml`` or ``.json`` file that :func:`load_owner_rules` reads.
+
+    Every default is written out (see :meth:`~buyerjourney.OwnerRules.to_dict`).
+    The file is UTF-8 with Unix line endings and is replaced if it exists.
+
+    Args:
+        rules: The rules to save.
+        path: The file to write; its suffix picks the format.
+
+    Raises:
+        InvalidOwnerRules: The suffix is neither ``.toml`` nor ``.json``, or
+            a value cannot be written as TOML (an integer beyond 64 bits, a
+            lone surrogate). Nothing is written then.
+        OSError: The file cannot be written.
+    """
+    target = os.fspath(path)
+    fmt = _owners_call(_format_for, target, target)
+    document = rules.to_dict()
+    text = _json_text(document) if fmt == "json" else _owners_call(_toml_text, document, target)
+    _write_text(target, text)
+
+
+# ---------------------------------------------------------------- reading and writing text
+
+
+class _DocumentError(Exception):
+    """What is wrong with a file or a document, before it is any kind's error."""
+
+    def __init__(self, message: str, location: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+
+
+def _funnel_call(fn: Callable[[_A], _R], arg: _A, source: str) -> _R:
+    """``fn(arg)``, a :class:`_DocumentError` raised as :class:`FunnelFormatError`."""
+    try:
+        return fn(arg)
+    except _DocumentError as exc:
+        raise FunnelFormatError(exc.message, source=source, location=exc.location) from None
+
+
+def _owners_call(fn: Callable[[_A], _R], arg: _A, source: str) -> _R:
+    """``fn(arg)``, a :class:`_DocumentError` raised as :class:`InvalidOwnerRules`."""
+    try:
+        return fn(arg)
+    except _DocumentError as exc:
+        where = f"{exc.location}: " if exc.location else ""
+        problem = Problem("format-error", f"{source}: {where}{exc.message}", exc.location)
+        raise invalid_owner_rules([problem]) from None
 
 
 def _check_format(value: object) -> FileFormat:
@@ -192,8 +328,7 @@ def _check_format(value: object) -> FileFormat:
         return "toml"
     if value == "json":
         return "json"
-    msg = f"unknown format {value!r}; expected 'toml' or 'json'"
-    raise FunnelFormatError(msg)
+    raise _DocumentError(f"unknown format {value!r}; expected 'toml' or 'json'")
 
 
 def _format_for(source: str) -> FileFormat:
@@ -205,7 +340,127 @@ def _format_for(source: str) -> FileFormat:
         msg = (
             f"cannot tell the format from the file name ({got}); name the file with .toml or .json"
         )
-        raise FunnelFormatError(msg, source=source) from None
+        raise _DocumentError(msg) from None
+
+
+def _read_text(source: str) -> str:
+    """The text of a UTF-8 file (a byte order mark is dropped)."""
+    try:
+        with open(source, encoding="utf-8-sig") as file:
+            return file.read()
+    except UnicodeDecodeError as exc:
+        msg = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise _DocumentError(msg) from None
+
+
+def _write_text(target: str, text: str) -> None:
+    with open(target, "w", encoding="utf-8", newline="\n") as file:
+        file.write(text)
+
+
+def _decode(text: str, fmt: FileFormat) -> Any:
+    """The document *text* holds; JSON objects remember their duplicate keys."""
+    if not isinstance(text, str):
+        raise _DocumentError(f"expected the document as a str (got a {type(text).__name__})")
+    if fmt == "toml":
+        try:
+            return tomllib.loads(text)
+        except ValueError as exc:
+            raise _DocumentError(f"not valid TOML: {exc}") from None
+    try:
+        return json.loads(text, object_pairs_hook=_json_object)
+    except json.JSONDecodeError as exc:
+        msg = f"not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
+        raise _DocumentError(msg) from None
+    except (ValueError, RecursionError) as exc:
+        raise _DocumentError(f"not valid JSON: {exc}") from None
+
+
+def _json_text(document: Mapping[str, Any]) -> str:
+    """*document* as indented JSON; non-ASCII escaped only if it holds a lone surrogate."""
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    if _has_surrogate(text):
+        text = json.dumps(document, ensure_ascii=True, indent=2)
+    return text + "\n"
+
+
+def _toml_text(document: Mapping[str, Any]) -> str:
+    """*document* as TOML, written by tomli-w once TOML's limits are checked."""
+    _check_toml(document, "")
+    return tomli_w.dumps(document)
+
+
+def _funnel_toml(document: Mapping[str, Any]) -> str:
+    """A funnel document as TOML: its scalars, then one table per stage and transition.
+
+    tomli-w writes every key and value; only the layout is fixed here, so that
+    stages always come before transitions, one ``[[stages]]`` table each,
+    whatever their length (tomli-w alone inlines short arrays of tables).
+    """
+    _check_toml(document, "")
+    scalars = {k: v for k, v in document.items() if not isinstance(v, list)}
+    parts = [tomli_w.dumps(scalars)]
+    for key, tables in document.items():
+        if isinstance(tables, list):
+            parts.extend(f"\n[[{key}]]\n" + tomli_w.dumps(table) for table in tables)
+    return "".join(parts)
+
+
+def _check_toml(value: object, location: str) -> None:
+    """Refuse what TOML cannot hold: lone surrogates, integers beyond 64 bits."""
+    if isinstance(value, str):
+        bad = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:
+            msg = (
+                f"contains the lone surrogate U+{ord(bad):04X}, which TOML cannot represent; "
+                "write the file as JSON or remove the character"
+            )
+            raise _DocumentError(msg, location)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not _TOML_INT_MIN <= value <= _TOML_INT_MAX:
+            msg = f"{value} does not fit TOML's 64-bit integers; save as .json"
+            raise _DocumentError(msg, location)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_toml(key, location)
+            _check_toml(item, _join(location, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_toml(item, _join(location, i))
+
+
+def _duplicate_keys(value: object, location: str) -> Iterator[tuple[str, str]]:
+    """``(location, key)`` for every key a JSON object of *value* had more than once."""
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", ()):
+            yield _join(location, key), key
+        for key, item in value.items():
+            yield from _duplicate_keys(item, _join(location, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _duplicate_keys(item, _join(location, i))
+
+
+def _load_owner_rules(
+    path: str | os.PathLike[str], funnel: Funnel, *, validate: bool
+) -> OwnerRules:
+    source = os.fspath(path)
+    fmt = _owners_call(_format_for, source, source)
+    text = _owners_call(_read_text, source, source)
+    data = _owners_call(lambda t: _decode(t, fmt), text, source)
+    problems = [
+        Problem("duplicate-key", f"{location}: appears more than once; keep one", location)
+        for location, _ in _duplicate_keys(data, "")
+    ]
+    rules, found = read_owner_rules(data, funnel, validate=validate)
+    problems += found
+    if rules is None or problems:
+        raise invalid_owner_rules(
+            Problem(p.code, f"{source}: {p.message}", p.subject) for p in problems
+        )
+    return rules
 
 
 # ---------------------------------------------------------------- durations
@@ -286,27 +541,8 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
     return obj
 
 
-def _parse(text: str, fmt: FileFormat, source: str) -> Any:
-    if not isinstance(text, str):
-        msg = f"expected the document as a str (got a {type(text).__name__})"
-        raise FunnelFormatError(msg, source=source)
-    if fmt == "toml":
-        try:
-            data: Any = tomllib.loads(text)
-        except ValueError as exc:
-            raise FunnelFormatError(f"not valid TOML: {exc}", source=source) from None
-        return data
-    try:
-        return json.loads(text, object_pairs_hook=_json_object)
-    except json.JSONDecodeError as exc:
-        msg = f"not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
-        raise FunnelFormatError(msg, source=source) from None
-    except (ValueError, RecursionError) as exc:
-        raise FunnelFormatError(f"not valid JSON: {exc}", source=source) from None
-
-
-def _loads(text: str, fmt: FileFormat, source: str) -> Funnel:
-    data = _parse(text, fmt, source)
+def _funnel_from(text: str, fmt: FileFormat, source: str) -> Funnel:
+    data = _funnel_call(lambda t: _decode(t, fmt), text, source)
     reader = _Reader(fmt)
     build = _read_document(reader, data)
     if reader.issues:
@@ -674,69 +910,3 @@ def _transition_document(transition: Transition) -> dict[str, Any]:
 
 def _has_surrogate(text: str) -> bool:
     return any("\ud800" <= c <= "\udfff" for c in text)
-
-
-_TOML_ESCAPES: Final = {
-    "\\": "\\\\",
-    '"': '\\"',
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _toml_char(c: str) -> str:
-    escaped = _TOML_ESCAPES.get(c)
-    if escaped is not None:
-        return escaped
-    if c < " " or c == "\x7f":
-        return f"\\u{ord(c):04X}"
-    return c
-
-
-def _toml_string(text: str, location: str, source: str) -> str:
-    """A TOML basic string for *text*: multi-line when it has line breaks."""
-    if _has_surrogate(text):
-        bad = next(c for c in text if "\ud800" <= c <= "\udfff")
-        msg = (
-            f"contains the lone surrogate U+{ord(bad):04X}, which TOML cannot represent; "
-            "write the funnel as JSON or remove the character"
-        )
-        raise FunnelFormatError(msg, source=source, location=location)
-    if "\n" not in text:
-        return '"' + "".join(map(_toml_char, text)) + '"'
-    # Inside """...""", a raw newline stands for itself and one right after
-    # the opening quotes is dropped; every quote is escaped so none can close
-    # the string early.
-    lines = ("".join(map(_toml_char, line)) for line in text.split("\n"))
-    return '"""\n' + "\n".join(lines) + '"""'
-
-
-def _toml_value(value: object, location: str, source: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return _toml_string(value, location, source)
-    msg = f"cannot write {_show(value)} as TOML"
-    raise FunnelFormatError(msg, source=source, location=location)
-
-
-def _emit_toml(document: Mapping[str, Any], source: str) -> str:
-    lines: list[str] = []
-    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
-    for key, value in document.items():
-        if isinstance(value, list):
-            arrays.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value, key, source)}")
-    for key, tables in arrays:
-        for i, table in enumerate(tables):
-            lines.extend(("", f"[[{key}]]"))
-            location = _join(key, i)
-            for field, value in table.items():
-                lines.append(f"{field} = {_toml_value(value, _join(location, field), source)}")
-    return "\n".join(lines) + "\n"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import enum
 import keyword
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import attrs
 
+from buyerjourney._core.graph import reach
 from buyerjourney.errors import InvalidFunnel, Problem, UnknownStage
 
 __all__ = [
@@ -406,13 +407,7 @@ def find_problems(  # noqa: PLR0915  (one pass per rule keeps each rule readable
             )
 
     if len(initials) == 1:
-        reached = {initials[0]}
-        queue = deque(initials)
-        while queue:
-            for t in outgoing.get(queue.popleft(), ()):
-                if t.target not in reached:
-                    reached.add(t.target)
-                    queue.append(t.target)
+        reached = reach(lambda stage: outgoing.get(stage, ()), initials[0])
         for name in by_name:
             if name not in reached:
                 problems.append(

@@ -22,6 +22,11 @@ Owners are evaluated at routing time, when a journey enters a stage, from the
 lead's attributes at that moment; the owner then stays until the next
 transition, even if the attributes change meanwhile.
 
+Every problem found is a :class:`~buyerjourney.errors.Problem` with a stable
+code from :data:`PROBLEM_CODES` (``"no-owner"``, ``"unknown-team"`` ...), so
+programs need not read the messages. Reading and writing rule files is not
+done here but by the file adapter (:func:`~buyerjourney.load_owner_rules`).
+
 Example::
 
     from buyerjourney import presets
@@ -39,13 +44,9 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
@@ -53,24 +54,20 @@ import attrs
 
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.records import SYSTEM, Actor
-from buyerjourney.errors import InvalidOwnerRules
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+from buyerjourney.errors import InvalidOwnerRules, Problem
 
 __all__ = [
     "BUILTIN_TEAMS",
     "MARKETING",
     "OPS",
+    "PROBLEM_CODES",
     "SALES",
     "Condition",
     "Op",
     "OwnerRule",
     "OwnerRules",
-    "load_owner_rules",
-    "save_owner_rules",
+    "invalid_owner_rules",
+    "read_owner_rules",
 ]
 
 MARKETING: Final = "marketing"
@@ -88,9 +85,34 @@ Op = Literal["in", "not_in", "gte", "lt"]
 OPS: Final[tuple[str, ...]] = get_args(Op)
 """Every valid :data:`Op`, in documentation order."""
 
+PROBLEM_CODES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "no-owner": "a stage where some lead would have no owning team (subject: the stage)",
+        "unknown-stage": "a default or an override names a stage the funnel does not have",
+        "unknown-team": "a default, an override or a member names a team that is not declared",
+        "invalid-team": "a declared team name is not an identifier",
+        "duplicate-override": "an override repeats an earlier one",
+        "shadowed-override": "an override that can never apply: earlier ones match its leads",
+        "invalid-member": "a member has an empty name",
+        "reserved-member": "a member uses the name reserved for automated changes",
+        "invalid-condition": "a condition is malformed (operator, values, attribute)",
+        "unknown-key": "a document has a key the schema does not know",
+        "missing-key": "a document lacks a key the schema requires",
+        "wrong-type": "a value in a document has the wrong type",
+        "duplicate-key": "a key appears more than once in a JSON object of a file",
+        "format-error": "a file cannot be read or written (suffix, encoding, TOML or JSON)",
+    }
+)
+"""Every code of an owner-rules :class:`~buyerjourney.errors.Problem`, with its meaning.
+
+A problem's ``subject`` says where it is: a location in the rules such as
+``overrides[1]``, ``defaults.retention``, ``members.ana``, ``teams[2]`` or
+``overrides[0].when[1].op``, except for ``no-owner``, whose subject is the
+stage left without an owner.
+"""
+
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _SYSTEM_NAME: Final = SYSTEM.name
-_TOML_INT_MIN, _TOML_INT_MAX = -(2**63), 2**63 - 1
 _TOP_KEYS: Final = ("teams", "defaults", "members", "overrides", "solo")
 _RULE_KEYS: Final = ("team", "stages", "when", "description")
 _CONDITION_KEYS: Final = ("attribute", "op", "values")
@@ -204,38 +226,53 @@ def _as_members(value: Mapping[str, Iterable[str]]) -> Mapping[str, tuple[str, .
     return MappingProxyType(out)
 
 
-def _condition_problems(attribute: object, op: object, values: object, where: str) -> list[str]:
+def _condition_problems(attribute: object, op: object, values: object, where: str) -> list[Problem]:
     """Everything wrong with one condition, each located under *where*."""
-    problems: list[str] = []
+    problems: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        location = f"{where}.{key}"
+        problems.append(Problem("invalid-condition", f"{location}: {message}", location))
+
     if not isinstance(attribute, str) or not attribute:
-        problems.append(
-            f"{where}.attribute: expected a non-empty attribute name ({_got(attribute)})"
-        )
+        bad("attribute", f"expected a non-empty attribute name ({_got(attribute)})")
     if op not in OPS:
         expected = ", ".join(map(repr, OPS))
-        problems.append(f"{where}.op: expected one of {expected} (got {op!r})")
+        bad("op", f"expected one of {expected} (got {op!r})")
         return problems
     if not isinstance(values, (list, tuple)):
-        problems.append(f"{where}.values: expected a list of values ({_got(values)})")
+        bad("values", f"expected a list of values ({_got(values)})")
         return problems
     if op in ("in", "not_in"):
         if not values:
-            problems.append(f"{where}.values: op {op!r} needs at least one value (got [])")
+            bad("values", f"op {op!r} needs at least one value (got [])")
         for i, value in enumerate(values):
             if not _is_scalar(value):
-                problems.append(
-                    f"{where}.values[{i}]: expected a str, bool or finite number ({_got(value)})"
-                )
+                bad(f"values[{i}]", f"expected a str, bool or finite number ({_got(value)})")
     elif len(values) != 1:
-        problems.append(
-            f"{where}.values: op {op!r} compares with exactly one number "
-            f"(got {len(values)} values: {list(values)!r})"
+        bad(
+            "values",
+            f"op {op!r} compares with exactly one number "
+            f"(got {len(values)} values: {list(values)!r})",
         )
     elif not (_is_scalar(values[0]) and _is_number(values[0])):
-        problems.append(
-            f"{where}.values[0]: op {op!r} needs a finite number such as 200 ({_got(values[0])})"
-        )
+        bad("values[0]", f"op {op!r} needs a finite number such as 200 ({_got(values[0])})")
     return problems
+
+
+def invalid_owner_rules(problems: Iterable[Problem]) -> InvalidOwnerRules:
+    """The :class:`~buyerjourney.errors.InvalidOwnerRules` that lists *problems*.
+
+    Its ``problems`` are the :class:`~buyerjourney.errors.Problem` objects
+    themselves, and its message lists every one as ``[code] message``.
+
+    Args:
+        problems: What is wrong, at least one problem.
+    """
+    found = tuple(problems)
+    # errors.InvalidOwnerRules still annotates its problems as str; each Problem prints
+    # as "[code] message", which is what the message lists.
+    return InvalidOwnerRules(found)  # type: ignore[arg-type, unused-ignore]
 
 
 # ---------------------------------------------------------------- conditions and rules
@@ -281,7 +318,7 @@ class Condition:
             self.attribute, self.op, self.values, f"Condition({self.attribute!r})"
         )
         if problems:
-            raise InvalidOwnerRules(problems)
+            raise invalid_owner_rules(problems)
         object.__setattr__(self, "_keys", frozenset(_key(v) for v in self.values))
         numeric = _numeric(self.values)
         object.__setattr__(self, "_bound", numeric[0] if self.op in ("gte", "lt") else 0)
@@ -566,11 +603,15 @@ class OwnerRules:
             return rule.team
         team = self.defaults.get(stage)
         if team is None:
-            raise InvalidOwnerRules(
+            raise invalid_owner_rules(
                 [
-                    f"no owner for stage {stage!r} and attributes {dict(attributes)!r}: the "
-                    "stage has no default and no override matched; add a default or an "
-                    "unconditional override, and call validate(funnel) to find every gap"
+                    Problem(
+                        "no-owner",
+                        f"no owner for stage {stage!r} and attributes {dict(attributes)!r}: the "
+                        "stage has no default and no override matched; add a default or an "
+                        "unconditional override, and call validate(funnel) to find every gap",
+                        stage,
+                    )
                 ]
             )
         return team
@@ -614,130 +655,26 @@ class OwnerRules:
 
     # ------------------------------------------------------------ validation
 
-    def problems(self, funnel: Funnel) -> list[str]:  # noqa: PLR0915
+    def problems(self, funnel: Funnel) -> list[Problem]:
         """Every problem of these rules for *funnel*; empty when they are sound.
 
-        Reported: teams that are not identifiers; defaults and overrides
-        naming stages not in the funnel or teams not in :attr:`teams`;
-        members holding unknown teams (or using the reserved name
-        ``"system"``); duplicate overrides; overrides that can never apply
-        because earlier ones already match every lead they would; and gaps,
-        stages where some lead would have no owner.
+        Each is a :class:`~buyerjourney.errors.Problem` whose code is one of
+        :data:`PROBLEM_CODES`: ``invalid-team`` (a team that is not an
+        identifier); ``unknown-stage`` and ``unknown-team`` (defaults,
+        overrides and members naming stages not in the funnel or teams not in
+        :attr:`teams`); ``invalid-member`` and ``reserved-member`` (an empty
+        member name, or ``"system"``); ``duplicate-override`` and
+        ``shadowed-override`` (overrides that can never apply because earlier
+        ones already match every lead they would); and ``no-owner``, a gap:
+        a stage where some lead would have no owner.
 
         Args:
             funnel: The funnel the rules are for.
+
+        Returns:
+            Every problem, in the order: teams, defaults, overrides, members, gaps.
         """
-        problems: list[str] = []
-        stages = funnel.stage_names
-        known_stages = frozenset(stages)
-        known_teams = frozenset(self.teams)
-        stage_list = ", ".join(stages)
-        team_list = ", ".join(self.teams)
-        add_team = "add it to teams or fix the name"
-
-        for team in self.teams:
-            if not team.isidentifier():
-                problems.append(f"teams: {team!r} is not an identifier; use letters, digits and _")
-
-        for stage, team in self.defaults.items():
-            if stage not in known_stages:
-                problems.append(
-                    f"defaults: stage {stage!r} is not in funnel {funnel.name!r} "
-                    f"(stages: {stage_list})"
-                )
-            if team not in known_teams:
-                problems.append(
-                    f"defaults: stage {stage!r} defaults to unknown team {team!r} "
-                    f"(known: {team_list}); {add_team}"
-                )
-
-        seen: dict[tuple[object, ...], int] = {}
-        for j, rule in enumerate(self.overrides):
-            label = _rule_label(j, rule)
-            for stage in rule.stages:
-                if stage not in known_stages:
-                    problems.append(
-                        f"{label}: stage {stage!r} is not in funnel {funnel.name!r} "
-                        f"(stages: {stage_list})"
-                    )
-            if rule.team not in known_teams:
-                problems.append(
-                    f"{label}: unknown team {rule.team!r} (known: {team_list}); {add_team}"
-                )
-            canonical = _canonical(rule)
-            if canonical in seen:
-                problems.append(f"{label} repeats overrides[{seen[canonical]}]; remove one of them")
-                continue
-            seen[canonical] = j
-            applies = [s for s in stages if rule.applies_to(s)]
-            if not applies:
-                continue
-            shadows: dict[int, None] = {}
-            for stage in applies:
-                earlier = next(
-                    (
-                        i
-                        for i, other in enumerate(self.overrides[:j])
-                        if other.applies_to(stage) and _covers(other, rule)
-                    ),
-                    None,
-                )
-                if earlier is None:
-                    break
-                shadows[earlier] = None
-            else:
-                by = ", ".join(f"overrides[{i}]" for i in sorted(shadows))
-                verbs = (
-                    "comes first and already matches"
-                    if len(shadows) == 1
-                    else ("come first and already match")
-                )
-                problems.append(
-                    f"{label} can never apply: {by} {verbs} every lead it would match; "
-                    "move it earlier, narrow the earlier rule, or remove it"
-                )
-
-        for name, teams in self.members.items():
-            if not name:
-                problems.append("members: a member has an empty name")
-            elif name == _SYSTEM_NAME:
-                problems.append(
-                    f"members: {name!r} is reserved for automated changes and cannot hold "
-                    "teams; give the person another name"
-                )
-            unknown = [t for t in teams if t not in known_teams]
-            if unknown:
-                problems.append(
-                    f"members: {name!r} holds unknown team(s) {', '.join(map(repr, unknown))} "
-                    f"(known: {team_list}); {add_team}"
-                )
-
-        for stage in stages:
-            if stage in self.defaults:
-                continue
-            covering = [(i, r) for i, r in enumerate(self.overrides) if r.applies_to(stage)]
-            if any(r.unconditional for _, r in covering):
-                continue
-            fix = (
-                f"give the stage an owner (Stage(owner=...) or defaults={{{stage!r}: ...}}) "
-                "or add an unconditional override for it"
-            )
-            if covering:
-                listed = "; ".join(_rule_label(i, r) for i, r in covering)
-                segment = " and ".join(
-                    f"not ({' and '.join(map(str, r.when))})" for _, r in covering
-                )
-                problems.append(
-                    f"gap: stage {stage!r} has no default owner and only conditional "
-                    f"overrides cover it ({listed}), so leads where {segment} would have "
-                    f"no owner; {fix}"
-                )
-            else:
-                problems.append(
-                    f"gap: stage {stage!r} has no default owner and no override covers it, "
-                    f"so no lead there would have an owner; {fix}"
-                )
-        return problems
+        return _rule_problems(self, funnel, range(len(self.overrides)), gaps=True)
 
     def validate(self, funnel: Funnel) -> None:
         """Raise if :meth:`problems` finds anything.
@@ -750,7 +687,7 @@ class OwnerRules:
         """
         problems = self.problems(funnel)
         if problems:
-            raise InvalidOwnerRules(problems)
+            raise invalid_owner_rules(problems)
 
     # ------------------------------------------------------------ serialization
 
@@ -785,44 +722,232 @@ class OwnerRules:
         Raises:
             InvalidOwnerRules: Listing every problem, each with its location,
                 e.g. ``overrides[1].when[0].op``, what was received and what is
-                expected.
+                expected; with a *funnel*, the problems of the rules that are
+                well-formed too.
         """
-        return _parse(data, funnel, "")
+        rules, problems = read_owner_rules(data, funnel)
+        if rules is None or problems:
+            raise invalid_owner_rules(problems)
+        return rules
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _rule_problems(
+    rules: OwnerRules, funnel: Funnel, labels: Sequence[int], *, gaps: bool
+) -> list[Problem]:
+    """The problems of *rules* for *funnel*.
+
+    *labels* gives the index each override had in its document (overrides that
+    could not be read leave holes); *gaps* is false when some of the document
+    could not be read, since a stage may then lack an owner only because its
+    default or override was dropped.
+    """
+    problems: list[Problem] = []
+    stages = funnel.stage_names
+    known_stages = frozenset(stages)
+    known_teams = frozenset(rules.teams)
+    stage_list = ", ".join(stages)
+    team_list = ", ".join(rules.teams)
+    add_team = "add it to teams or fix the name"
+
+    for i, team in enumerate(rules.teams):
+        if not team.isidentifier():
+            problems.append(
+                Problem(
+                    "invalid-team",
+                    f"teams: {team!r} is not an identifier; use letters, digits and _",
+                    f"teams[{i}]",
+                )
+            )
+
+    for stage, team in rules.defaults.items():
+        where = f"defaults.{stage}"
+        if stage not in known_stages:
+            problems.append(
+                Problem(
+                    "unknown-stage",
+                    f"defaults: stage {stage!r} is not in funnel {funnel.name!r} "
+                    f"(stages: {stage_list})",
+                    where,
+                )
+            )
+        if team not in known_teams:
+            problems.append(
+                Problem(
+                    "unknown-team",
+                    f"defaults: stage {stage!r} defaults to unknown team {team!r} "
+                    f"(known: {team_list}); {add_team}",
+                    where,
+                )
+            )
+
+    overrides = rules.overrides
+    seen: dict[tuple[object, ...], int] = {}
+    for j, rule in enumerate(overrides):
+        where = f"overrides[{labels[j]}]"
+        label = _rule_label(labels[j], rule)
+        for stage in rule.stages:
+            if stage not in known_stages:
+                problems.append(
+                    Problem(
+                        "unknown-stage",
+                        f"{label}: stage {stage!r} is not in funnel {funnel.name!r} "
+                        f"(stages: {stage_list})",
+                        where,
+                    )
+                )
+        if rule.team not in known_teams:
+            problems.append(
+                Problem(
+                    "unknown-team",
+                    f"{label}: unknown team {rule.team!r} (known: {team_list}); {add_team}",
+                    where,
+                )
+            )
+        canonical = _canonical(rule)
+        if canonical in seen:
+            problems.append(
+                Problem(
+                    "duplicate-override",
+                    f"{label} repeats overrides[{labels[seen[canonical]]}]; remove one of them",
+                    where,
+                )
+            )
+            continue
+        seen[canonical] = j
+        applies = [s for s in stages if rule.applies_to(s)]
+        if not applies:
+            continue
+        shadows: dict[int, None] = {}
+        for stage in applies:
+            earlier = next(
+                (
+                    i
+                    for i, other in enumerate(overrides[:j])
+                    if other.applies_to(stage) and _covers(other, rule)
+                ),
+                None,
+            )
+            if earlier is None:
+                break
+            shadows[earlier] = None
+        else:
+            by = ", ".join(f"overrides[{labels[i]}]" for i in sorted(shadows))
+            verbs = (
+                "comes first and already matches"
+                if len(shadows) == 1
+                else "come first and already match"
+            )
+            problems.append(
+                Problem(
+                    "shadowed-override",
+                    f"{label} can never apply: {by} {verbs} every lead it would match; "
+                    "move it earlier, narrow the earlier rule, or remove it",
+                    where,
+                )
+            )
+
+    for name, teams in rules.members.items():
+        where = f"members.{name}" if name else "members"
+        if not name:
+            problems.append(Problem("invalid-member", "members: a member has an empty name", where))
+        elif name == _SYSTEM_NAME:
+            problems.append(
+                Problem(
+                    "reserved-member",
+                    f"members: {name!r} is reserved for automated changes and cannot hold "
+                    "teams; give the person another name",
+                    where,
+                )
+            )
+        unknown = [t for t in teams if t not in known_teams]
+        if unknown:
+            problems.append(
+                Problem(
+                    "unknown-team",
+                    f"members: {name!r} holds unknown team(s) "
+                    f"{', '.join(map(repr, unknown))} (known: {team_list}); {add_team}",
+                    where,
+                )
+            )
+
+    if gaps:
+        problems.extend(_gaps(rules, stages, labels))
+    return problems
+
+
+def _gaps(rules: OwnerRules, stages: Sequence[str], labels: Sequence[int]) -> Iterable[Problem]:
+    """A ``no-owner`` problem for each stage where some lead would have no owner."""
+    for stage in stages:
+        if stage in rules.defaults:
+            continue
+        covering = [(i, r) for i, r in enumerate(rules.overrides) if r.applies_to(stage)]
+        if any(r.unconditional for _, r in covering):
+            continue
+        fix = (
+            f"give the stage an owner (Stage(owner=...) or defaults={{{stage!r}: ...}}) "
+            "or add an unconditional override for it"
+        )
+        if covering:
+            listed = "; ".join(_rule_label(labels[i], r) for i, r in covering)
+            segment = " and ".join(f"not ({' and '.join(map(str, r.when))})" for _, r in covering)
+            message = (
+                f"gap: stage {stage!r} has no default owner and only conditional "
+                f"overrides cover it ({listed}), so leads where {segment} would have "
+                f"no owner; {fix}"
+            )
+        else:
+            message = (
+                f"gap: stage {stage!r} has no default owner and no override covers it, "
+                f"so no lead there would have an owner; {fix}"
+            )
+        yield Problem("no-owner", message, stage)
 
 
 # ---------------------------------------------------------------- reading documents
 
 
-def _str_list(value: object, where: str, problems: list[str]) -> list[str]:
+class _Problems(list[Problem]):
+    """The problems of a document being read, each located."""
+
+    def add(self, code: str, where: str, message: str) -> None:
+        self.append(Problem(code, f"{where}: {message}", where))
+
+
+def _str_list(value: object, where: str, problems: _Problems) -> list[str]:
     if not isinstance(value, (list, tuple)):
-        problems.append(f"{where}: expected a list of strings ({_got(value)})")
+        problems.add("wrong-type", where, f"expected a list of strings ({_got(value)})")
         return []
     out: list[str] = []
     for i, item in enumerate(value):
         if isinstance(item, str) and item:
             out.append(item)
         else:
-            problems.append(f"{where}[{i}]: expected a non-empty string ({_got(item)})")
+            problems.add(
+                "wrong-type", f"{where}[{i}]", f"expected a non-empty string ({_got(item)})"
+            )
     return out
 
 
-def _table(value: object, where: str, problems: list[str]) -> Mapping[str, Any]:
+def _table(value: object, where: str, problems: _Problems) -> Mapping[str, Any]:
     if isinstance(value, Mapping):
         return value
-    problems.append(f"{where}: expected a table (a mapping) ({_got(value)})")
+    problems.add("wrong-type", where, f"expected a table (a mapping) ({_got(value)})")
     return {}
 
 
 def _unknown_keys(
-    table: Mapping[str, Any], known: Sequence[str], where: str, problems: list[str]
+    table: Mapping[str, Any], known: Sequence[str], where: str, problems: _Problems
 ) -> None:
     for key in table:
         if key not in known:
             expected = ", ".join(known)
-            problems.append(f"{where}{key}: unknown key; expected one of {expected}")
+            problems.add("unknown-key", f"{where}{key}", f"unknown key; expected one of {expected}")
 
 
-def _parse_condition(value: object, where: str, problems: list[str]) -> Condition | None:
+def _parse_condition(value: object, where: str, problems: _Problems) -> Condition | None:
     if not isinstance(value, Mapping):
         _table(value, where, problems)
         return None
@@ -830,7 +955,7 @@ def _parse_condition(value: object, where: str, problems: list[str]) -> Conditio
     _unknown_keys(table, _CONDITION_KEYS, f"{where}.", problems)
     missing = [k for k in ("attribute", "values") if k not in table]
     for key in missing:
-        problems.append(f"{where}.{key}: missing; expected e.g. {key} = ...")
+        problems.add("missing-key", f"{where}.{key}", f"missing; expected e.g. {key} = ...")
     if missing:
         return None
     attribute, op, values = table["attribute"], table.get("op", "in"), table["values"]
@@ -841,7 +966,7 @@ def _parse_condition(value: object, where: str, problems: list[str]) -> Conditio
     return Condition(attribute, tuple(values), op)
 
 
-def _parse_rule(value: object, where: str, problems: list[str]) -> OwnerRule | None:
+def _parse_rule(value: object, where: str, problems: _Problems) -> OwnerRule | None:
     table = _table(value, where, problems)
     if not isinstance(value, Mapping):
         return None
@@ -849,13 +974,17 @@ def _parse_rule(value: object, where: str, problems: list[str]) -> OwnerRule | N
     before = len(problems)
     team = table.get("team")
     if "team" not in table:
-        problems.append(f"{where}.team: missing; expected the owning team, e.g. team = 'sales'")
+        problems.add(
+            "missing-key", f"{where}.team", "missing; expected the owning team, e.g. team = 'sales'"
+        )
     elif not isinstance(team, str) or not team:
-        problems.append(f"{where}.team: expected a team name ({_got(team)})")
+        problems.add("wrong-type", f"{where}.team", f"expected a team name ({_got(team)})")
     stages = _str_list(table.get("stages", []), f"{where}.stages", problems)
     description = table.get("description", "")
     if not isinstance(description, str):
-        problems.append(f"{where}.description: expected a string ({_got(description)})")
+        problems.add(
+            "wrong-type", f"{where}.description", f"expected a string ({_got(description)})"
+        )
     when_value = table.get("when", [])
     conditions: list[Condition] = []
     if isinstance(when_value, (list, tuple)):
@@ -864,16 +993,41 @@ def _parse_rule(value: object, where: str, problems: list[str]) -> OwnerRule | N
             if condition is not None:
                 conditions.append(condition)
     else:
-        problems.append(f"{where}.when: expected a list of conditions ({_got(when_value)})")
+        problems.add(
+            "wrong-type", f"{where}.when", f"expected a list of conditions ({_got(when_value)})"
+        )
     if len(problems) > before or not isinstance(team, str) or not isinstance(description, str):
         return None
     return OwnerRule(team, tuple(stages), tuple(conditions), description)
 
 
-def _parse(data: object, funnel: Funnel | None, source: str) -> OwnerRules:
-    """Read the file schema, collecting every problem with its location."""
-    problems: list[str] = []
-    top = _table(data, "document", problems)
+def read_owner_rules(
+    data: object, funnel: Funnel | None = None, *, validate: bool = True
+) -> tuple[OwnerRules | None, list[Problem]]:
+    """Read the file schema (see :meth:`OwnerRules.from_dict`), collecting every problem.
+
+    Every problem of the document's shape is found, each located (``subject``
+    is the location, e.g. ``overrides[1].when[0].op``). With a *funnel*,
+    stages the document's ``defaults`` do not list keep the funnel's stage
+    owner, the funnel's teams are known, and, when *validate* is true, the
+    rules read are checked against the funnel too: the problems of the
+    well-formed parts are listed after those of the shape, located by their
+    place in the document (gaps only when the whole document could be read).
+
+    Args:
+        data: The parsed document (a mapping, if it is right).
+        funnel: The funnel the rules are for, if known.
+        validate: Whether to check the rules against *funnel*.
+
+    Returns:
+        The rules (``None`` when the document is not a mapping) and every
+        problem found, empty when the rules may be used.
+    """
+    problems = _Problems()
+    if not isinstance(data, Mapping):
+        problems.add("wrong-type", "document", f"expected a table (a mapping) ({_got(data)})")
+        return None, problems
+    top = data
     _unknown_keys(top, _TOP_KEYS, "", problems)
 
     teams = _str_list(top.get("teams", []), "teams", problems)
@@ -883,7 +1037,7 @@ def _parse(data: object, funnel: Funnel | None, source: str) -> OwnerRules:
         if isinstance(team, str) and team:
             defaults[str(stage)] = team
         else:
-            problems.append(f"defaults.{stage}: expected a team name ({_got(team)})")
+            problems.add("wrong-type", f"defaults.{stage}", f"expected a team name ({_got(team)})")
 
     members: dict[str, list[str]] = {}
     for name, held in _table(top.get("members", {}), "members", problems).items():
@@ -891,20 +1045,19 @@ def _parse(data: object, funnel: Funnel | None, source: str) -> OwnerRules:
 
     solo = top.get("solo")
     if solo is not None and (not isinstance(solo, str) or not solo):
-        problems.append(f"solo: expected the name of the one person ({_got(solo)})")
+        problems.add("wrong-type", "solo", f"expected the name of the one person ({_got(solo)})")
 
     overrides: list[OwnerRule] = []
+    labels: list[int] = []
     raw_overrides = top.get("overrides", [])
     if isinstance(raw_overrides, (list, tuple)):
         for i, item in enumerate(raw_overrides):
             rule = _parse_rule(item, f"overrides[{i}]", problems)
             if rule is not None:
                 overrides.append(rule)
+                labels.append(i)
     else:
-        problems.append(f"overrides: expected a list of rules ({_got(raw_overrides)})")
-
-    if problems:
-        raise InvalidOwnerRules([source + p for p in problems])
+        problems.add("wrong-type", "overrides", f"expected a list of rules ({_got(raw_overrides)})")
 
     if funnel is not None:
         merged = {s.name: s.owner for s in funnel.stages if s.owner is not None}
@@ -912,137 +1065,9 @@ def _parse(data: object, funnel: Funnel | None, source: str) -> OwnerRules:
         defaults = merged
         teams = [*_funnel_teams(funnel), *teams]
     known = _as_teams(teams)
-    if isinstance(solo, str):
+    if isinstance(solo, str) and solo:
         members[solo] = [*members.get(solo, []), *known]
     rules = OwnerRules(defaults=defaults, overrides=tuple(overrides), teams=known, members=members)
-    if funnel is not None:
-        found = rules.problems(funnel)
-        if found:
-            raise InvalidOwnerRules([source + p for p in found])
-    return rules
-
-
-# ---------------------------------------------------------------- files
-
-
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: object, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, int):
-        if not _TOML_INT_MIN <= value <= _TOML_INT_MAX:
-            raise InvalidOwnerRules(
-                [f"{where}: {value} does not fit TOML's 64-bit integers; save as .json"]
-            )
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, numbers.Integral):
-        return _toml_value(int(value), where)
-    if isinstance(value, numbers.Real):
-        return repr(float(value))
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v, f"{where}[{i}]") for i, v in enumerate(value)) + "]"
-    if isinstance(value, dict):
-        items = (f"{_toml_string(k)} = {_toml_value(v, f'{where}.{k}')}" for k, v in value.items())
-        return "{ " + ", ".join(items) + " }"
-    raise InvalidOwnerRules([f"{where}: cannot write {_got(value)} to TOML"])
-
-
-def _to_toml(data: Mapping[str, Any]) -> str:
-    lines = [f"teams = {_toml_value(data['teams'], 'teams')}", "", "[defaults]"]
-    lines += [
-        f"{_toml_string(k)} = {_toml_value(v, f'defaults.{k}')}"
-        for k, v in data["defaults"].items()
-    ]
-    lines += ["", "[members]"]
-    lines += [
-        f"{_toml_string(k)} = {_toml_value(v, f'members.{k}')}" for k, v in data["members"].items()
-    ]
-    for i, rule in enumerate(data["overrides"]):
-        lines += ["", "[[overrides]]"]
-        lines += [
-            f"{key} = {_toml_value(value, f'overrides[{i}].{key}')}" for key, value in rule.items()
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".json"):
-        raise InvalidOwnerRules(
-            [f"{path}: expected a .toml or .json file (got suffix {path.suffix!r})"]
-        )
-    return suffix
-
-
-def load_owner_rules(path: str | os.PathLike[str], funnel: Funnel) -> OwnerRules:
-    """Read owner rules for *funnel* from a ``.toml`` or ``.json`` file, validated.
-
-    Stages the file's ``defaults`` do not list keep the funnel's stage owner;
-    the funnel's teams are known without listing them. See
-    :meth:`OwnerRules.from_dict` for the schema.
-
-    Args:
-        path: The file to read.
-        funnel: The funnel the rules are for.
-
-    Raises:
-        InvalidOwnerRules: The file cannot be parsed, or has problems; each
-            message starts with the file name and the location inside it.
-        OSError: The file cannot be read.
-    """
-    path = Path(path)
-    suffix = _suffix(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidOwnerRules([f"{path}: not UTF-8 text ({exc.reason})"]) from None
-    data: object
-    if suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except ValueError as exc:
-            raise InvalidOwnerRules([f"{path}: not valid TOML: {exc}"]) from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidOwnerRules(
-                [f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-            ) from None
-    return _parse(data, funnel, f"{path}: ")
-
-
-def save_owner_rules(rules: OwnerRules, path: str | os.PathLike[str]) -> None:
-    """Write *rules* to a ``.toml`` or ``.json`` file that :func:`load_owner_rules` reads.
-
-    Args:
-        rules: The rules to save.
-        path: The file to write; its suffix picks the format.
-
-    Raises:
-        InvalidOwnerRules: The suffix is neither ``.toml`` nor ``.json``, or a
-            value cannot be written as TOML (an integer beyond 64 bits).
-    """
-    path = Path(path)
-    data = rules.to_dict()
-    if _suffix(path) == ".toml":
-        text = _to_toml(data)
-    else:
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    path.write_text(text, encoding="utf-8")
+    if funnel is not None and validate:
+        problems.extend(_rule_problems(rules, funnel, labels, gaps=not problems))
+    return rules, problems

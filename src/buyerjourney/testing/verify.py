@@ -22,6 +22,8 @@ The checks come in three passes.
    bypass, gates entered without a change of owning team, gates that no member
    can accept, recycle loops with no way out, stages that cannot lead to a won
    stage, and built-in policies naming events or stages the funnel lacks.
+   These checks live in :mod:`buyerjourney._checks`, which needs no
+   Hypothesis (``buyerjourney verify --structure-only`` runs them alone).
    What :class:`~buyerjourney.Funnel` itself rejects when it is built
    (unreachable stages, dead ends, exits from terminal stages, SLAs on
    terminal stages ...) cannot occur in a funnel, so it is not repeated here.
@@ -51,19 +53,12 @@ that guards and hooks see them.
 
 from __future__ import annotations
 
-import enum
-import json
 import math
-import os
 import re
-import sys
 import traceback
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import attrs
 from hypothesis import HealthCheck, Phase, Verbosity, find, given
@@ -71,35 +66,37 @@ from hypothesis import settings as Settings  # noqa: N812  (the class, beside `s
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, NoSuchExample
 
-from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
-from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
-from buyerjourney._core.policies import (
-    AllOf,
-    AnyOf,
-    MatrixPolicy,
-    Policy,
-    ThresholdPolicy,
-    TouchKindPolicy,
+from buyerjourney._adapters.files import load_unchecked_owner_rules
+from buyerjourney._checks import (
+    CODES,
+    DEFAULT_BUDGET,
+    Finding,
+    MissingGuards,
+    Severity,
+    Structure,
+    VerificationReport,
+    as_missing_guards,
+    fmt_attributes,
+    funnel_owners,
+    hints,
+    label,
+    lead_profiles,
+    where_transition,
 )
-from buyerjourney._core.protocols import Context, Guard, Hooks, evaluate_guard
+from buyerjourney._core.funnel import Funnel, Transition
+from buyerjourney._core.graph import reach, shortest_paths
+from buyerjourney._core.lifecycle import policy_actor
+from buyerjourney._core.owners import OwnerRules
+from buyerjourney._core.policies import Policy
+from buyerjourney._core.protocols import Context, Guard, Hooks, evaluate_guard, hook_name
 from buyerjourney._core.records import Actor, Record, RecordKind, Touch
-from buyerjourney._core.scoring import AttributeRule, FitCriterion, PointsRule, Scorer
+from buyerjourney._core.scoring import Scorer
 from buyerjourney._core.table import CompiledFunnel
 from buyerjourney._engine import Engine
 from buyerjourney._pipeline import DEFAULT_POINTS, Pipeline
-from buyerjourney.errors import (
-    ActionRefused,
-    HookError,
-    InvalidOwnerRules,
-    TransitionNotAllowed,
-)
+from buyerjourney.errors import ActionRefused, HookError, TransitionNotAllowed
 from buyerjourney.testing.harness import PipelineMachine, pipeline_machine, run_pipeline_machine
 from buyerjourney.testing.strategies import LEAD_ATTRIBUTES, contexts
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "CODES",
@@ -114,195 +111,17 @@ __all__ = [
     "verify_pipeline",
 ]
 
-DEFAULT_BUDGET: Final = 100
-"""Examples per Hypothesis search when no *budget* is given."""
-
 DEFAULT_STEPS: Final = 25
 """The most steps (touches and actions) in one explored run."""
 
 
-class Severity(enum.Enum):
-    """How bad a finding is.
-
-    ``ERROR``: the pipeline is wrong: it cannot run, or a lead can end up
-    somewhere the model forbids. ``WARNING``: something looks unintended
-    (dead guards, stages never reached), or could not be checked.
-    """
-
-    ERROR = "error"
-    WARNING = "warning"
-
-
-CODES: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "owner-gap": "a stage where some lead would have no owning team",
-        "owner-shadowed": "an owner override that can never apply",
-        "owner-rules": "another problem of the owner rules (unknown team or stage, duplicate ...)",
-        "unknown-hook": "a guard the funnel names is not registered in the hooks",
-        "guard-unavailable": "a guard the funnel names is not available (command line)",
-        "gate-bypass": "a lead can get past a gate stage without entering it",
-        "gate-no-handoff": "a transition into a gate keeps the same owning team",
-        "gate-nobody-accepts": "no member holds a team that owns a gate",
-        "no-way-out": "a recycle loop of stages from which no terminal stage is reachable",
-        "no-won-stage": "the funnel has no won stage",
-        "no-path-to-won": "an open stage from which no won stage is reachable",
-        "policy-unknown-event": "a built-in policy sends an event the funnel does not define",
-        "policy-unknown-stage": "a built-in policy names a stage the funnel does not define",
-        "policy-event-not-allowed": "a built-in policy fires an event from a stage that forbids it",
-        "guard-error": "a guard raised or returned something other than a bool",
-        "guard-never-true": "a guard returned False on every lead and context tried",
-        "event-never-enabled": "every transition of an event is guarded by guards never true",
-        "stage-never-reached": "a stage no explored lead ever entered",
-        "handoff-never-observed": "a change of owning team the funnel allows but no lead made",
-        "scorer-error": "the scorer raised or broke its contract on some touch",
-        "policy-error": "the policy raised or broke its contract on some touch",
-        "policy-refused": "the policy fired an event the engine refused, on an ordinary touch",
-        "nondeterministic": "the same steps gave two different logs (scorer or policy not pure)",
-        "invariant-violation": "an engine invariant failed (from the stateful harness)",
-        "not-explored": "the behavioural checks could not run",
-    }
-)
-"""Every finding code with what it means (read-only)."""
-
-MissingGuards = Literal["error", "warning"]
-"""How :func:`verify` reports a guard the hooks lack: ``unknown-hook`` or ``guard-unavailable``."""
-
 _T0: Final = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _REASON: Final = "verify"
 _BASE_SCORES: Final[tuple[float, ...]] = (0.0, 9.999, 10.0, 49.999, 50.0, 100.0)
-_STANDARD_PROFILES: Final[tuple[Mapping[str, Any], ...]] = (
-    {},
-    {"segment": "smb", "employees": 10, "country": "BR"},
-    {"segment": "mid_market", "employees": 999, "country": "DE"},
-    {"segment": "enterprise", "employees": 1000, "country": "US"},
-    {"segment": "enterprise", "employees": 50_000, "country": "US"},
-)
 _NEUTRAL_KIND: Final = "page_view"
 _LEADS: Final = 2
 _GAPS_MINUTES: Final[tuple[int, ...]] = (0, 30, 60 * 24, 60 * 80)
 _MAX_ROUNDS: Final = 8
-
-
-# ---------------------------------------------------------------- the report
-
-
-def _as_example(value: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
-
-
-@attrs.frozen
-class Finding:
-    """One problem found by :func:`verify`.
-
-    Attributes:
-        code: A stable code from :data:`CODES`, such as ``"gate-bypass"``.
-        severity: :attr:`Severity.ERROR` or :attr:`Severity.WARNING`.
-        what: What is wrong and what to do about it.
-        where: What it is about, as ``"<kind> <name>"``: ``"stage sal"``,
-            ``"transition fast_track: mql -> sql [if is_enterprise]"``,
-            ``"event hand_off"``, ``"guard vip"``, ``"owner rules overrides[1]"``,
-            ``"scorer my_scorer"``, ``"policy my_policy"``, ``"funnel demo"``,
-            ``"invariant rebuild_equals_live_state"`` (a harness invariant)
-            or ``"engine"``.
-        example: A minimal example, one step per item, or empty: a shortest
-            event path (``"qualify: inquiry -> mql"``) or the shrunk steps of
-            an explored run (``"touch lead-0 'page_view' ..."``), ending with
-            what went wrong.
-    """
-
-    code: str
-    severity: Severity
-    what: str
-    where: str
-    example: tuple[str, ...] = attrs.field(default=(), converter=_as_example)
-
-    def __str__(self) -> str:
-        lines = [f"{self.severity.value}: [{self.code}] {self.where}", f"  {self.what}"]
-        if self.example:
-            lines.append("  example:")
-            lines += [f"    {i}. {step}" for i, step in enumerate(self.example, start=1)]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The finding as a JSON-ready dict."""
-        return {
-            "code": self.code,
-            "severity": self.severity.value,
-            "what": self.what,
-            "where": self.where,
-            "example": list(self.example),
-        }
-
-
-@attrs.frozen
-class VerificationReport:
-    """Everything :func:`verify` found, errors first.
-
-    Attributes:
-        funnel: The name of the funnel verified.
-        findings: Every finding, errors first, each group in the order found.
-        examples: How many runs the engine exploration made (shrinking included).
-        budget: The budget the verification ran with.
-    """
-
-    funnel: str
-    findings: tuple[Finding, ...]
-    examples: int = 0
-    budget: int = DEFAULT_BUDGET
-
-    @property
-    def errors(self) -> tuple[Finding, ...]:
-        """The findings of severity error."""
-        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
-
-    @property
-    def warnings(self) -> tuple[Finding, ...]:
-        """The findings of severity warning."""
-        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
-
-    @property
-    def ok(self) -> bool:
-        """Whether there is no error (warnings are allowed)."""
-        return not self.errors
-
-    @property
-    def codes(self) -> frozenset[str]:
-        """The codes of every finding."""
-        return frozenset(f.code for f in self.findings)
-
-    def by_code(self, code: str) -> tuple[Finding, ...]:
-        """The findings with *code*, in report order.
-
-        Args:
-            code: A code from :data:`CODES`.
-        """
-        return tuple(f for f in self.findings if f.code == code)
-
-    def __str__(self) -> str:
-        errors, warnings = len(self.errors), len(self.warnings)
-        head = (
-            f"verification of funnel {self.funnel!r}: "
-            f"{errors} error{'' if errors == 1 else 's'}, "
-            f"{warnings} warning{'' if warnings == 1 else 's'} "
-            f"({self.examples} explored runs, budget {self.budget})"
-        )
-        if not self.findings:
-            return head + "\nno problem found"
-        return "\n".join([head, *map(str, self.findings)])
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict."""
-        return {
-            "funnel": self.funnel,
-            "ok": self.ok,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "examples": self.examples,
-            "budget": self.budget,
-            "findings": [f.to_dict() for f in self.findings],
-        }
 
 
 # ---------------------------------------------------------------- entry points
@@ -369,19 +188,19 @@ def verify(
         attributes=tuple(dict(a) for a in attributes),
         touch_kinds=tuple(touch_kinds),
         derandomize=derandomize,
-        missing_guards=_missing_guards(missing_guards),
+        missing_guards=as_missing_guards(missing_guards),
         harness=harness,
     )
     run = _Verification(
         funnel,
-        owners=owners if owners is not None else _funnel_owners(funnel),
+        owners=owners if owners is not None else funnel_owners(funnel),
         hooks=hooks if hooks is not None else Hooks(),
         scorer=scorer,
         policy=policy,
         thresholds=tuple(thresholds),
         options=options,
     )
-    return run.report()
+    return run.run()
 
 
 def verify_pipeline(
@@ -434,81 +253,6 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def _missing_guards(value: str) -> MissingGuards:
-    if value == "error":
-        return "error"
-    if value == "warning":
-        return "warning"
-    msg = f"missing_guards must be 'error' or 'warning' (got {value!r})"
-    raise ValueError(msg)
-
-
-def _funnel_owners(funnel: Funnel) -> OwnerRules:
-    """The funnel's stage owners as rules, unvalidated: a gap becomes a finding, not an error."""
-    return _merge(funnel, OwnerRules(defaults={}), None)
-
-
-def _merge(funnel: Funnel, rules: OwnerRules, solo: object) -> OwnerRules:
-    """*rules* completed with the funnel's stage owners and teams, as the file loader does."""
-    stage_owners = {s.name: s.owner for s in funnel.stages if s.owner is not None}
-    teams = tuple(dict.fromkeys((*stage_owners.values(), *rules.teams)))
-    members = dict(rules.members)
-    if isinstance(solo, str) and solo:
-        members[solo] = (*members.get(solo, ()), *teams)
-    return OwnerRules(
-        defaults={**stage_owners, **rules.defaults},
-        overrides=rules.overrides,
-        teams=teams,
-        members=members,
-    )
-
-
-def load_unchecked_owner_rules(path: str | os.PathLike[str], funnel: Funnel) -> OwnerRules:
-    """Read owner rules for *funnel* from a file **without** checking them against it.
-
-    :func:`~buyerjourney.load_owner_rules` refuses rules with a gap or
-    a shadowed override; this reads them anyway (the file must still follow
-    the schema), so that :func:`verify` can report each problem as a finding
-    together with everything else. Stages the file does not list keep the
-    funnel's stage owner, as with ``load_owner_rules``.
-
-    Args:
-        path: A ``.toml`` or ``.json`` owner rules file.
-        funnel: The funnel the rules are for.
-
-    Returns:
-        The rules, possibly with problems: pass them to :func:`verify`.
-
-    Raises:
-        InvalidOwnerRules: The file is not valid TOML or JSON, or does not
-            follow the schema; each message starts with the file name.
-        OSError: The file cannot be read.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".json"):
-        raise InvalidOwnerRules(
-            [f"{path}: expected a .toml or .json file (got suffix {path.suffix!r})"]
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidOwnerRules([f"{path}: not UTF-8 text ({exc.reason})"]) from None
-    data: object
-    try:
-        data = json.loads(text) if suffix == ".json" else tomllib.loads(text)
-    except ValueError as exc:
-        kind = "JSON" if suffix == ".json" else "TOML"
-        raise InvalidOwnerRules([f"{path}: not valid {kind}: {exc}"]) from None
-    if not isinstance(data, Mapping):
-        raise InvalidOwnerRules([f"{path}: expected a table of owner rules (got {data!r})"])
-    try:
-        rules = OwnerRules.from_dict(data)
-    except InvalidOwnerRules as exc:
-        raise InvalidOwnerRules([f"{path}: {p}" for p in exc.problems]) from None
-    return _merge(funnel, rules, data.get("solo"))
-
-
 @attrs.frozen
 class _Options:
     budget: int
@@ -533,168 +277,18 @@ class _Options:
         )
 
 
-# ---------------------------------------------------------------- labels and paths
+_TYPICAL_LEADS: Final[tuple[Mapping[str, Any], ...]] = tuple(
+    {key: value} for key, values in LEAD_ATTRIBUTES.items() for value in values
+)
+"""One lead per typical attribute value of the strategies, tried after the rule profiles."""
 
 
-def _label(t: Transition) -> str:
-    guard = f" [if {t.guard}]" if t.guard else ""
-    return f"{t.event}: {t.source} -> {t.target}{guard}"
-
-
-def _where_transition(t: Transition) -> str:
-    return f"transition {_label(t)}"
-
-
-def _path_to(funnel: Funnel, stage: str) -> list[str]:
-    """A shortest event path from the initial stage to *stage* (empty if it is initial)."""
-    return [_label(t) for t in _shortest_paths(funnel).get(stage, ())]
-
-
-def _shortest_paths(
-    funnel: Funnel,
-    *,
-    avoid: frozenset[str] = frozenset(),
-    usable: Callable[[Transition], bool] | None = None,
-) -> dict[str, tuple[Transition, ...]]:
-    """Breadth-first shortest paths from the initial stage, never entering *avoid*."""
-    start = funnel.initial.name
-    paths: dict[str, tuple[Transition, ...]] = {start: ()}
-    queue = deque([start])
-    while queue:
-        stage = queue.popleft()
-        for t in funnel.transitions_from(stage):
-            if t.target in paths or t.target in avoid:
-                continue
-            if usable is not None and not usable(t):
-                continue
-            paths[t.target] = (*paths[stage], t)
-            queue.append(t.target)
-    return paths
-
-
-def _reach(funnel: Funnel, stage: str) -> set[str]:
-    """The stages reachable from *stage* (itself included), guards aside."""
-    seen = {stage}
-    queue = deque([stage])
-    while queue:
-        for t in funnel.transitions_from(queue.popleft()):
-            if t.target not in seen:
-                seen.add(t.target)
-                queue.append(t.target)
-    return seen
-
-
-def _forward_reach(funnel: Funnel, stage: str) -> set[str]:
-    """The stages reachable from *stage* by forward transitions only (itself excluded)."""
-    seen: set[str] = set()
-    queue = deque([stage])
-    while queue:
-        for t in funnel.transitions_from(queue.popleft()):
-            if t.direction is Direction.FORWARD and t.target not in seen:
-                seen.add(t.target)
-                queue.append(t.target)
-    return seen
-
-
-def _fmt_attributes(attributes: Mapping[str, Any]) -> str:
-    return repr(dict(sorted(attributes.items())))
-
-
-# ---------------------------------------------------------------- what the hooks reveal
-
-
-@attrs.define
-class _Hints:
-    """What the scorer and the policy say about the leads and touches that matter."""
-
-    kinds: list[str] = attrs.Factory(list)
-    scores: list[float] = attrs.Factory(list)
-    profiles: list[dict[str, Any]] = attrs.Factory(list)
-
-
-def _walk(obj: object, depth: int = 0) -> Iterator[object]:
-    """*obj* and the attrs instances, tuples and mappings inside it, depth first."""
-    yield obj
-    if depth > 6:
-        return
-    if isinstance(obj, (tuple, list)):
-        for item in obj:
-            yield from _walk(item, depth + 1)
-    elif isinstance(obj, Mapping):
-        for item in obj.values():
-            yield from _walk(item, depth + 1)
-    elif attrs.has(cls := type(obj)):
-        for field in attrs.fields(cls):
-            yield from _walk(getattr(obj, field.name), depth + 1)
-
-
-def _hints(scorer: object, policy: object, thresholds: Iterable[float]) -> _Hints:
-    hints = _Hints(scores=list(thresholds))
-    for obj in (*_walk(scorer), *_walk(policy)):
-        if isinstance(obj, PointsRule) and obj.kind is not None:
-            hints.kinds.append(obj.kind)
-        elif isinstance(obj, TouchKindPolicy):
-            hints.kinds.extend(obj.mapping)
-        elif isinstance(obj, ThresholdPolicy):
-            hints.scores.append(obj.threshold)
-        elif isinstance(obj, (AttributeRule, FitCriterion)):
-            hints.profiles.extend({obj.attribute: v} for v in obj.values[:2])
-    return hints
-
-
-def _satisfying(condition: Condition) -> Any:
-    """A value of the condition's attribute that matches it."""
-    if condition.op == "in":
-        return condition.values[0]
-    if condition.op == "gte":
-        return condition.values[0]
-    if condition.op == "lt":
-        return condition.values[0] - 1  # type: ignore[operator]
-    taken = {v for v in condition.values if isinstance(v, str)}
-    other = "other"
-    while other in taken:
-        other += "_"
-    return other
-
-
-def _rule_profile(rule: OwnerRule) -> dict[str, Any]:
-    return {c.attribute: _satisfying(c) for c in rule.when}
-
-
-def _profiles(
-    owners: OwnerRules, hints: _Hints, extra: Iterable[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Representative lead profiles, simplest first, each once."""
-    candidates: list[Mapping[str, Any]] = [*_STANDARD_PROFILES]
-    candidates += [_rule_profile(r) for r in owners.overrides if r.when]
-    candidates += hints.profiles
-    candidates += [{key: value} for key, values in LEAD_ATTRIBUTES.items() for value in values]
-    candidates += list(extra)
-    out: dict[str, dict[str, Any]] = {}
-    for profile in candidates:
-        out.setdefault(_fmt_attributes(profile), dict(profile))
-    return list(out.values())
-
-
-def _scores(hints: _Hints) -> list[float]:
+def _scores(hints: Any) -> list[float]:
     values = set(_BASE_SCORES)
     for t in hints.scores:
         if isinstance(t, (int, float)) and math.isfinite(t):
             values |= {float(t), float(t) - 0.001, float(t) + 0.001}
     return sorted(values)
-
-
-def _policy_parts(policy: object, name: str) -> Iterator[tuple[str, object]]:
-    """Each built-in policy inside *policy*, named as the engine names it in errors."""
-    yield name, policy
-    if isinstance(policy, (AnyOf, AllOf)):
-        kind = type(policy).__name__
-        for i, part in enumerate(policy.policies):
-            yield from _policy_parts(part, f"{kind}[{i}]:{_hook_name(part)}")
-
-
-def _hook_name(hook: object) -> str:
-    return str(getattr(hook, "__name__", None) or type(hook).__name__)
 
 
 # ---------------------------------------------------------------- observations
@@ -730,16 +324,12 @@ class _Observer:
                 self.handoffs.add((*move, record.from_team, record.to_team))
 
 
-def _recording_hooks(funnel: Funnel, hooks: Hooks, observer: _Observer) -> tuple[Hooks, list[str]]:
+def _recording_hooks(funnel: Funnel, hooks: Hooks, observer: _Observer) -> Hooks:
     """Hooks that record each guard's answers, with never-true stand-ins for missing guards."""
     out = Hooks()
-    missing: list[str] = []
     for name in funnel.guards:
-        fn = hooks.guards.get(name)
-        if fn is None:
-            missing.append(name)
-        out.add_guard(name, _recorder(name, fn, observer))
-    return out, missing
+        out.add_guard(name, _recorder(name, hooks.guards.get(name), observer))
+    return out
 
 
 def _recorder(name: str, fn: Guard | None, observer: _Observer) -> Guard:
@@ -778,8 +368,8 @@ class _Outcome:
     lines: list[str] = attrs.Factory(list)
 
 
-class _Verification:
-    """One call of :func:`verify`: the passes, their observations and the findings."""
+class _Verification(Structure):
+    """One call of :func:`verify`: the structural checks, then the explorations."""
 
     def __init__(
         self,
@@ -792,17 +382,20 @@ class _Verification:
         thresholds: tuple[float, ...],
         options: _Options,
     ) -> None:
-        self.funnel = funnel
-        self.owners = owners
+        self.hints = hints(scorer, policy, thresholds)
+        super().__init__(
+            funnel,
+            owners=owners,
+            hooks=hooks,
+            policy=policy,
+            profiles=lead_profiles(owners, self.hints, _TYPICAL_LEADS, options.attributes),
+            missing_guards=options.missing_guards,
+        )
         self.scorer = scorer
-        self.policy = policy
         self.thresholds = thresholds
         self.options = options
         self.observer = _Observer()
-        self.hooks, self.missing = _recording_hooks(funnel, hooks, self.observer)
-        self.user_hooks = hooks
-        self.hints = _hints(scorer, policy, thresholds)
-        self.profiles = _profiles(owners, self.hints, options.attributes)
+        self.hooks = _recording_hooks(funnel, hooks, self.observer)
         self.scores = _scores(self.hints)
         self.kinds = list(
             dict.fromkeys(
@@ -815,32 +408,18 @@ class _Verification:
                 ]
             )
         )
-        self.findings: dict[tuple[str, str], Finding] = {}
         self.examples = 0
-        self.owner_problems = owners.problems(funnel)
         self.guard_errors: set[str] = set()
+        # The engine names its scorer and policy in its errors and records; tell them
+        # apart even when both go by the same name (two lambdas, say).
+        self.scorer_name = hook_name(scorer, "scorer")
+        self.policy_name = hook_name(policy, "policy")
+        if self.policy_name == self.scorer_name:
+            self.policy_name += " (policy)"
+        self.policy_actor = policy_actor(self.policy_name)
 
-    # ------------------------------------------------------------ bookkeeping
-
-    def add(
-        self,
-        code: str,
-        severity: Severity,
-        where: str,
-        what: str,
-        example: Iterable[str] = (),
-    ) -> None:
-        key = (code, where)
-        if key not in self.findings:
-            self.findings[key] = Finding(code, severity, what, where, tuple(example))
-
-    def report(self) -> VerificationReport:
-        self.check_owner_rules()
-        self.check_hooks()
-        self.check_gates()
-        self.check_loops()
-        self.check_won()
-        self.check_policies()
+    def run(self) -> VerificationReport:
+        self.check()
         self.explore_model()
         self.probe_guards()
         if self.owner_problems:
@@ -860,244 +439,7 @@ class _Verification:
         if named:
             # The harness named the hook; the engine-wide finding says less about the same bug.
             self.findings.pop(("nondeterministic", "engine"), None)
-        findings = sorted(self.findings.values(), key=lambda f: f.severity is not Severity.ERROR)
-        return VerificationReport(
-            self.funnel.name, tuple(findings), self.examples, self.options.budget
-        )
-
-    def owner(self, stage: str, attributes: Mapping[str, Any]) -> str | None:
-        try:
-            return self.owners.owner(stage, attributes)
-        except InvalidOwnerRules:
-            return None
-
-    # ------------------------------------------------------------ structure
-
-    def check_owner_rules(self) -> None:
-        for problem in self.owner_problems:
-            if problem.startswith("gap: stage "):
-                stage = problem.split("'")[1]
-                example = [*_path_to(self.funnel, stage)]
-                example.append(f"a lead with attributes {{}} enters {stage!r}: no team owns it")
-                self.add("owner-gap", Severity.ERROR, f"stage {stage}", problem, example)
-            elif problem.startswith("overrides[") and "can never apply" in problem:
-                index = problem[len("overrides[") : problem.index("]")]
-                self.add(
-                    "owner-shadowed",
-                    Severity.ERROR,
-                    f"owner rules overrides[{index}]",
-                    problem,
-                )
-            else:
-                where = "owner rules"
-                if problem.startswith("overrides["):
-                    where += " " + problem[: problem.index("]") + 1]
-                self.add("owner-rules", Severity.ERROR, where, problem)
-
-    def check_hooks(self) -> None:
-        for name in self.missing:
-            users = [t for t in self.funnel.transitions if t.guard == name]
-            used = "; ".join(_label(t) for t in users)
-            if self.options.missing_guards == "error":
-                self.add(
-                    "unknown-hook",
-                    Severity.ERROR,
-                    f"guard {name}",
-                    f"guard {name!r} is not registered in the hooks (used by {used}); "
-                    f"register it with hooks.add_guard({name!r}, fn). Its transitions were "
-                    "explored as never enabled.",
-                )
-            else:
-                self.add(
-                    "guard-unavailable",
-                    Severity.WARNING,
-                    f"guard {name}",
-                    f"guard {name!r} is not available on the command line (used by {used}); "
-                    "its transitions were explored as never enabled. Verify in Python with "
-                    "your hooks: buyerjourney.testing.verify.verify(funnel, hooks=...).",
-                )
-
-    def check_gates(self) -> None:
-        funnel = self.funnel
-        gates = [s for s in funnel.stages if s.gate]
-        for gate in gates:
-            self._check_bypass(gate, gates)
-            for t in funnel.transitions:
-                if t.target == gate.name:
-                    self._check_gate_handoff(t, gate)
-            self._check_gate_members(gate)
-
-    def _check_bypass(self, gate: Stage, gates: Sequence[Stage]) -> None:
-        funnel = self.funnel
-        behind = {
-            name
-            for name in _forward_reach(funnel, gate.name)
-            if not funnel.stage(name).kind.is_exit and funnel.stage(name).rank > gate.rank
-        }
-        avoid = frozenset(g.name for g in gates if g.rank <= gate.rank)
-        paths = _shortest_paths(funnel, avoid=avoid)
-        bypassed = sorted(
-            (name for name in behind if name in paths), key=lambda n: (len(paths[n]), n)
-        )
-        if not bypassed:
-            return
-        path = paths[bypassed[0]]
-        crossing = path[-1]
-        guard = f", when guard {crossing.guard!r} passes" if crossing.guard else ""
-        self.add(
-            "gate-bypass",
-            Severity.ERROR,
-            _where_transition(crossing),
-            f"a lead can reach {bypassed[0]!r} (behind gate {gate.name!r}) without entering "
-            f"the gate, through {_label(crossing)}{guard}: the receiving team never accepts "
-            f"it. Route the transition into {gate.name!r}, or remove it.",
-            [_label(t) for t in path],
-        )
-
-    def _check_gate_handoff(self, t: Transition, gate: Stage) -> None:
-        for profile in self.profiles:
-            before = self.owner(t.source, profile)
-            after = self.owner(gate.name, profile)
-            if before is None or before != after:
-                continue
-            example = [*_path_to(self.funnel, t.source), _label(t)]
-            example.append(
-                f"a lead with attributes {_fmt_attributes(profile)} is owned by {before!r} "
-                f"in both {t.source!r} and {gate.name!r}"
-            )
-            self.add(
-                "gate-no-handoff",
-                Severity.ERROR,
-                _where_transition(t),
-                f"{_label(t)} enters gate {gate.name!r} but the owning team stays {before!r}: "
-                "the team would accept its own lead, and no handoff is recorded. Give the "
-                "gate the receiving team, or make it an ordinary stage.",
-                example,
-            )
-            return
-
-    def _check_gate_members(self, gate: Stage) -> None:
-        members = self.owners.members
-        if not members:
-            return
-        teams = [self.owners.defaults.get(gate.name)]
-        teams += [r.team for r in self.owners.overrides if r.applies_to(gate.name)]
-        for team in dict.fromkeys(t for t in teams if t is not None):
-            if any(team in held for held in members.values()):
-                continue
-            self.add(
-                "gate-nobody-accepts",
-                Severity.WARNING,
-                f"stage {gate.name}",
-                f"gate {gate.name!r} may be owned by {team!r}, which no member holds "
-                f"(members: {', '.join(sorted(members))}): only an Actor declaring "
-                f"team={team!r} can accept or reject, and policies wait. Add {team!r} to a "
-                "member's teams.",
-                _path_to(self.funnel, gate.name),
-            )
-
-    def check_loops(self) -> None:
-        funnel = self.funnel
-        reach = {name: _reach(funnel, name) for name in funnel.stage_names}
-        terminal = {s.name for s in funnel.stages if s.terminal}
-        stuck = [n for n in funnel.stage_names if not reach[n] & terminal]
-        seen: set[str] = set()
-        for name in stuck:
-            if name in seen:
-                continue
-            component = {m for m in reach[name] if name in reach[m]}
-            seen |= component
-            if any(not reach[m] <= component for m in component):
-                continue  # leads into a closed loop further on, reported there
-            members = [n for n in funnel.stage_names if n in component]
-            open_kind = any(funnel.stage(m).kind is StageKind.OPEN for m in members)
-            self.add(
-                "no-way-out",
-                Severity.ERROR if open_kind else Severity.WARNING,
-                f"stages {', '.join(members)}",
-                f"stages {', '.join(members)} form a loop with no way out: no terminal stage "
-                "can be reached from them, so a lead that enters cycles forever. Add an exit "
-                "(e.g. to a lost stage) or a way forward.",
-                _path_to(funnel, members[0]),
-            )
-
-    def check_won(self) -> None:
-        funnel = self.funnel
-        won = {s.name for s in funnel.stages if s.kind is StageKind.WON}
-        if not won:
-            self.add(
-                "no-won-stage",
-                Severity.WARNING,
-                f"funnel {funnel.name}",
-                f"funnel {funnel.name!r} has no won stage (kind='won'): no lead can ever buy",
-            )
-            return
-        trapped = {
-            name
-            for key, finding in self.findings.items()
-            if key[0] == "no-way-out"
-            for name in finding.where.removeprefix("stages ").split(", ")
-        }
-        for stage in funnel.stages:
-            if stage.kind is not StageKind.OPEN or stage.name in trapped:
-                continue
-            if not _reach(funnel, stage.name) & won:
-                self.add(
-                    "no-path-to-won",
-                    Severity.WARNING,
-                    f"stage {stage.name}",
-                    f"open stage {stage.name!r} has no path to a won stage "
-                    f"({', '.join(sorted(won))}); leads there can only be lost",
-                    _path_to(funnel, stage.name),
-                )
-
-    def check_policies(self) -> None:
-        if self.policy is None:
-            return
-        funnel = self.funnel
-        for name, part in _policy_parts(self.policy, _hook_name(self.policy)):
-            events: list[str] = []
-            stages: tuple[str, ...] = ()
-            scoped = False
-            if isinstance(part, (ThresholdPolicy, MatrixPolicy)):
-                events, stages, scoped = [part.event], part.stages, True
-            elif isinstance(part, TouchKindPolicy):
-                events, stages = list(part.mapping.values()), part.stages
-            else:
-                continue
-            where = f"policy {name}"
-            for event in dict.fromkeys(events):
-                if event not in funnel.events:
-                    self.add(
-                        "policy-unknown-event",
-                        Severity.ERROR,
-                        where,
-                        f"{name} sends event {event!r}, which funnel {funnel.name!r} does not "
-                        f"define (events: {', '.join(funnel.events)})",
-                    )
-            unknown = [s for s in stages if s not in funnel]
-            if unknown:
-                self.add(
-                    "policy-unknown-stage",
-                    Severity.ERROR,
-                    where,
-                    f"{name} names stage(s) {', '.join(map(repr, unknown))}, not in funnel "
-                    f"{funnel.name!r} (stages: {', '.join(funnel.stage_names)})",
-                )
-            if not scoped:
-                continue
-            event = events[0]
-            listed = [s for s in (stages or funnel.stage_names) if s in funnel]
-            refused = [s for s in listed if event not in funnel.allowed_events(s)]
-            if refused and event in funnel.events:
-                self.add(
-                    "policy-event-not-allowed",
-                    Severity.WARNING,
-                    where,
-                    f"{name} may fire {event!r} from {', '.join(refused)}, where the funnel "
-                    "forbids it: each such touch logs a refusal. Use "
-                    f"stages=stages_allowing(funnel, {event!r}).",
-                )
+        return self.report(examples=self.examples, budget=self.options.budget)
 
     # ------------------------------------------------------------ model exploration
 
@@ -1130,7 +472,7 @@ class _Verification:
                     try:
                         result = evaluate_guard(t.guard, fn, ctx)
                     except HookError as exc:
-                        self.guard_error(t.guard, exc, [*_path_to(funnel, t.source), repr(ctx)])
+                        self.guard_error(t.guard, exc, [*self.path_to(t.source), repr(ctx)])
                         break
                     self.observer.record_guard(t.guard, result)
                 else:
@@ -1144,14 +486,10 @@ class _Verification:
     def _walk_profile(
         self, table: CompiledFunnel, profile: Mapping[str, Any], score: float
     ) -> None:
-        funnel = self.funnel
-        start = funnel.initial.name
-        seen = {start}
-        self.observer.reached.add(start)
-        queue = deque([start])
-        while queue:
-            stage = queue.popleft()
-            for event in funnel.allowed_events(stage):
+        """Walk the funnel breadth first for one lead, the guards deciding each move."""
+
+        def moves(stage: str) -> Iterator[Transition]:
+            for event in self.funnel.allowed_events(stage):
                 ctx = self.context(stage, event, profile, score)
                 try:
                     t = table.step(stage, event, ctx, reason=_REASON)
@@ -1160,10 +498,9 @@ class _Verification:
                 except HookError:
                     continue  # reported by the guard probe
                 self._note_model_move(t, profile)
-                if t.target not in seen:
-                    seen.add(t.target)
-                    self.observer.reached.add(t.target)
-                    queue.append(t.target)
+                yield t
+
+        self.observer.reached |= reach(moves, self.funnel.initial.name)
 
     def _note_model_move(self, t: Transition, profile: Mapping[str, Any]) -> None:
         before = self.owner(t.source, profile)
@@ -1207,7 +544,7 @@ class _Verification:
                 self.observer.guard_true.add(name)
             if failure:
                 exc, ctx = failure[0]
-                self.guard_error(name, exc, [*_path_to(funnel, ctx.stage), repr(ctx)])
+                self.guard_error(name, exc, [*self.path_to(ctx.stage), repr(ctx)])
 
     # ------------------------------------------------------------ engine exploration
 
@@ -1220,6 +557,8 @@ class _Verification:
             policy=self.policy,
             thresholds=self.thresholds,
             listeners=listeners,
+            scorer_name=self.scorer_name,
+            policy_name=self.policy_name,
         )
 
     def steps_strategy(self) -> st.SearchStrategy[list[_Step]]:
@@ -1365,7 +704,7 @@ class _Verification:
     def _culprit(self, first: Mapping[str, Any], other: Mapping[str, Any]) -> str:
         """Which hook two differing records of the same step point at, as a ``where``."""
         if "scored" in (first.get("kind"), other.get("kind")):
-            return f"scorer {_hook_name(self.scorer)}"
+            return f"scorer {self.scorer_name}"
         event, source = first.get("event"), first.get("source")
         same_move = event == other.get("event") and source == other.get("source")
         if same_move and isinstance(source, str) and source in self.funnel:
@@ -1373,9 +712,8 @@ class _Verification:
             named = sorted(g for g in guards if g is not None)
             if len(named) == 1:
                 return f"guard {named[0]}"  # same event, other outcome: the guard decided
-        actors = (str(first.get("actor", "")), str(other.get("actor", "")))
-        if any(a.startswith("policy:") for a in actors):
-            return f"policy {_hook_name(self.policy)}"
+        if self.policy_actor.name in (first.get("actor"), other.get("actor")):
+            return f"policy {self.policy_name}"
         return "engine"
 
     def _play(
@@ -1394,7 +732,7 @@ class _Verification:
                 clock += timedelta(minutes=minutes)
                 attributes = self.profiles[profile_index] if journey is None else {}
                 touch = Touch(f"t{n}", lead, clock, touch_kind, attributes=attributes)
-                shown = f" with {_fmt_attributes(attributes)}" if attributes else ""
+                shown = f" with {fmt_attributes(attributes)}" if attributes else ""
                 lines.append(f"touch {lead} {touch_kind!r} at +{_elapsed(clock)}{shown}")
                 before = len(engine.records)
                 try:
@@ -1440,7 +778,7 @@ class _Verification:
                 "every lead; the engine refuses the move (or quarantines the touch).",
                 str(exc),
             )
-        if exc.hook == engine.scorer_name and "scor" in str(exc):
+        if exc.hook == engine.scorer_name:
             return (
                 "scorer-error",
                 f"scorer {exc.hook}",
@@ -1461,8 +799,8 @@ class _Verification:
         if touch.kind in self.funnel.events:
             return  # the touch itself asked for the event: the input is wrong, not the policy
         for record in records:
-            if record.kind is RecordKind.REFUSED and record.actor.name.startswith("policy:"):
-                name = record.actor.name.removeprefix("policy:")
+            if record.kind is RecordKind.REFUSED and record.actor == self.policy_actor:
+                name = self.policy_name
                 found(
                     "policy-refused",
                     f"policy {name}",
@@ -1526,7 +864,7 @@ class _Verification:
         )
         never = [g for g in funnel.guards if g not in unavailable and g not in observer.guard_true]
         for name in never:
-            users = "; ".join(_label(t) for t in funnel.transitions if t.guard == name)
+            users = "; ".join(label(t) for t in funnel.transitions if t.guard == name)
             self.add(
                 "guard-never-true",
                 Severity.WARNING,
@@ -1547,8 +885,10 @@ class _Verification:
                     f"every transition of event {event!r} is guarded by {guards}, never true "
                     "on any lead tried: sending it is always refused",
                 )
-        live = _shortest_paths(
-            funnel, usable=lambda t: t.guard is None or t.guard not in unavailable
+        live = shortest_paths(
+            funnel.transitions_from,
+            funnel.initial.name,
+            usable=lambda t: t.guard is None or t.guard not in unavailable,
         )
         for stage in funnel.stage_names:
             if stage in observer.reached or stage not in live:
@@ -1557,14 +897,14 @@ class _Verification:
             dead_entries = [t for t in entries if t.guard in dead]
             why = ""
             if dead_entries and len(dead_entries) == len(entries):
-                listed = ", ".join(_label(t) for t in dead_entries)
+                listed = ", ".join(label(t) for t in dead_entries)
                 why = f"; its only entries are guarded by never-true guards ({listed})"
             self.add(
                 "stage-never-reached",
                 Severity.WARNING,
                 f"stage {stage}",
                 f"no explored lead ever entered {stage!r} ({explored_by}){why}",
-                [_label(t) for t in _shortest_paths(funnel)[stage]],
+                self.path_to(stage),
             )
         self._check_handoffs(explored_by, live)
 
@@ -1586,11 +926,11 @@ class _Verification:
             self.add(
                 "handoff-never-observed",
                 Severity.WARNING,
-                _where_transition(t),
-                f"the funnel allows a handoff from {key[2]!r} to {key[3]!r} on {_label(t)} "
-                f"(for leads like {_fmt_attributes(profile)}), but no explored lead made it "
+                where_transition(t),
+                f"the funnel allows a handoff from {key[2]!r} to {key[3]!r} on {label(t)} "
+                f"(for leads like {fmt_attributes(profile)}), but no explored lead made it "
                 f"({explored_by})",
-                [*(_label(x) for x in _shortest_paths(funnel)[t.source]), _label(t)],
+                [*self.path_to(t.source), label(t)],
             )
 
 

@@ -1,0 +1,124 @@
+"""The one home of reach and shortest paths, and the two callers that use it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import buyerjourney
+from buyerjourney import Direction, Funnel, Stage, StageKind, Transition, find_problems, presets
+from buyerjourney._checks import verify_structure
+from buyerjourney._core import graph
+from buyerjourney._core.graph import reach, shortest_paths
+
+PACKAGE = Path(buyerjourney.__file__).parent
+
+DIAMOND = Funnel(
+    "diamond",
+    [
+        Stage("start", 0, initial=True),
+        Stage("left", 10),
+        Stage("right", 10),
+        Stage("won", 20, StageKind.WON, terminal=True),
+        Stage("lost", 0, StageKind.LOST),
+    ],
+    [
+        Transition("go_left", "start", "left"),
+        Transition("go_right", "start", "right"),
+        Transition("win", "right", "won"),
+        Transition("win", "left", "won"),
+        Transition("back", "left", "start", Direction.BACKWARD),
+        Transition("lose", "start", "lost", Direction.EXIT),
+    ],
+)
+
+
+def test_shortest_paths_take_the_first_move_found_on_a_tie() -> None:
+    paths = shortest_paths(DIAMOND.transitions_from, "start")
+    assert list(paths) == ["start", "left", "right", "lost", "won"]
+    assert paths["start"] == ()
+    assert [t.event for t in paths["won"]] == ["go_left", "win"]
+    assert paths["won"][-1].source == "left"
+
+
+def test_avoid_and_usable_prune_the_walk() -> None:
+    around = shortest_paths(DIAMOND.transitions_from, "start", avoid={"left"})
+    assert [t.source for t in around["won"]] == ["start", "right"]
+    forward = reach(
+        DIAMOND.transitions_from, "left", usable=lambda t: t.direction is Direction.FORWARD
+    )
+    assert forward == {"left", "won"}
+    assert reach(DIAMOND.transitions_from, "left") == {"left", "start", "right", "won", "lost"}
+    assert reach(DIAMOND.transitions_from, "won") == {"won"}
+
+
+def test_moves_are_asked_once_per_stage_reached_and_every_move_is_seen() -> None:
+    asked: list[str] = []
+    seen: list[str] = []
+
+    def moves(stage: str) -> list[Transition]:
+        asked.append(stage)
+        out = list(DIAMOND.transitions_from(stage))
+        seen.extend(t.event for t in out)
+        return out
+
+    reach(moves, "start", avoid={"lost"})
+    assert asked == ["start", "left", "right", "won"]
+    assert seen == ["go_left", "go_right", "lose", "win", "back", "win"]
+
+
+def test_find_problems_reports_what_the_walk_does_not_reach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stages = [*DIAMOND.stages, Stage("island", 30, StageKind.WON, terminal=True)]
+    calls: list[str] = []
+
+    def spy(moves: object, start: str, **options: object) -> set[str]:
+        calls.append(start)
+        return graph.reach(moves, start, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("buyerjourney._core.funnel.reach", spy)
+    problems = find_problems(stages, DIAMOND.transitions)
+    assert calls == ["start"]
+    assert [(p.code, p.subject) for p in problems] == [("unreachable-stage", "island")]
+
+
+def test_the_verifier_walks_with_the_same_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def spy_paths(moves: object, start: str, **options: object) -> object:
+        calls.append(f"paths {start}")
+        return graph.shortest_paths(moves, start, **options)  # type: ignore[arg-type]
+
+    def spy_reach(moves: object, start: str, **options: object) -> set[str]:
+        calls.append(f"reach {start}")
+        return graph.reach(moves, start, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("buyerjourney._checks.shortest_paths", spy_paths)
+    monkeypatch.setattr("buyerjourney._checks.reach", spy_reach)
+    report = verify_structure(presets.demand_waterfall())
+    assert report.ok
+    assert "paths inquiry" in calls  # the example paths, and the gate-bypass search
+    assert "reach sal" in calls  # what lies behind the gate, and the loops
+
+
+def _imports_and_names(module: str) -> tuple[set[str], set[str]]:
+    tree = ast.parse((PACKAGE / module).read_text(encoding="utf-8"))
+    imported = {
+        node.module or ""
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    return imported, names
+
+
+@pytest.mark.parametrize("module", ["_core/funnel.py", "_checks.py", "testing/verify.py"])
+def test_no_other_breadth_first_search_is_left(module: str) -> None:
+    imported, names = _imports_and_names(module)
+    assert "buyerjourney._core.graph" in imported
+    assert "deque" not in names
+    assert "popleft" not in names
