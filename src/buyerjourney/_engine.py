@@ -30,7 +30,15 @@ from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Decision, Policy, checked_decision
 from buyerjourney._core.protocols import Context, Hooks, IncrementalScorer, hook_name
 from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch, parse_time
-from buyerjourney._core.scoring import Lead, Score, Scorer, checked_call, checked_score
+from buyerjourney._core.scoring import (
+    CombinedScorer,
+    Lead,
+    PointsScorer,
+    Score,
+    Scorer,
+    checked_call,
+    checked_score,
+)
 from buyerjourney._core.table import compile_funnel
 from buyerjourney.errors import (
     ActionRefused,
@@ -191,6 +199,7 @@ class Engine:
         self._touches: dict[str, list[Touch]] = {}
         """Each lead's touches, kept only for a scorer that scores from the whole history."""
         self._incremental = _incremental(scorer)
+        self._trusted = type(scorer) in (PointsScorer, CombinedScorer)
         self._states: dict[str, Any] = {}
         """Each lead's state of an incremental scorer."""
         self._touch_ids: set[str] = set()
@@ -315,6 +324,7 @@ class Engine:
                 lead_id,
                 touch.at,
                 touch.touch_id,
+                trusted=self._trusted,
             )
         elif self.scorer is None:
             score = _ZERO

@@ -397,9 +397,12 @@ class AllOf:
     """
 
     policies: tuple[Policy, ...]
+    _names: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __init__(self, *policies: Policy) -> None:
         self.__attrs_init__(_as_policies(policies, "AllOf"))
+        names = tuple(f"AllOf[{i}]:{_hook_name(p)}" for i, p in enumerate(self.policies))
+        object.__setattr__(self, "_names", names)
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Decide for *journey* after *touch* was scored.
@@ -417,8 +420,7 @@ class AllOf:
         """
         event: str | None = None
         reasons: list[str] = []
-        for i, policy in enumerate(self.policies):
-            name = f"AllOf[{i}]:{_hook_name(policy)}"
+        for name, policy in zip(self._names, self.policies, strict=True):
             decision = checked_decision(name, policy, journey, score, touch)
             if decision.event is None or (event is not None and decision.event != event):
                 return Decision()
@@ -444,9 +446,12 @@ class AnyOf:
     """
 
     policies: tuple[Policy, ...]
+    _names: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __init__(self, *policies: Policy) -> None:
         self.__attrs_init__(_as_policies(policies, "AnyOf"))
+        names = tuple(f"AnyOf[{i}]:{_hook_name(p)}" for i, p in enumerate(self.policies))
+        object.__setattr__(self, "_names", names)
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Decide for *journey* after *touch* was scored.
@@ -462,8 +467,7 @@ class AnyOf:
         Raises:
             HookError: One of the policies asked failed its contract.
         """
-        for i, policy in enumerate(self.policies):
-            name = f"AnyOf[{i}]:{_hook_name(policy)}"
+        for name, policy in zip(self._names, self.policies, strict=True):
             decision = checked_decision(name, policy, journey, score, touch)
             if decision.acts:
                 return decision
@@ -497,17 +501,23 @@ def checked_decision(
             event is neither ``None`` nor a non-empty str, or whose reason is
             not a str.
     """
-    subject = touch.touch_id
-    deciding = f"deciding for lead {journey.lead_id!r} in stage {journey.stage!r}"
     try:
         result = policy(journey, score, touch)
     except Exception as exc:
+        deciding = f"deciding for lead {journey.lead_id!r} in stage {journey.stage!r}"
         raise HookError(
-            name, f"policy raised {type(exc).__name__} {deciding}: {exc}", subject=subject
+            name, f"policy raised {type(exc).__name__} {deciding}: {exc}", subject=touch.touch_id
         ) from exc
+    if (
+        type(result) is Decision
+        and (result.event is None or (type(result.event) is str and result.event))
+        and type(result.reason) is str
+    ):
+        return result  # the common case, checked without building a message
     problem = _decision_problem(result)
     if problem is not None:
-        raise HookError(name, f"{problem} {deciding}", subject=subject, received=result)
+        deciding = f"deciding for lead {journey.lead_id!r} in stage {journey.stage!r}"
+        raise HookError(name, f"{problem} {deciding}", subject=touch.touch_id, received=result)
     return result
 
 

@@ -32,6 +32,7 @@ by name.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -205,6 +206,7 @@ def _score(lines: Iterable[_Line], grade: str | None = None) -> Score:
     return Score(_points(total), items, grade)
 
 
+@functools.lru_cache(maxsize=4096)
 def _fmt(value: float | Fraction) -> str:
     """A number as people write it: ``15`` rather than ``15.0``, at most 6 decimals."""
     number = float(value)
@@ -708,8 +710,12 @@ class PointsScorer:
     def add(self, state: PointsState, touch: Touch) -> None:
         """Keep *touch* in *state* (the engine calls it once the touch's operation committed)."""
         at = _micros(touch.at)
-        for index in _matching(self._compiled, touch):
-            state.add(index, at, self._compiled.rules[index].repeatable)
+        last, matched = state.matched
+        if last is not touch:
+            matched = _matching(self._compiled, touch)
+        rules = self._compiled.rules
+        for index in matched:
+            state.add(index, at, rules[index].repeatable)
 
 
 def _cap_line(rule: str, what: str, cap: float, lines: list[_Line]) -> list[_Line]:
@@ -771,6 +777,7 @@ class _Compiled:
     attribute_rules: tuple[tuple[AttributeRule, int], ...]
     total_cap: float | None
     total_cap_micro: int | None
+    any_where: bool
 
 
 def _compile(scorer: PointsScorer) -> _Compiled:
@@ -829,6 +836,7 @@ def _compile(scorer: PointsScorer) -> _Compiled:
         tuple((r, _micro(r.points)) for r in scorer.attribute_rules),
         scorer.total_cap,
         None if scorer.total_cap is None else _micro(scorer.total_cap),
+        any(rule.where for rule in scorer.rules),
     )
 
 
@@ -841,11 +849,13 @@ class PointsState:
     :class:`PointsScorer` reads it.
     """
 
-    __slots__ = ("sums", "times")
+    __slots__ = ("matched", "sums", "times")
 
     def __init__(self, rules: int) -> None:
         self.times: list[deque[int]] = [deque() for _ in range(rules)]
         self.sums: list[int] = [0] * rules
+        self.matched: tuple[Touch | None, list[int]] = (None, [])
+        """The last touch scored and the rules it matched, for :meth:`PointsScorer.add`."""
 
     def add(self, index: int, at: int, repeatable: bool) -> None:
         """Keep a matching touch at *at* (microseconds) for rule *index*."""
@@ -858,13 +868,17 @@ class PointsState:
 
 
 def _matching(compiled: _Compiled, touch: Touch) -> list[int]:
+    """The indexes of the rules *touch* matches (kind and properties)."""
     found = [*compiled.by_kind.get(touch.kind, ()), *compiled.by_kind.get(None, ())]
+    if not compiled.any_where:
+        return found
     rules = compiled.rules
     props = touch.properties
     return [
         i
         for i in found
-        if all(key in props and props[key] == value for key, value in rules[i].where.items())
+        if not rules[i].where
+        or all(key in props and props[key] == value for key, value in rules[i].where.items())
     ]
 
 
@@ -934,7 +948,9 @@ def _score_next(
     compiled: _Compiled, state: PointsState, touch: Touch, attributes: Mapping[str, Any]
 ) -> Score:
     at = _micros(touch.at)
-    new = set(_matching(compiled, touch))
+    matched = _matching(compiled, touch)
+    state.matched = (touch, matched)
+    new = set(matched)
     rules = compiled.rules
     lines: list[_Line] = []
     for group in compiled.groups:
@@ -1165,29 +1181,45 @@ def checked_score(
 
 
 def checked_call(
-    name: str, call: Callable[[], object], lead_id: str, at: datetime, touch_id: str | None
+    name: str,
+    call: Callable[[], object],
+    lead_id: str,
+    at: datetime,
+    touch_id: str | None,
+    *,
+    trusted: bool = False,
 ) -> Score:
     """Run a scoring *call* (pure or incremental) and enforce the scorer contract.
 
     The one home of the contract: :func:`checked_score` and the engine's
     incremental path both come here, so every scorer fails the same way.
+    *trusted* skips checking the result, for the built-in scorers, whose
+    results are valid by construction (an exception is still a HookError).
 
     Raises:
         HookError: As :func:`checked_score`.
     """
     subject = touch_id if touch_id is not None else lead_id
-    when = at.isoformat() if isinstance(at, datetime) else repr(at)
-    scoring = f"scoring lead {lead_id!r} at {when}"
     try:
         result = call()
     except Exception as exc:
+        scoring = _scoring(lead_id, at)
         raise HookError(
             name, f"scorer raised {type(exc).__name__} {scoring}: {exc}", subject=subject
         ) from exc
+    if trusted:
+        return cast(Score, result)
     problem = _score_problem(result)
     if problem is not None:
-        raise HookError(name, f"{problem} {scoring}", subject=subject, received=result)
+        raise HookError(
+            name, f"{problem} {_scoring(lead_id, at)}", subject=subject, received=result
+        )
     return cast(Score, result)
+
+
+def _scoring(lead_id: str, at: object) -> str:
+    when = at.isoformat() if isinstance(at, datetime) else repr(at)
+    return f"scoring lead {lead_id!r} at {when}"
 
 
 def _score_problem(result: object) -> str | None:
