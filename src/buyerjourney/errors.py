@@ -243,10 +243,10 @@ class InvalidOwnerRules(BuyerJourneyError, ValueError):
     """Owner rules leave a stage without an owner, or name unknown stages or teams.
 
     Attributes:
-        problems: Every problem found.
+        problems: Every problem found, each a :class:`Problem` with a stable code.
     """
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"owner rules have {len(self.problems)} problem(s):\n{lines}")

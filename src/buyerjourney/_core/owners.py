@@ -269,10 +269,7 @@ def invalid_owner_rules(problems: Iterable[Problem]) -> InvalidOwnerRules:
     Args:
         problems: What is wrong, at least one problem.
     """
-    found = tuple(problems)
-    # errors.InvalidOwnerRules still annotates its problems as str; each Problem prints
-    # as "[code] message", which is what the message lists.
-    return InvalidOwnerRules(found)  # type: ignore[arg-type, unused-ignore]
+    return InvalidOwnerRules(tuple(problems))
 
 
 # ---------------------------------------------------------------- conditions and rules
