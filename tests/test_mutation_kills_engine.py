@@ -23,7 +23,13 @@ from buyerjourney._core.owners import Condition, OwnerRule, OwnerRules
 from buyerjourney._core.protocols import Context, Hooks
 from buyerjourney._core.records import Actor, Record, RecordKind, Touch
 from buyerjourney._engine import Engine, IngestReport, Overdue, Quarantined
-from buyerjourney.errors import ActionRefused, BuyerJourneyError, HookError, InvalidTouch
+from buyerjourney.errors import (
+    ActionRefused,
+    BuyerJourneyError,
+    HookError,
+    InvalidAction,
+    InvalidTouch,
+)
 from buyerjourney.policies import Decision
 from buyerjourney.scoring import Lead, Score, ScoreItem
 from sample_funnels import demo_funnel, demo_hooks
@@ -42,8 +48,10 @@ def touch_scorer(lead: Lead, at: datetime) -> Score:
     n = len(lead.touches)
     big = lead.attributes.get("employees", 0) >= 1000
     detail = f"{lead.lead_id}: {n} at {at:%H:%M}"
-    return Score(10.0 * n + (30.0 if big else 0.0), (ScoreItem("touches", 10.0 * n, detail),),
-                 "A" if big else None)  # fmt: skip
+    items = (ScoreItem("touches", 10.0 * n, detail),)
+    if big:
+        items += (ScoreItem("size", 30.0, "1000+ employees"),)
+    return Score(10.0 * n + (30.0 if big else 0.0), items, "A" if big else None)
 
 
 def by_touch_kind(journey: Journey, score: Score, touch: Touch) -> Decision:
@@ -139,19 +147,20 @@ EXPECTED_LOG: list[Row] = [
      None, None, None, None, None),
 ]  # fmt: skip
 
+SIZE = ["size", 30.0, "1000+ employees"]
 EXPECTED_DATA: dict[int, dict[str, Any]] = {
     0: {"attributes": {"employees": 10}},
     1: {"delta": 10.0, "breakdown": [["touches", 10.0, "L1: 1 at 09:00"]]},
     2: {"delta": 10.0, "breakdown": [["touches", 20.0, "L1: 2 at 10:00"]]},
-    4: {"delta": 40.0, "breakdown": [["touches", 30.0, "L1: 3 at 11:00"]], "grade": "A",
+    4: {"delta": 40.0, "breakdown": [["touches", 30.0, "L1: 3 at 11:00"], SIZE], "grade": "A",
         "attributes": {"employees": 5000}},
     5: {"threshold": 30, "up": True},
-    8: {"delta": 10.0, "breakdown": [["touches", 40.0, "L1: 4 at 12:00"]], "grade": "A"},
+    8: {"delta": 10.0, "breakdown": [["touches", 40.0, "L1: 4 at 12:00"], SIZE], "grade": "A"},
     17: {"attributes": {"employees": 2000}},
-    18: {"delta": 40.0, "breakdown": [["touches", 10.0, "L2: 1 at 15:00"]], "grade": "A"},
+    18: {"delta": 40.0, "breakdown": [["touches", 10.0, "L2: 1 at 15:00"], SIZE], "grade": "A"},
     19: {"threshold": 30, "up": True},
-    22: {"delta": 10.0, "breakdown": [["touches", 20.0, "L2: 2 at 16:00"]], "grade": "A"},
-    28: {"delta": 10.0, "breakdown": [["touches", 30.0, "L2: 3 at 18:00"]], "grade": "A"},
+    22: {"delta": 10.0, "breakdown": [["touches", 20.0, "L2: 2 at 16:00"], SIZE], "grade": "A"},
+    28: {"delta": 10.0, "breakdown": [["touches", 30.0, "L2: 3 at 18:00"], SIZE], "grade": "A"},
     33: {"delta": 10.0, "breakdown": [["touches", 10.0, "L3: 1 at 19:00"]]},
     35: {"deadline": "2024-01-04T19:00:00+00:00", "entered": "2024-01-01T19:00:00+00:00"},
     36: {"deadline": "2024-01-08T19:00:00+00:00", "entered": "2024-01-01T19:00:00+00:00"},
@@ -444,13 +453,15 @@ def test_time_going_backwards_is_reported_exactly(what: str) -> None:
         if what == "touch"
         else (lambda: engine.advance(h(0)))
     )
-    with pytest.raises(InvalidTouch) as info:
+    error = InvalidTouch if what == "touch" else InvalidAction
+    with pytest.raises(error) as info:
         late()
-    assert (info.value.field, info.value.value) == ("at", "2024-01-01T09:00:00+00:00")
+    assert (info.value.field, info.value.value) == ("at", h(0))  # the value as given
+    prefix = "touch field 'at'" if what == "touch" else "action 'advance': 'at'"
     assert str(info.value) == (
-        "touch field 'at' must be a time not before the engine's clock "
-        f"2024-01-01T10:00:00+00:00 ({what}); feed the engine in time order "
-        "(got '2024-01-01T09:00:00+00:00' that is a str)"
+        f"{prefix} must be a time not before the engine's clock "
+        "2024-01-01T10:00:00+00:00; feed the engine in time order "
+        f"(got {h(0)!r} that is a datetime)"
     )
 
 

@@ -44,7 +44,9 @@ from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
     HookError,
+    InvalidAction,
     InvalidTouch,
+    ListenerFailed,
     TransitionNotAllowed,
 )
 
@@ -424,8 +426,9 @@ class Engine:
             TransitionNotAllowed: The event is not legal from the current stage.
             ReasonRequired: A backward event without a reason.
             HookError: A guard failed.
+            InvalidAction: *at* is not an aware time, or is before the engine's clock.
         """
-        at = self._manual_time(at)
+        at = self._manual_time(at, event)
         journey = self._require(lead_id, event, actor, at)
         self._permit(journey, event, actor, at)
         if journey.pending_acceptance:
@@ -513,8 +516,9 @@ class Engine:
             ActionRefused: The actor may not act, there is no reason, or the
                 stage is the current one.
             UnknownStage: The funnel has no such stage.
+            InvalidAction: *at* is not an aware time, or is before the engine's clock.
         """
-        at = self._manual_time(at)
+        at = self._manual_time(at, "override")
         target = self.funnel.stage(stage)
         journey = self._require(lead_id, "override", actor, at)
         self._permit(journey, "override", actor, at)
@@ -577,9 +581,16 @@ class Engine:
         """Move the engine's clock to *at*, escalating every SLA breached by then.
 
         Returns the escalation records, each dated at its deadline.
+
+        Raises:
+            InvalidAction: *at* is not an aware time, or is before the engine's clock.
         """
-        at = parse_time(at)
-        self._check_clock(at, "advance")
+        given = at
+        try:
+            at = parse_time(at)
+        except InvalidTouch as exc:
+            raise InvalidAction("advance", "at", given, exc.expected) from None
+        self._check_clock(at, "advance", given)
         out: list[Record] = []
         while self._deadlines and self._deadlines[0][0][0] <= at:
             (deadline, lead_id), stage, entered = heapq.heappop(self._deadlines)
@@ -668,25 +679,30 @@ class Engine:
             )
         )
 
-    def _check_clock(self, at: datetime, what: str) -> None:
+    def _check_clock(self, at: datetime, what: str, given: object = None) -> None:
         if self._clock is not None and at < self._clock:
-            raise InvalidTouch(
-                "at",
-                at.isoformat(),
-                f"a time not before the engine's clock {self._clock.isoformat()} ({what}); "
-                "feed the engine in time order",
+            expected = (
+                f"a time not before the engine's clock {self._clock.isoformat()}; "
+                "feed the engine in time order"
             )
+            if what == "touch":
+                raise InvalidTouch("at", at, expected)
+            raise InvalidAction(what, "at", at if given is None else given, expected)
 
-    def _manual_time(self, at: datetime) -> datetime:
-        at = parse_time(at)
-        self.advance(at)
-        return at
+    def _manual_time(self, at: datetime, action: str) -> datetime:
+        try:
+            parsed = parse_time(at)
+        except InvalidTouch as exc:
+            raise InvalidAction(action, "at", at, exc.expected) from None
+        self._check_clock(parsed, action, at)
+        self.advance(parsed)
+        return parsed
 
     def _waiting_handoff(
         self, lead_id: str, action: str, actor: Actor, at: datetime
     ) -> tuple[Journey, datetime]:
         """The journey an accept or reject is for, after the checks both share."""
-        at = self._manual_time(at)
+        at = self._manual_time(at, action)
         journey = self._require(lead_id, action, actor, at)
         self._permit(journey, action, actor, at)
         if not journey.pending_acceptance:
@@ -758,12 +774,32 @@ class _Pending:
         self.journeys: dict[str, Journey] = {}
         self.seq = len(engine._records)
         """The place in the log of the next record."""
+        self.deadlines: dict[str, tuple[tuple[datetime, str], str, datetime]] = {}
+        """The SLA deadline of the stage each journey entered last in this operation."""
 
     def add(self, record: Record) -> Journey:
-        """Append a state-changing record and return the journey after it."""
+        """Append a state-changing record and return the journey after it.
+
+        Raises:
+            InvalidTouch: The stage entered has an SLA whose deadline falls
+                outside the calendar (nothing is committed).
+        """
         lead_id = record.lead_id
         current = self.journeys.get(lead_id, self.engine._journeys.get(lead_id))
         journey = apply(self.engine.funnel, current, record)
+        if record.kind.enters_stage:
+            entered = journey.stages[journey.stage].entered
+            try:
+                deadline = lifecycle.sla_deadline(self.engine.funnel, journey.stage, entered)
+            except OverflowError:
+                raise InvalidTouch(
+                    "at",
+                    record.at,
+                    f"a time whose SLA deadline in {journey.stage!r} stays within the calendar",
+                ) from None
+            if deadline is not None:
+                key = lifecycle.escalation_order(deadline, lead_id)
+                self.deadlines[lead_id] = (key, journey.stage, entered)
         self.journeys[lead_id] = journey
         self.records.append(record)
         self.seq += 1
@@ -775,26 +811,26 @@ class _Pending:
         self.seq += 1
 
     def commit(self) -> list[Record]:
+        """Hand the records and journeys to the engine, then tell every listener.
+
+        Raises:
+            ListenerFailed: A listener raised; the operation is committed all
+                the same, and every other listener received every record.
+        """
         engine = self.engine
         engine._records.extend(self.records)
         engine._journeys.update(self.journeys)
+        for lead_id, entry in self.deadlines.items():
+            if engine._journeys[lead_id].stage == entry[1]:
+                heapq.heappush(engine._deadlines, entry)
+        failures: list[tuple[object, Record, Exception]] = []
         for record in self.records:
-            journey = engine._journeys.get(record.lead_id)
-            if record.kind.enters_stage and journey is not None and journey.stage == record.target:
-                entered = journey.stages[journey.stage].entered
-                deadline = lifecycle.sla_deadline(engine.funnel, journey.stage, entered)
-                if deadline is not None:
-                    heapq.heappush(
-                        engine._deadlines,
-                        (
-                            lifecycle.escalation_order(deadline, record.lead_id),
-                            journey.stage,
-                            entered,
-                        ),
-                    )
             if engine._clock is None or record.at > engine._clock:
                 engine._clock = record.at
-            _notify(engine.listeners, record, journey)
+            _notify(engine.listeners, record, engine._journeys.get(record.lead_id), failures)
+        if failures:
+            listener, record, error = failures[0]
+            raise ListenerFailed(hook_name(listener, "listener"), record, len(failures)) from error
         return self.records
 
 
@@ -805,7 +841,13 @@ _KIND_HOOKS: Mapping[RecordKind, str] = {
 }
 
 
-def _notify(listeners: Sequence[object], record: Record, journey: Journey | None) -> None:
+def _notify(
+    listeners: Sequence[object],
+    record: Record,
+    journey: Journey | None,
+    failures: list[tuple[object, Record, Exception]],
+) -> None:
+    """Give *record* to every listener; a listener that raises is noted, the others still hear."""
     special = _KIND_HOOKS.get(record.kind)
     for listener in listeners:
         for name in ("on_record", special):
@@ -813,4 +855,7 @@ def _notify(listeners: Sequence[object], record: Record, journey: Journey | None
                 getattr(listener, name, None) if name else None
             )
             if method is not None:
-                method(record, journey)
+                try:
+                    method(record, journey)
+                except Exception as exc:
+                    failures.append((listener, record, exc))

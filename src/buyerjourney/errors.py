@@ -7,6 +7,7 @@ code that already catches ``ValueError`` or ``KeyError`` keeps working::
     BuyerJourneyError
     ├── InvalidFunnel (ValueError)          a funnel definition has problems
     ├── FunnelFormatError (ValueError)      a funnel file cannot be read
+    │   └── PipelineFormatError             a pipeline file cannot be read
     ├── UnknownStage (KeyError)             a stage name is not in the funnel
     ├── UnknownPreset (KeyError)            no preset funnel has that name
     ├── UnknownHook (LookupError)           a guard, scorer or policy name is not registered
@@ -16,6 +17,8 @@ code that already catches ``ValueError`` or ``KeyError`` keeps working::
     ├── InvalidOwnerRules (ValueError)      owner rules leave a gap or name unknown teams
     ├── ActionRefused (PermissionError)     an actor may not perform a manual action
     ├── InvalidTouch (ValueError)           an engagement event is malformed
+    ├── InvalidAction (ValueError)          a manual action's time or fields cannot be used
+    ├── ListenerFailed (RuntimeError)       a listener raised; the operation was committed
     ├── ModeNotPossible (ValueError)        a forced bulk replay mode cannot replay this pipeline
     ├── CorruptLog (ValueError)             a log record does not fit its journey
     └── MissingExtra (ImportError)          an optional dependency is not installed
@@ -37,11 +40,14 @@ __all__ = [
     "CorruptLog",
     "FunnelFormatError",
     "HookError",
+    "InvalidAction",
     "InvalidFunnel",
     "InvalidOwnerRules",
     "InvalidTouch",
+    "ListenerFailed",
     "MissingExtra",
     "ModeNotPossible",
+    "PipelineFormatError",
     "Problem",
     "ReasonRequired",
     "TransitionNotAllowed",
@@ -105,6 +111,18 @@ class FunnelFormatError(BuyerJourneyError, ValueError):
         self.location = location
         where = f"{source}: {location}: " if location else f"{source}: "
         super().__init__(where + message)
+
+
+class PipelineFormatError(FunnelFormatError):
+    """A pipeline file (TOML or JSON) cannot be turned into a pipeline.
+
+    A subclass of :class:`FunnelFormatError`, so one ``except`` clause
+    catches a malformed funnel file and a malformed pipeline file alike.
+
+    Attributes:
+        source: Where the text came from (a file name, or ``"<string>"``).
+        location: The path of keys inside the document, e.g. ``policy.policies[1].event``.
+    """
 
 
 class UnknownStage(BuyerJourneyError, KeyError):
@@ -178,20 +196,40 @@ class UnknownHook(BuyerJourneyError, LookupError):
 
 
 class TransitionNotAllowed(BuyerJourneyError, ValueError):
-    """An event is not legal from the stage a journey is in.
+    """An event is not legal from the stage a journey is in, or its guards refused it.
 
     Attributes:
         event: The event that was sent.
         stage: The stage the journey was in (unchanged).
         allowed: The events that are legal from that stage.
+        refused_by: The guards that said no, in priority order, when the event
+            is legal from the stage but every transition it could take is
+            guarded and each guard returned ``False``; empty when the event is
+            not legal from the stage at all.
     """
 
-    def __init__(self, event: str, stage: str, allowed: Iterable[str], *, detail: str = "") -> None:
+    def __init__(
+        self,
+        event: str,
+        stage: str,
+        allowed: Iterable[str],
+        *,
+        detail: str = "",
+        refused_by: Iterable[str] = (),
+    ) -> None:
         self.event = event
         self.stage = stage
         self.allowed = tuple(allowed)
+        self.refused_by = tuple(refused_by)
         if detail:
             message = detail
+        elif self.refused_by:
+            noun = "guard" if len(self.refused_by) == 1 else "guards"
+            names = " and ".join(", ".join(map(repr, self.refused_by)).rsplit(", ", 1))
+            message = (
+                f"event {event!r} from stage {stage!r}: {noun} {names} refused it, "
+                f"so the journey stays in {stage!r}"
+            )
         elif self.allowed:
             message = (
                 f"event {event!r} is not allowed from stage {stage!r} (or no guard let it "
@@ -343,4 +381,52 @@ class ModeNotPossible(BuyerJourneyError, ValueError):
         super().__init__(
             f"mode={mode!r} is not possible for this pipeline:\n{lines}\n"
             f"Use mode='auto' (it takes the {possible!r} path), or change what is listed."
+        )
+
+
+class InvalidAction(BuyerJourneyError, ValueError):
+    """A manual action (send, accept, reject, override, advance) was given a value it cannot use.
+
+    Nothing changed. The value is kept as given (a datetime stays a datetime).
+
+    Attributes:
+        action: The action (an event name, ``"accept"``, ``"override"``, ``"advance"`` ...).
+        field: The offending argument.
+        value: The value received, as given.
+        expected: What it must be.
+    """
+
+    def __init__(self, action: str, field: str, value: object, expected: str) -> None:
+        self.action = action
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(
+            f"action {action!r}: {field!r} must be {expected} (got {value!r} that is a "
+            f"{type(value).__name__})"
+        )
+
+
+class ListenerFailed(BuyerJourneyError, RuntimeError):
+    """A listener raised while being told of a committed record.
+
+    The operation was committed, and every other listener received every
+    record; the first failure is chained as ``__cause__``.
+
+    Attributes:
+        listener: The name of the first listener that failed.
+        record: The record it failed on.
+        failures: How many listener calls failed in the operation.
+    """
+
+    def __init__(self, listener: str, record: Any, failures: int) -> None:
+        self.listener = listener
+        self.record = record
+        self.failures = failures
+        more = f" ({failures} listener calls failed in all)" if failures > 1 else ""
+        super().__init__(
+            f"listener {listener!r} raised on record {getattr(record, 'seq', '?')} "
+            f"({getattr(getattr(record, 'kind', None), 'value', record)!r}){more}; the "
+            "operation was committed and the other listeners were told: fix the listener, "
+            "then replay what it missed from the engine's records"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -27,12 +27,15 @@ def parse_time(value: object, *, field: str = "at", position: int | None = None)
     """Return *value* as a timezone-aware datetime.
 
     Accepts an aware :class:`~datetime.datetime` or an ISO-8601 string with an
-    offset (``2024-03-01T09:30:00+00:00`` or ``...Z``).
+    offset (``2024-03-01T09:30:00+00:00`` or ``...Z``), and returns it in UTC,
+    so that times with different offsets (a ``zoneinfo`` zone across a DST
+    change included) compare and store consistently.
 
     Raises:
         InvalidTouch: The value is naive, malformed or of another type.
     """
     expected = "a timezone-aware datetime or ISO-8601 string with an offset"
+    given = value
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00", 1))
@@ -41,13 +44,34 @@ def parse_time(value: object, *, field: str = "at", position: int | None = None)
         value = parsed
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise InvalidTouch(field, value, expected, position=position)
-    return value
+    if value.tzinfo is timezone.utc:
+        return value
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidTouch(
+            field, given, "a time that is within the calendar in UTC", position=position
+        ) from None
 
 
 def _check_id(field: str, value: object, position: int | None) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidTouch(field, value, "a non-empty str", position=position)
     return value
+
+
+def _touch_mapping(field: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidTouch(field, value, "a mapping (a dict of names to values)")
+    return frozen_mapping(value)
+
+
+def _properties(value: object) -> Mapping[str, Any]:
+    return _touch_mapping("properties", value)
+
+
+def _attributes(value: object) -> Mapping[str, Any]:
+    return _touch_mapping("attributes", value)
 
 
 @attrs.frozen
@@ -69,16 +93,15 @@ class Touch:
 
     touch_id: str
     lead_id: str
-    at: datetime
+    at: datetime = attrs.field(converter=parse_time)
     kind: str
-    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
-    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=frozen_mapping)
+    properties: Mapping[str, Any] = attrs.field(factory=dict, converter=_properties)
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_attributes)
 
     def __attrs_post_init__(self) -> None:
         _check_id("touch_id", self.touch_id, None)
         _check_id("lead_id", self.lead_id, None)
         _check_id("kind", self.kind, None)
-        parse_time(self.at)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, position: int | None = None) -> Touch:
@@ -168,7 +191,7 @@ class Action:
 
     action: str
     lead_id: str
-    at: datetime
+    at: datetime = attrs.field(converter=parse_time)
     actor: Actor
     event: str | None = None
     stage: str | None = None
@@ -189,6 +212,14 @@ class Action:
             raise InvalidTouch("action", action, f"one of {', '.join(ACTIONS)}", position=position)
         lead_id = _check_id("lead_id", data.get("lead_id"), position)
         actor = _check_id("actor", data.get("actor"), position)
+        if actor == SYSTEM.name or actor.startswith("policy:"):
+            raise InvalidTouch(
+                "actor",
+                actor,
+                "a person's id: the system and policies act on their own, input cannot "
+                "claim to be them",
+                position=position,
+            )
         team = data.get("team")
         if team is not None and (not isinstance(team, str) or not team):
             raise InvalidTouch("team", team, "a non-empty str or absent", position=position)
@@ -346,5 +377,10 @@ class Record:
 
 
 def is_finite_number(value: object) -> bool:
-    """Whether *value* is a real, finite number (``bool`` excluded)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether *value* is a real, finite number a float can hold (``bool`` excluded)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float, such as 10**400
+        return False

@@ -94,6 +94,8 @@ GRADES: tuple[str, ...] = (
 
 _START = GRADES.index("D")
 _TIMES = "\N{MULTIPLICATION SIGN}"
+_DEFAULT_GROUP = "engagement"
+"""The group of a rule that names none; it needs no declaration (no cap, no decay)."""
 _SCALE = 10**6
 _MICROSECOND = timedelta(microseconds=1)
 _MISSING = object()
@@ -607,7 +609,8 @@ class PointsScorer:
         if "total" in group_names:
             problems.append("group name 'total' is reserved for the total cap; rename the group")
         if self.groups:
-            undeclared = sorted({r.group for r in self.rules} - set(group_names))
+            # the default group of a rule needs no declaration: undeclared, it is uncapped
+            undeclared = sorted({r.group for r in self.rules} - set(group_names) - {_DEFAULT_GROUP})
             problems += [
                 f"group {g!r} is used by a rule but not declared; declare ScoreGroup({g!r}) "
                 f"or fix the rule's group (declared: {', '.join(group_names)})"
@@ -1249,6 +1252,15 @@ def _score_problem(result: object) -> str | None:
             f"scorer returned a Score whose grade is neither None nor a str (got "
             f"{result.grade!r} that is a {type(result.grade).__name__})"
         )
+    additive = [item.points for item in result.breakdown if not item.rule.startswith("fit:")]
+    if additive:
+        total = sum(_micro(points) for points in additive)
+        if total != _micro(result.value):
+            return (
+                f"scorer returned a Score whose breakdown adds up to {_fmt(_points(total))}, "
+                f"not its value {_fmt(result.value)} (items named 'fit:...' aside); build it "
+                "with Score.from_breakdown(items) so the two always agree"
+            )
     return None
 
 
