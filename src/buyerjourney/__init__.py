@@ -30,6 +30,8 @@ from buyerjourney._adapters.files import (
     save_owner_rules,
 )
 from buyerjourney._adapters.sqlite import (
+    SCHEMA_VERSION,
+    MemoryStore,
     SQLiteStore,
     read_jsonl_records,
     write_jsonl_records,
@@ -70,6 +72,8 @@ from buyerjourney._core.protocols import (
     Guard,
     Hooks,
     Listener,
+    Store,
+    StoredLog,
     evaluate_guard,
 )
 from buyerjourney._core.records import (
@@ -127,6 +131,7 @@ from buyerjourney.errors import (
     PipelineFormatError,
     Problem,
     ReasonRequired,
+    StoreError,
     TransitionNotAllowed,
     UnknownHook,
     UnknownPreset,
@@ -166,6 +171,7 @@ __all__ = [
     "RESERVED_NAMES",
     "SALES",
     "SCHEMA",
+    "SCHEMA_VERSION",
     "SYSTEM",
     "WEEKDAYS",
     "Action",
@@ -204,6 +210,7 @@ __all__ = [
     "Listener",
     "ListenerFailed",
     "MatrixPolicy",
+    "MemoryStore",
     "MissingExtra",
     "ModeNotPossible",
     "Op",
@@ -231,6 +238,9 @@ __all__ = [
     "StageKind",
     "StageRow",
     "StageTime",
+    "Store",
+    "StoreError",
+    "StoredLog",
     "ThresholdPolicy",
     "TimeWindow",
     "Touch",

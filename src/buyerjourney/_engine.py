@@ -28,7 +28,14 @@ from buyerjourney._core.funnel import Funnel, Transition
 from buyerjourney._core.journey import Journey, apply, rebuild
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Decision, Policy, checked_decision
-from buyerjourney._core.protocols import Context, Hooks, IncrementalScorer, hook_name
+from buyerjourney._core.protocols import (
+    Context,
+    Hooks,
+    IncrementalScorer,
+    Store,
+    StoredLog,
+    hook_name,
+)
 from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch, parse_time
 from buyerjourney._core.scoring import (
     CombinedScorer,
@@ -43,10 +50,12 @@ from buyerjourney._core.table import compile_funnel
 from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
+    CorruptLog,
     HookError,
     InvalidAction,
     InvalidTouch,
     ListenerFailed,
+    StoreError,
     TransitionNotAllowed,
 )
 
@@ -157,6 +166,10 @@ class Engine:
             same log.
         scorer_name: The name used for the scorer in errors and records.
         policy_name: The name used for the policy in errors and records.
+        store: A :class:`~buyerjourney.Store` to keep the log in: the engine
+            resumes from what it holds (journeys, scores, clock, SLA
+            deadlines, the ids of applied touches) and stores every
+            operation's records, with its touch, atomically before applying it.
 
     Raises:
         InvalidOwnerRules: The owner rules do not fit the funnel.
@@ -176,6 +189,7 @@ class Engine:
         backend: Backend = "table",
         scorer_name: str | None = None,
         policy_name: str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.funnel = funnel
         self.hooks = hooks if hooks is not None else Hooks()
@@ -209,6 +223,44 @@ class Engine:
         self._records_view: tuple[Record, ...] | None = None
         self._deadlines: list[tuple[tuple[datetime, str], str, datetime]] = []
         self._clock: datetime | None = None
+        self.store = store
+        """Where every operation is stored durably (``None``: in memory only)."""
+        self._deferred: tuple[list[Record], list[Touch]] | None = None
+        self._broken: Exception | None = None
+        if store is not None:
+            self._resume(store.load())
+
+    def _resume(self, stored: StoredLog) -> None:
+        """Continue from a stored log: the state an uninterrupted run would have now."""
+        records = list(stored.records)
+        for expected, record in enumerate(records):
+            if record.seq != expected:
+                raise CorruptLog(record, f"the stored log has a gap: expected seq {expected}")
+        self._records = records
+        self._journeys = rebuild(self.funnel, records)
+        by_lead: dict[str, list[Touch]] = {}
+        for touch in stored.touches:
+            by_lead.setdefault(touch.lead_id, []).append(touch)
+            self._touch_ids.add(touch.touch_id)
+        incremental = self._incremental
+        if incremental is not None:
+            for lead_id, touches in by_lead.items():
+                state = incremental.start()
+                for touch in touches:
+                    incremental.add(state, touch)
+                self._states[lead_id] = state
+        elif self.scorer is not None:
+            self._touches = by_lead
+        times = [r.at for r in records] + [t.at for t in stored.touches]
+        self._clock = max(times) if times else None
+        for lead_id, journey in self._journeys.items():
+            if journey.escalated:
+                continue
+            entered = journey.stages[journey.stage].entered
+            deadline = lifecycle.sla_deadline(self.funnel, journey.stage, entered)
+            if deadline is not None:
+                key = lifecycle.escalation_order(deadline, lead_id)
+                heapq.heappush(self._deadlines, (key, journey.stage, entered))
 
     # ------------------------------------------------------------------ reading
 
@@ -270,16 +322,44 @@ class Engine:
         accepted = 0
         before = len(self._records)
         quarantined: list[Quarantined] = []
-        for position, touch in enumerate(touches):
-            try:
-                self.ingest_one(touch)
-            except (InvalidTouch, HookError) as exc:
-                if errors == "raise":
-                    raise
-                quarantined.append(Quarantined(position, str(exc), touch, exc))
-            else:
-                accepted += 1
+        deferring = self.store is not None and self._deferred is None
+        if deferring:
+            self._deferred = ([], [])
+        try:
+            for position, touch in enumerate(touches):
+                try:
+                    self.ingest_one(touch)
+                except (InvalidTouch, HookError) as exc:
+                    if errors == "raise":
+                        raise
+                    quarantined.append(Quarantined(position, str(exc), touch, exc))
+                else:
+                    accepted += 1
+        finally:
+            if deferring:
+                self._flush_deferred()
+                self._deferred = None
         return IngestReport(accepted, len(self._records) - before, tuple(quarantined))
+
+    def _flush_deferred(self) -> None:
+        """Store the operations of an ingest that are not stored yet, in one transaction."""
+        assert self.store is not None
+        assert self._deferred is not None
+        records, touches = self._deferred
+        if not records and not touches:
+            return
+        try:
+            self.store.commit(records, touches)
+        except Exception as exc:
+            self._broken = exc
+            msg = (
+                f"the store refused {len(touches)} ingested touches ({exc}); this engine is "
+                "now ahead of its store and stops: open a new engine on the store and ingest "
+                "again (touches already stored are recognised as duplicates)"
+            )
+            raise StoreError(msg) from exc
+        records.clear()
+        touches.clear()
 
     def ingest_one(self, touch: Touch) -> Journey:
         """Ingest one touch and return the lead's journey afterwards.
@@ -363,6 +443,8 @@ class Engine:
             decision = checked_decision(self.policy_name, self.policy, journey, score, touch)
             if decision.event is not None:
                 journey = self._decide(pending, journey, decision, touch)
+        pending.touches.append(touch)
+        pending.persist()
         if incremental is not None:
             incremental.add(state, touch)
             self._states[lead_id] = state
@@ -752,6 +834,8 @@ class Engine:
 
 
 _ZERO = Score(0.0)
+_DEFER_LIMIT = 2_000
+"""How many ingested touches :meth:`Engine.ingest` stores per transaction at most."""
 
 
 def _incremental(scorer: Scorer | None) -> IncrementalScorer | None:
@@ -776,6 +860,9 @@ class _Pending:
         """The place in the log of the next record."""
         self.deadlines: dict[str, tuple[tuple[datetime, str], str, datetime]] = {}
         """The SLA deadline of the stage each journey entered last in this operation."""
+        self.touches: list[Touch] = []
+        """The touch the operation applies, kept with its records in the store."""
+        self.persisted = False
 
     def add(self, record: Record) -> Journey:
         """Append a state-changing record and return the journey after it.
@@ -810,6 +897,28 @@ class _Pending:
         self.records.append(record)
         self.seq += 1
 
+    def persist(self) -> None:
+        """Store the operation (once), before anything in memory changes: all or nothing.
+
+        During :meth:`Engine.ingest` operations are stored together, a few
+        thousand to a transaction: whole operations either way, never part of one.
+        """
+        engine = self.engine
+        store = engine.store
+        if store is not None and not self.persisted and (self.records or self.touches):
+            if engine._broken is not None:
+                msg = "this engine is ahead of its store; open a new engine on the store"
+                raise StoreError(msg) from engine._broken
+            deferred = engine._deferred
+            if deferred is None:
+                store.commit(self.records, self.touches)
+            else:
+                deferred[0].extend(self.records)
+                deferred[1].extend(self.touches)
+                if len(deferred[1]) >= _DEFER_LIMIT:
+                    engine._flush_deferred()
+        self.persisted = True
+
     def commit(self) -> list[Record]:
         """Hand the records and journeys to the engine, then tell every listener.
 
@@ -818,6 +927,7 @@ class _Pending:
                 the same, and every other listener received every record.
         """
         engine = self.engine
+        self.persist()
         engine._records.extend(self.records)
         engine._journeys.update(self.journeys)
         for lead_id, entry in self.deadlines.items():

@@ -19,6 +19,7 @@ code that already catches ``ValueError`` or ``KeyError`` keeps working::
     ├── InvalidTouch (ValueError)           an engagement event is malformed
     ├── InvalidAction (ValueError)          a manual action's time or fields cannot be used
     ├── ListenerFailed (RuntimeError)       a listener raised; the operation was committed
+    ├── StoreError (OSError)                a store cannot be opened, read or written
     ├── ModeNotPossible (ValueError)        a forced bulk replay mode cannot replay this pipeline
     ├── CorruptLog (ValueError)             a log record does not fit its journey
     └── MissingExtra (ImportError)          an optional dependency is not installed
@@ -50,6 +51,7 @@ __all__ = [
     "PipelineFormatError",
     "Problem",
     "ReasonRequired",
+    "StoreError",
     "TransitionNotAllowed",
     "UnknownHook",
     "UnknownPreset",
@@ -430,3 +432,11 @@ class ListenerFailed(BuyerJourneyError, RuntimeError):
             "operation was committed and the other listeners were told: fix the listener, "
             "then replay what it missed from the engine's records"
         )
+
+
+class StoreError(BuyerJourneyError, OSError):
+    """A store cannot be opened, read or written; nothing was half-written.
+
+    The message names the store, what failed and what to do; the database
+    driver's own error is never shown as a traceback.
+    """

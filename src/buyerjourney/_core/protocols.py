@@ -10,7 +10,7 @@ is how every engine names a hook in errors and records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -34,6 +34,8 @@ __all__ = [
     "Listener",
     "Policy",
     "Scorer",
+    "Store",
+    "StoredLog",
     "evaluate_guard",
     "hook_name",
 ]
@@ -87,6 +89,40 @@ class Policy(Protocol):
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Return the decision for *journey* after *touch* was scored."""
+        ...
+
+
+@attrs.frozen
+class StoredLog:
+    """What a :class:`Store` holds: the log and the touches that were applied, in order.
+
+    Attributes:
+        records: Every committed record, by ``seq``.
+        touches: Every applied touch, in the order it was applied.
+    """
+
+    records: tuple[Record, ...] = ()
+    touches: tuple[Touch, ...] = ()
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where an engine keeps its log durably, so that another process can resume it.
+
+    An engine opened with ``Engine(..., store=store)`` loads the store once
+    (:meth:`load`) and then hands it every operation's records, with the touch
+    that caused them, through :meth:`commit`: an operation's records are
+    stored together or not at all. The log is append-only and the source of
+    truth; everything else (journeys, scores, the clock, SLA deadlines) is
+    rebuilt from it.
+    """
+
+    def load(self) -> StoredLog:
+        """The whole stored log and the applied touches."""
+        ...
+
+    def commit(self, records: Sequence[Record], touches: Sequence[Touch]) -> None:
+        """Store one or more whole operations atomically (all of it, or none)."""
         ...
 
 
