@@ -8,13 +8,17 @@ manual actions and time:
   writes the same log as the table (``TestSameInputSameOutput``).
 
 Then the default pipeline of each preset runs through the harness, and the
-harness itself is tested: it must catch broken engines and hooks.
+harness itself is tested: it must catch broken engines and hooks. Last, the
+independent oracle the harness holds every step to is read to make sure it
+calls none of the engine's own rules.
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -24,11 +28,13 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import invariant
 
 import buyerjourney._engine as engine_module
+import buyerjourney.testing.oracle as oracle_module
 from buyerjourney import Actor, Engine, Funnel, OwnerRules, presets
 from buyerjourney._core.journey import Journey
 from buyerjourney._core.protocols import Context, Hooks
 from buyerjourney._core.records import Action, RecordKind, Touch
 from buyerjourney._pipeline import default_pipeline
+from buyerjourney.errors import InvalidAction
 from buyerjourney.policies import Decision
 from buyerjourney.scoring import Lead, Score, ScoreItem
 from buyerjourney.testing import (
@@ -41,6 +47,7 @@ from buyerjourney.testing import (
     pipeline_machine,
     run_pipeline_machine,
 )
+from buyerjourney.testing.oracle import Oracle
 
 
 def touch_count(lead: Lead, at: datetime) -> Score:
@@ -150,7 +157,7 @@ def test_a_nondeterministic_guard_is_named(counter: itertools.count[int]) -> Non
 def test_an_engine_that_lets_anyone_act_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Engine, "_permit", lambda self, *args, **kwargs: None)
     message = failure(pipeline_machine(WATERFALL))
-    assert "the model expects ActionRefused" in message
+    assert "the oracle expects ActionRefused" in message
 
 
 def test_an_engine_that_forgets_handoffs_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,3 +340,100 @@ def test_generated_funnels_are_drawn_in_a_first_step() -> None:
     run_pipeline_machine(Recording, settings=settings(FIND, max_examples=5))
     assert drawn
     assert all(isinstance(f, Funnel) and f.stage_names[0] == "s0" for f in drawn)
+
+
+# ---------------------------------------------------------------- the oracle is independent
+
+ORACLE_SOURCE = Path(oracle_module.__file__).read_text("utf-8")
+
+FORBIDDEN_IMPORTS = {
+    "buyerjourney._core.lifecycle",
+    "buyerjourney._core.table",
+    "buyerjourney._core.machine",
+    "buyerjourney._engine",
+    "buyerjourney.bulk",
+}
+FORBIDDEN_NAMES = {
+    "apply",
+    "rebuild",
+    "evaluate_guard",
+    "checked_score",
+    "checked_decision",
+    "compile_funnel",
+    "CompiledFunnel",
+    "build_machine_class",
+    "hook_name",
+    "Engine",
+    "lifecycle",
+}
+FORBIDDEN_CALLS = {
+    "owner",
+    "may_act",
+    "matching_rule",
+    "matches",
+    "teams_of",
+    "transitions_from",
+    "allowed_events",
+    "stage",
+    "deadline",
+    "time_in",
+    "step",
+    "step_index",
+}
+FORBIDDEN_ATTRIBUTES = {"enters_stage", "changes_journey", "is_exit", "initial_stage"}
+
+
+def test_the_oracle_calls_none_of_the_engines_rules() -> None:
+    """The oracle states the rules again: it imports and calls none of the engine's own."""
+    tree = ast.parse(ORACLE_SOURCE)
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if any(module == m or module.startswith(m + ".") for m in FORBIDDEN_IMPORTS):
+                problems.append(f"line {node.lineno}: imports {module}")
+            problems.extend(
+                f"line {node.lineno}: imports {alias.name}"
+                for alias in node.names
+                if alias.name in FORBIDDEN_NAMES
+            )
+        elif isinstance(node, ast.Import):
+            problems.extend(
+                f"line {node.lineno}: imports {alias.name}"
+                for alias in node.names
+                if alias.name in FORBIDDEN_IMPORTS
+            )
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in FORBIDDEN_CALLS:
+                problems.append(f"line {node.lineno}: calls .{node.func.attr}()")
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
+            problems.append(f"line {node.lineno}: asks .{node.attr}")
+    assert problems == []
+
+
+def test_the_oracle_refuses_what_is_no_operation() -> None:
+    oracle = Oracle.of(default_pipeline(presets.seed()))
+    with pytest.raises(ValueError, match="unknown action 'archive'"):
+        oracle.perform(Action("archive", "lead-1", START, Actor("rep_a", "sales")))
+    with pytest.raises(TypeError, match="a Touch, an Action or an Advance"):
+        oracle.perform("touch")  # type: ignore[arg-type]
+
+
+def test_an_expectation_names_what_differs() -> None:
+    oracle = Oracle.of(default_pipeline(presets.seed()))
+    touch = Touch("t1", "lead-1", START, "page_view")
+    expected = oracle.perform(touch)
+    engine = default_pipeline(presets.seed()).engine()
+    engine.ingest_one(touch)
+    assert expected.mismatch(engine.records, None) is None
+    assert expected.mismatch(engine.records, "InvalidTouch") == (
+        f"ingest touch 't1' (page_view) of 'lead-1' at {START.isoformat()}: the engine raised "
+        "InvalidTouch, the oracle expects success"
+    )
+    wrong = expected.mismatch(engine.records[:1], None, who="the store")
+    assert wrong is not None
+    assert "1 record(s) where the oracle expects 2" in wrong
+    assert "The store wrote" in wrong
+    late = oracle.perform(Advance(START - timedelta(hours=1)))
+    assert late.error is InvalidAction
+    assert late.set_aside

@@ -39,10 +39,14 @@ What every step checks
 * **The outcome of the step** (:meth:`PipelineMachine.check_outcome`): a
   refused action changed no journey and appended exactly one ``REFUSED``
   record, a rejected touch (duplicate, late, or a failing scorer or policy)
-  appended nothing; and what the engine did matches a small model of the
-  documented semantics: who may act, which transition an event takes (first
-  passing guard, a reason for backward moves), the score, thresholds and the
-  policy's move after a touch, the escalations that passing time causes.
+  appended nothing; and what the engine raised, wrote and left behind is
+  what the independent oracle (:class:`~buyerjourney.testing.oracle.Oracle`,
+  asked before the step) says the rules call for: who may act, which
+  transition an event takes (first passing guard, a reason for backward
+  moves), the score, thresholds and the policy's move after a touch, the
+  handoffs, the escalations that passing time causes, and every field of
+  every journey afterwards. The oracle keeps its own journeys and shares no
+  code with the engine; the harness does not model the rules itself.
 * **The hooks are deterministic**: the scorer, the policy and every guard
   are called twice with the same arguments and must answer the same; a hook
   that does not fails the test with an :class:`AssertionError` naming it.
@@ -100,24 +104,22 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core.funnel import Direction, Funnel
 from buyerjourney._core.journey import Journey, apply
 from buyerjourney._core.owners import OwnerRules
-from buyerjourney._core.policies import Decision, Policy, checked_decision
-from buyerjourney._core.protocols import Context, Hooks, evaluate_guard
-from buyerjourney._core.records import SYSTEM, Action, Actor, Record, RecordKind, Touch
-from buyerjourney._core.scoring import Lead, Score, Scorer, checked_score
+from buyerjourney._core.policies import Decision, Policy
+from buyerjourney._core.protocols import Context, Hooks
+from buyerjourney._core.records import ACTIONS, Action, Actor, Record, RecordKind, Touch
+from buyerjourney._core.scoring import Lead, Score, Scorer
 from buyerjourney._engine import Engine
 from buyerjourney._pipeline import Pipeline
 from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
     HookError,
-    InvalidTouch,
-    ReasonRequired,
     TransitionNotAllowed,
-    UnknownStage,
 )
+from buyerjourney.testing.oracle import Advance, Expectation, Operation, Oracle, _describe, _show
 from buyerjourney.testing.strategies import (
     GUARD_NAMES,
     PEOPLE,
@@ -165,20 +167,6 @@ _BACKENDS: tuple[str, ...] = ("table", "statemachine")
 # ---------------------------------------------------------------- operations
 
 
-@attrs.frozen
-class Advance:
-    """An operation that moves the engine's clock to *at* (see :meth:`Engine.advance`).
-
-    Attributes:
-        at: The new time (timezone-aware).
-    """
-
-    at: datetime
-
-
-Operation: TypeAlias = Touch | Action | Advance
-"""What a machine performs on its engine: ingest a touch, a manual action, or time passing."""
-
 OwnersOf: TypeAlias = Callable[[Funnel], st.SearchStrategy[OwnerRules]]
 """A function of a funnel returning a strategy of owner rules, such as
 :func:`~buyerjourney.testing.owner_rules`."""
@@ -211,30 +199,8 @@ def _apply(engine: Engine, operation: Operation) -> None:
         engine.ingest_one(operation)
     elif isinstance(operation, Advance):
         engine.advance(operation.at)
-    elif operation.action == "send":
-        engine.send(
-            operation.lead_id,
-            operation.event or "",
-            actor=operation.actor,
-            at=operation.at,
-            reason=operation.reason or None,
-        )
-    elif operation.action == "accept":
-        engine.accept(
-            operation.lead_id, actor=operation.actor, at=operation.at, reason=operation.reason
-        )
-    elif operation.action == "reject":
-        engine.reject(
-            operation.lead_id, actor=operation.actor, at=operation.at, reason=operation.reason
-        )
-    elif operation.action == "override":
-        engine.override(
-            operation.lead_id,
-            operation.stage or "",
-            actor=operation.actor,
-            at=operation.at,
-            reason=operation.reason,
-        )
+    elif operation.action in ACTIONS:
+        engine.perform(operation)
     else:
         msg = f"unknown action {operation.action!r}; use 'send', 'accept', 'reject' or 'override'"
         raise InvalidArgument(msg)
@@ -245,35 +211,6 @@ def _records_refusal(operation: Operation, error: BuyerJourneyError) -> bool:
     return isinstance(operation, Action) and isinstance(
         error, (ActionRefused, TransitionNotAllowed, HookError)
     )
-
-
-def _describe(operation: Operation) -> str:
-    if isinstance(operation, Touch):
-        return (
-            f"ingest touch {operation.touch_id!r} ({operation.kind}) of {operation.lead_id!r} "
-            f"at {operation.at.isoformat()}"
-        )
-    if isinstance(operation, Advance):
-        return f"advance to {operation.at.isoformat()}"
-    what = operation.event if operation.action == "send" else operation.stage or ""
-    return (
-        f"{operation.action} {what} for {operation.lead_id!r} by {operation.actor} "
-        f"at {operation.at.isoformat()} (reason {operation.reason!r})"
-    ).replace("  ", " ")
-
-
-def _show(record: Record) -> str:
-    parts = [record.kind.value, record.lead_id]
-    if record.source is not None or record.target is not None:
-        parts.append(f"{record.source}->{record.target}")
-    if record.event is not None:
-        parts.append(f"event={record.event}")
-    if record.from_team is not None or record.to_team is not None:
-        parts.append(f"team {record.from_team}->{record.to_team}")
-    if record.score is not None:
-        parts.append(f"score={record.score}")
-    parts.append(f"by {record.actor}")
-    return "(" + ", ".join(parts) + ")"
 
 
 # ---------------------------------------------------------------- determinism of hooks
@@ -396,6 +333,13 @@ class _Plan:
     gap: st.SearchStrategy[timedelta]
     back: st.SearchStrategy[timedelta]
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline the machine's engines are built from."""
+        return Pipeline(
+            self.funnel, self.owners, self.hooks, self.scorer, self.policy, self.thresholds
+        )
+
     @classmethod
     def of(cls, machine: type[PipelineMachine], funnel: object, owners: object) -> _Plan:
         """Validate *machine*'s configuration for *funnel* and *owners* (drawn or fixed)."""
@@ -515,314 +459,14 @@ def _owning_actors(
     return st.builds(Actor, st.sampled_from(people), st.sampled_from(teams)) | fallback
 
 
-# ---------------------------------------------------------------- the model
-
-
-@attrs.frozen
-class _Expected:
-    """What the model expects of one operation.
-
-    Attributes:
-        error: The exact error class expected, or ``None`` for success.
-        records: The records expected, as (kind, fields to compare); for a
-            touch, only the records before the policy's part.
-        policy_follows: Whether the policy's part (after a touch) is still to check.
-        hook_errors: Hooks whose failure the model does not predict (the
-            policy and guards after a touch): a ``HookError`` naming one of
-            them is accepted in place of success.
-        score: The score the model expects after a touch.
-    """
-
-    error: type[BuyerJourneyError] | None
-    records: tuple[tuple[RecordKind, Mapping[str, Any]], ...] = ()
-    policy_follows: bool = False
-    hook_errors: frozenset[str] = frozenset()
-    score: Score | None = None
-
-
-_Step = Transition | type[BuyerJourneyError]
-
-
-class _Model:
-    """The documented semantics of the engine, written small, to compare with the real one."""
-
-    def __init__(self, plan: _Plan) -> None:
-        self.plan = plan
-        self.funnel = plan.funnel
-        self.owners = plan.owners
-        self.guards = plan.hooks.guards
-        self.history: dict[str, tuple[Touch, ...]] = {}
-        """The touches ingested so far, by lead (what the scorer sees)."""
-
-    def step(self, journey: Journey, event: str, at: datetime, reason: str | None) -> _Step:
-        """The transition *event* takes from the journey's stage, or the error class."""
-        ctx = Context(
-            lead_id=journey.lead_id,
-            stage=journey.stage,
-            event=event,
-            attributes=journey.attributes,
-            score=journey.score,
-            at=at,
-        )
-        for t in self.funnel.transitions_from(journey.stage):
-            if t.event != event:
-                continue
-            if t.guard is not None:
-                try:
-                    passed = evaluate_guard(t.guard, self.guards[t.guard], ctx)
-                except HookError:
-                    return HookError
-                if not passed:
-                    continue
-            if t.direction is Direction.BACKWARD and (
-                not isinstance(reason, str) or not reason.strip()
-            ):
-                return ReasonRequired
-            return t
-        return TransitionNotAllowed
-
-    def moved(
-        self,
-        journey: Journey,
-        transition: Transition,
-        *,
-        at: datetime,
-        actor: Actor,
-        reason: str,
-        touch_id: str | None = None,
-    ) -> list[tuple[RecordKind, Mapping[str, Any]]]:
-        """The records of a transition and the handoff it may cause."""
-        common = {"lead_id": journey.lead_id, "at": at, "actor": actor, "reason": reason}
-        out: list[tuple[RecordKind, Mapping[str, Any]]] = [
-            (
-                RecordKind.TRANSITION,
-                {
-                    **common,
-                    "event": transition.event,
-                    "source": transition.source,
-                    "target": transition.target,
-                    "touch_id": touch_id,
-                },
-            )
-        ]
-        out.extend(self.handoff(journey, transition.target, common, touch_id))
-        return out
-
-    def handoff(
-        self, journey: Journey, target: str, common: Mapping[str, Any], touch_id: str | None
-    ) -> list[tuple[RecordKind, Mapping[str, Any]]]:
-        team = self.owners.owner(target, journey.attributes)
-        if team == journey.owner:
-            return []
-        fields = {
-            **common,
-            "target": target,
-            "from_team": journey.owner,
-            "to_team": team,
-            "touch_id": touch_id,
-        }
-        return [(RecordKind.HANDOFF, fields)]
-
-    def expect(self, engine: Engine, operation: Operation, ingested: set[str]) -> _Expected:
-        if isinstance(operation, Touch):
-            return self._expect_touch(engine, operation, ingested)
-        if isinstance(operation, Advance):
-            return self._expect_advance(engine, operation)
-        return self._expect_action(engine, operation)
-
-    def _expect_advance(self, engine: Engine, operation: Advance) -> _Expected:
-        if engine.clock is not None and operation.at < engine.clock:
-            return _Expected(InvalidTouch)
-        due = []
-        for journey in engine.journeys.values():
-            deadline = journey.deadline(self.funnel)
-            if deadline is not None and deadline <= operation.at and not journey.escalated:
-                due.append((deadline, journey.lead_id, journey))
-        due.sort(key=lambda item: (item[0], item[1]))
-        return _Expected(
-            None,
-            tuple(
-                (
-                    RecordKind.ESCALATION,
-                    {
-                        "lead_id": lead_id,
-                        "at": deadline,
-                        "actor": SYSTEM,
-                        "source": journey.stage,
-                        "to_team": journey.owner,
-                    },
-                )
-                for deadline, lead_id, journey in due
-            ),
-        )
-
-    def _expect_action(self, engine: Engine, op: Action) -> _Expected:
-        at, actor = op.at, op.actor
-        if op.action == "override" and (op.stage is None or op.stage not in self.funnel):
-            return _Expected(UnknownStage)
-        journey = engine.journeys.get(op.lead_id)
-        name = (op.event or "") if op.action == "send" else op.action
-        refusal = (
-            RecordKind.REFUSED,
-            {
-                "lead_id": op.lead_id,
-                "at": at,
-                "actor": actor,
-                "event": name,
-                "source": journey.stage if journey is not None else None,
-            },
-        )
-        refused = _Expected(ActionRefused, (refusal,))
-        if journey is None or not (actor == SYSTEM or self.owners.may_act(actor, journey.owner)):
-            return refused
-        reason = op.reason
-        has_reason = isinstance(reason, str) and bool(reason.strip())
-        common = {"lead_id": op.lead_id, "at": at, "actor": actor, "reason": reason}
-        if op.action == "send":
-            if journey.pending_acceptance:
-                return refused
-            step = self.step(journey, name, at, reason or None)
-            if not isinstance(step, Transition):
-                return _Expected(step, (refusal,))
-            return _Expected(
-                None, tuple(self.moved(journey, step, at=at, actor=actor, reason=reason))
-            )
-        if op.action in ("accept", "reject") and not journey.pending_acceptance:
-            return refused
-        if op.action == "accept":
-            fields = {**common, "source": journey.stage, "to_team": journey.owner}
-            return _Expected(None, ((RecordKind.ACCEPTED, fields),))
-        if not has_reason:
-            return refused
-        if op.action == "reject":
-            recycle = next(
-                t
-                for t in self.funnel.transitions_from(journey.stage)
-                if t.direction is Direction.BACKWARD
-            )
-            rejected = {
-                **common,
-                "event": recycle.event,
-                "source": journey.stage,
-                "target": recycle.target,
-                "from_team": journey.owner,
-            }
-            moved = self.moved(journey, recycle, at=at, actor=actor, reason=reason)
-            return _Expected(None, ((RecordKind.REJECTED, rejected), *moved))
-        if op.stage == journey.stage:
-            return refused
-        target = op.stage or ""
-        override = {**common, "source": journey.stage, "target": target}
-        handoff = self.handoff(journey, target, common, None)
-        return _Expected(None, ((RecordKind.OVERRIDE, override), *handoff))
-
-    def _expect_touch(self, engine: Engine, touch: Touch, ingested: set[str]) -> _Expected:
-        if touch.touch_id in ingested or (engine.clock is not None and touch.at < engine.clock):
-            return _Expected(InvalidTouch)
-        plan = self.plan
-        journey = engine.journeys.get(touch.lead_id)
-        score = self.score(touch, journey)
-        if score is None:
-            return _Expected(HookError)
-        common = {"lead_id": touch.lead_id, "at": touch.at, "touch_id": touch.touch_id}
-        records: list[tuple[RecordKind, Mapping[str, Any]]] = []
-        old = 0.0
-        if journey is None:
-            initial = self.funnel.initial.name
-            team = self.owners.owner(initial, touch.attributes)
-            records.append((RecordKind.CREATED, {**common, "target": initial, "to_team": team}))
-        else:
-            old = journey.score
-        records.append((RecordKind.SCORED, {**common, "score": score.value}))
-        for threshold in plan.thresholds:
-            if old < threshold <= score.value or score.value < threshold <= old:
-                records.append((RecordKind.THRESHOLD, {**common, "score": score.value}))
-        return _Expected(
-            None,
-            tuple(records),
-            policy_follows=plan.policy is not None,
-            hook_errors=frozenset((plan.policy_name, *self.funnel.guards)),
-            score=score,
-        )
-
-    def score(self, touch: Touch, journey: Journey | None) -> Score | None:
-        """The score the engine should give after *touch* (``None``: the scorer fails)."""
-        plan = self.plan
-        if plan.scorer is None:
-            return Score(0.0)
-        known = journey.attributes if journey is not None else {}
-        history = (*self.history.get(touch.lead_id, ()), touch)
-        lead = Lead(touch.lead_id, {**known, **touch.attributes}, history)
-        try:
-            return checked_score(plan.scorer_name, plan.scorer, lead, touch.at, touch.touch_id)
-        except HookError:
-            return None
-
-    def policy_part(
-        self, journey: Journey, score: Score, touch: Touch
-    ) -> tuple[type[BuyerJourneyError] | None, list[tuple[RecordKind, Mapping[str, Any]]]]:
-        """What the policy should add after *touch*, given the journey as scored."""
-        plan = self.plan
-        assert plan.policy is not None
-        try:
-            decision = checked_decision(plan.policy_name, plan.policy, journey, score, touch)
-        except HookError:
-            return HookError, []
-        if decision.event is None:
-            return None, []
-        actor = Actor(f"policy:{plan.policy_name}")
-        refusal = (
-            RecordKind.REFUSED,
-            {
-                "lead_id": journey.lead_id,
-                "at": touch.at,
-                "actor": actor,
-                "event": decision.event,
-                "source": journey.stage,
-                "touch_id": touch.touch_id,
-            },
-        )
-        if journey.pending_acceptance:
-            return None, [refusal]
-        step = self.step(journey, decision.event, touch.at, decision.reason)
-        if step is HookError:
-            return HookError, []
-        if not isinstance(step, Transition):
-            return None, [refusal]
-        return None, self.moved(
-            journey, step, at=touch.at, actor=actor, reason=decision.reason, touch_id=touch.touch_id
-        )
-
-
-def _mismatch(
-    operation: Operation,
-    actual: Sequence[Record],
-    expected: Sequence[tuple[RecordKind, Mapping[str, Any]]],
-    error: BuyerJourneyError | None,
-) -> str | None:
-    """Why *actual* does not match *expected*, or ``None`` when it does."""
-    problem = None
-    if len(actual) != len(expected):
-        problem = f"{len(actual)} record(s) where the model expects {len(expected)}"
-    else:
-        for i, (record, (kind, fields)) in enumerate(zip(actual, expected, strict=True)):
-            if record.kind is not kind:
-                problem = f"record {i} is {record.kind.value}, the model expects {kind.value}"
-                break
-            wrong = [k for k, v in fields.items() if getattr(record, k) != v]
-            if wrong:
-                problem = f"record {i} ({kind.value}) differs in " + ", ".join(
-                    f"{k} (got {getattr(record, k)!r}, expected {fields[k]!r})" for k in wrong
-                )
-                break
-    if problem is None:
-        return None
-    shown = "\n".join(f"    {_show(r)}" for r in actual) or "    (nothing)"
-    wanted = "\n".join(f"    {kind.value} {dict(fields)!r}" for kind, fields in expected)
-    raised = f" and raised {type(error).__name__}: {error}" if error is not None else ""
-    return (
-        f"after {_describe(operation)}: {problem}.\n  The engine wrote{raised}:\n{shown}\n"
-        f"  The model expects:\n{wanted or '    (nothing)'}"
+def _journey_difference(live: Journey | None, oracle: Journey | None) -> str:
+    """How a live journey differs from the oracle's, field by field."""
+    if live is None or oracle is None:
+        return f"the engine has {live}, the oracle {oracle}"
+    return "; ".join(
+        f"{f.name} is {getattr(live, f.name)!r}, the oracle says {getattr(oracle, f.name)!r}"
+        for f in attrs.fields(Journey)
+        if getattr(live, f.name) != getattr(oracle, f.name)
     )
 
 
@@ -878,8 +522,10 @@ class PipelineMachine(RuleBasedStateMachine):
             loaded profile's ``stateful_step_count``.
 
     For rules and invariants of your own, use :attr:`engine`, :attr:`records`,
-    :attr:`now`, :attr:`operations` and :meth:`perform` (which checks the
-    outcome of any operation you build).
+    :attr:`now`, :attr:`operations`, :attr:`oracle` and :meth:`perform`
+    (which checks the outcome of any operation you build). Act on the engine
+    through :meth:`perform` only: the oracle follows the operations it is
+    given, and an engine changed behind its back no longer matches it.
     """
 
     funnel: ClassVar[Funnel | st.SearchStrategy[Funnel]]
@@ -959,7 +605,6 @@ class PipelineMachine(RuleBasedStateMachine):
         self._operations: list[Operation] = []
         self._replay_notes: list[str] = []
         self._ingested: list[Touch] = []
-        self._ingested_ids: set[str] = set()
         self._touches_made = 0
         self._checked_legal = 0
         self._checked_handoffs = 0
@@ -973,15 +618,26 @@ class PipelineMachine(RuleBasedStateMachine):
     def _set_up(self, plan: _Plan) -> None:
         self.plan = plan
         """The validated configuration (funnel, owners, hooks ...) of this run."""
-        self._model = _Model(plan)
+        self.oracle = Oracle(
+            plan.funnel,
+            owners=plan.owners,
+            hooks=plan.hooks,
+            scorer=plan.scorer,
+            policy=plan.policy,
+            thresholds=plan.thresholds,
+            scorer_name=plan.scorer_name,
+            policy_name=plan.policy_name,
+        )
+        """The independent oracle (:mod:`buyerjourney.testing.oracle`) every step is held to."""
         self.engine = self._engine(plan.backend, checked=True)
         """The live engine under test."""
         self._shadows = [self._engine(backend, checked=False) for backend in plan.replay_backends]
         self._legal = {(t.source, t.event, t.target) for t in plan.funnel.transitions}
 
     def _engine(self, backend: Backend, *, checked: bool) -> Engine:
+        """A fresh engine for the plan's pipeline; *checked*: its hooks are called twice."""
         plan = self.plan
-        hooks, scorer, policy = plan.hooks, plan.scorer, plan.policy
+        pipeline = plan.pipeline
         if checked:
             notes = self._hook_notes
             hooks = Hooks(
@@ -990,21 +646,13 @@ class PipelineMachine(RuleBasedStateMachine):
                     for name, fn in plan.hooks.guards.items()
                 }
             )
+            scorer, policy = plan.scorer, plan.policy
             if scorer is not None:
                 scorer = _TwiceScorer("scorer", plan.scorer_name, scorer, notes)
             if policy is not None:
                 policy = _TwicePolicy("policy", plan.policy_name, policy, notes)
-        return Engine(
-            plan.funnel,
-            hooks=hooks,
-            owners=plan.owners,
-            scorer=scorer,
-            policy=policy,
-            thresholds=plan.thresholds,
-            backend=backend,
-            scorer_name=plan.scorer_name,
-            policy_name=plan.policy_name,
-        )
+            pipeline = attrs.evolve(pipeline, hooks=hooks, scorer=scorer, policy=policy)
+        return pipeline.engine(backend=backend)
 
     # ------------------------------------------------------------ for subclasses
 
@@ -1041,9 +689,10 @@ class PipelineMachine(RuleBasedStateMachine):
 
         The clock is first advanced to the operation's time (as an
         :class:`Advance` of its own) when it is later than the engine's, so
-        that SLA escalations are checked apart from the operation. Library
-        errors (refusals, rejected touches) are caught and returned in the
-        outcome; anything else propagates.
+        that SLA escalations are checked apart from the operation. The
+        oracle is asked first what the operation must do; library errors
+        (refusals, rejected touches) are caught and returned in the outcome;
+        anything else propagates.
 
         Raises:
             AssertionError: A hook is not deterministic, or
@@ -1052,9 +701,14 @@ class PipelineMachine(RuleBasedStateMachine):
         clock = self.engine.clock
         if not isinstance(operation, Advance) and (clock is None or operation.at > clock):
             self.perform(Advance(operation.at))
+        if isinstance(operation, Action) and operation.action not in ACTIONS:
+            msg = (
+                f"unknown action {operation.action!r}; use 'send', 'accept', 'reject' or 'override'"
+            )
+            raise InvalidArgument(msg)
         before = dict(self.engine.journeys)
         before_clock = self.engine.clock
-        expected = self._model.expect(self.engine, operation, self._ingested_ids)
+        expected = self.oracle.perform(operation)
         count = len(self.engine.records)
         error: BuyerJourneyError | None = None
         try:
@@ -1067,12 +721,8 @@ class PipelineMachine(RuleBasedStateMachine):
         self._operations.append(operation)
         if isinstance(operation, Touch) and error is None:
             self._ingested.append(operation)
-            self._ingested_ids.add(operation.touch_id)
         self._replay(outcome)
         self.check_outcome(outcome, before, before_clock, expected)
-        if isinstance(operation, Touch) and error is None:
-            history = self._model.history
-            history[operation.lead_id] = (*history.get(operation.lead_id, ()), operation)
         return outcome
 
     def check_outcome(
@@ -1080,20 +730,21 @@ class PipelineMachine(RuleBasedStateMachine):
         outcome: Outcome,
         before: Mapping[str, Journey],
         before_clock: datetime | None,
-        expected: _Expected,
+        expected: Expectation,
     ) -> None:
-        """Check one operation's outcome: the refusal contract, then the model.
+        """Check one operation's outcome: the refusal contract, then the oracle.
 
         A refused manual action changes no journey and appends exactly one
         ``REFUSED`` record; a rejected touch, an unknown stage, or time that
         would go backwards appends nothing. Either way the clock does not
-        move. Then the records and the error must be those the model expects.
+        move. Then the error, the records and the live journeys afterwards
+        must be those of the oracle.
 
         Args:
             outcome: What the operation did.
             before: The journeys before it.
             before_clock: The engine's clock before it.
-            expected: The model's expectation (private; pass it through).
+            expected: What the oracle said the operation must do.
 
         Raises:
             AssertionError: Naming the operation, what happened and what was expected.
@@ -1115,55 +766,16 @@ class PipelineMachine(RuleBasedStateMachine):
                     f"{[k.value for k in kinds]}; a refusal appends exactly one 'refused' record, "
                     "a rejected touch nothing"
                 )
-        if expected.error is None and isinstance(error, HookError):
-            hook = error.hook
-            if hook not in expected.hook_errors:
-                raise AssertionError(
-                    f"{what} raised HookError for {hook!r}, which the model does not "
-                    f"expect: {error}"
-                )
-            return
-        got = type(error) if error is not None else None
-        if got is not expected.error:
-            raise AssertionError(
-                f"{what}: the engine "
-                + (f"raised {got.__name__} ({error})" if got is not None else "succeeded")
-                + ", the model expects "
-                + (expected.error.__name__ if expected.error is not None else "success")
-            )
-        if error is not None and not expected.records:
-            return
-        count = len(expected.records)
-        problem = _mismatch(
-            op, new[:count] if expected.policy_follows else new, expected.records, error
-        )
+        problem = expected.mismatch(new, error, who="the engine")
         if problem is not None:
             raise AssertionError(problem)
-        if expected.policy_follows and isinstance(op, Touch):
-            self._check_policy(op, before.get(op.lead_id), new, count, expected)
-
-    def _check_policy(
-        self,
-        touch: Touch,
-        journey: Journey | None,
-        new: Sequence[Record],
-        count: int,
-        expected: _Expected,
-    ) -> None:
-        """Check the records the policy added after *touch* (those after the first *count*)."""
-        for record in new[:count]:
-            journey = apply(self.plan.funnel, journey, record)
-        assert journey is not None
-        assert expected.score is not None
-        error, rest = self._model.policy_part(journey, expected.score, touch)
-        if error is not None:
+        live, oracle = dict(self.engine.journeys), dict(self.oracle.journeys)
+        if live != oracle:
+            lead = sorted(k for k in live.keys() | oracle.keys() if live.get(k) != oracle.get(k))[0]
             raise AssertionError(
-                f"after {_describe(touch)}: the policy or a guard fails when the model calls it "
-                f"({error.__name__ if error is not None else ''}) but not when the engine did"
+                f"after {what}: the journey of {lead!r} is not the oracle's: "
+                + _journey_difference(live.get(lead), oracle.get(lead))
             )
-        problem = _mismatch(touch, new[count:], rest, None)
-        if problem is not None:
-            raise AssertionError(f"(the policy's part) {problem}")
 
     def _replay(self, outcome: Outcome) -> None:
         """Feed the operation to the replay engines and note any difference."""
