@@ -477,3 +477,228 @@ def test_verify_structure_only_with_the_extra(capsys: pytest.CaptureFixture[str]
     status, out, err = run(capsys, "verify", "seed", "--structure-only")
     assert (status, err) == (0, "")
     assert out.startswith("verification of funnel 'seed' (structure only): 0 errors")
+
+
+# ---------------------------------------------------------------- --pipeline and --hooks
+
+GUARDED = """\
+format = "buyerjourney.pipeline/1"
+funnel = "fast.toml"
+
+[policy]
+type = "touch_kind"
+mapping = "events"
+"""
+
+HOOKS = """\
+from buyerjourney import Hooks
+
+hooks = Hooks()
+
+
+@hooks.guard("is_enterprise")
+def is_enterprise(ctx):
+    return ctx.attributes.get("employees", 0) >= 1000
+"""
+
+
+@pytest.fixture
+def guarded_pipeline(tmp_path: Path) -> Path:
+    from buyerjourney import Transition  # noqa: PLC0415
+
+    funnel = presets.get("waterfall").extend(
+        name="fast",
+        add_transitions=[Transition("fast_track", "inquiry", "sal", guard="is_enterprise")],
+    )
+    dump_funnel(funnel, tmp_path / "fast.toml")
+    (tmp_path / "hooks_module.py").write_text(HOOKS, encoding="utf-8")
+    path = tmp_path / "pipeline.toml"
+    path.write_text(GUARDED, encoding="utf-8")
+    return path
+
+
+def test_verify_a_pipeline_file_without_hooks_warns_about_its_guard(
+    capsys: pytest.CaptureFixture[str], guarded_pipeline: Path
+) -> None:
+    status, out, err = run(capsys, "verify", "--pipeline", str(guarded_pipeline), "--budget", "5")
+    assert (status, err) == (0, "")
+    assert "[guard-unavailable] guard is_enterprise" in out
+
+
+def test_verify_with_hooks_explores_the_guard(
+    capsys: pytest.CaptureFixture[str], guarded_pipeline: Path
+) -> None:
+    hooks = str(guarded_pipeline.parent / "hooks_module.py")
+    status, out, err = run(
+        capsys,
+        "verify",
+        "--pipeline",
+        str(guarded_pipeline),
+        "--hooks",
+        hooks,
+        "--structure-only",
+        "--format",
+        "json",
+    )
+    assert (status, err) == (0, "")
+    assert "guard-unavailable" not in out
+
+
+def test_verify_with_hooks_that_lack_a_guard_is_an_error(
+    capsys: pytest.CaptureFixture[str], guarded_pipeline: Path
+) -> None:
+    empty = guarded_pipeline.parent / "empty_hooks.py"
+    empty.write_text("from buyerjourney import Hooks\nhooks = Hooks()\n", encoding="utf-8")
+    status, out, _ = run(
+        capsys, "verify", "--pipeline", str(guarded_pipeline), "--hooks", str(empty),
+        "--structure-only",
+    )  # fmt: skip
+    assert status == 1
+    assert "error: [unknown-hook] guard is_enterprise" in out
+
+
+def test_verify_needs_a_funnel_or_a_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "verify")
+    assert status == 2
+    assert "give a funnel (FILE|PRESET) or --pipeline FILE" in err
+
+
+def test_verify_pipeline_and_funnel_exclude_each_other(
+    capsys: pytest.CaptureFixture[str], guarded_pipeline: Path
+) -> None:
+    status, _, err = run(capsys, "verify", "seed", "--pipeline", str(guarded_pipeline))
+    assert status == 2
+    assert "cannot be combined with a funnel" in err
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("", "does not define it"),
+        ("hooks = {}\n", "binds it to dict"),
+        ("raise RuntimeError('boom')\n", "importing the module raised RuntimeError: boom"),
+    ],
+)
+def test_a_hooks_module_that_breaks_the_contract(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, source: str, expected: str
+) -> None:
+    module = tmp_path / "bad_hooks.py"
+    module.write_text(source, encoding="utf-8")
+    status, _, err = run(capsys, "verify", "seed", "--hooks", str(module), "--structure-only")
+    assert status == 1
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_a_hooks_module_that_does_not_exist(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run(capsys, "verify", "seed", "--hooks", "no_such_hooks", "--structure-only")
+    assert status == 1
+    assert "no module named 'no_such_hooks' in the current directory" in err
+    status, _, err = run(capsys, "verify", "seed", "--hooks", "nope/x.py", "--structure-only")
+    assert (status, "no such file" in err) == (1, True)
+
+
+def test_a_hooks_module_by_name_is_found_in_the_current_directory(
+    capsys: pytest.CaptureFixture[str], guarded_pipeline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(guarded_pipeline.parent)
+    monkeypatch.delitem(sys.modules, "hooks_module", raising=False)
+    status, out, err = run(
+        capsys, "verify", "--pipeline", "pipeline.toml", "--hooks", "hooks_module",
+        "--structure-only",
+    )  # fmt: skip
+    assert (status, err) == (0, "")
+    assert "guard-unavailable" not in out
+
+
+# ---------------------------------------------------------------- files that used to crash
+
+DEEP = 'format = "buyerjourney.funnel/1"\nname = "x"\nstages = ' + "[" * 50_000 + "]" * 50_000
+HUGE_RANK = (
+    'format = "buyerjourney.funnel/1"\nname = "x"\n[[stages]]\nname = "a"\n'
+    f"rank = {'9' * 5000}\ninitial = true\nterminal = true\n"
+)
+LONG_SLA = (
+    'format = "buyerjourney.funnel/1"\nname = "x"\n[[stages]]\nname = "a"\nrank = 1\n'
+    f'initial = true\nsla = "P{"9" * 5000}D"\n[[stages]]\nname = "b"\nrank = 2\n'
+    'terminal = true\n[[transitions]]\nevent = "go"\nsource = "a"\ntarget = "b"\n'
+)
+HOSTILE = {
+    "deep": (DEEP, "nested more than 32 levels"),
+    "huge-rank": (HUGE_RANK, "an integer has more than 4300 digits"),
+    "long-sla": (LONG_SLA, "stages[0].sla: is too long to be a duration"),
+}
+
+
+def _hostile(tmp_path: Path, kind: str, name: str) -> tuple[Path, str]:
+    if kind == "zero":
+        if not Path("/dev/zero").exists():
+            pytest.skip("needs /dev/zero")
+        path = tmp_path / name
+        path.symlink_to("/dev/zero")
+        return path, "larger than 4 MiB"
+    text, expected = HOSTILE[kind]
+    if name.startswith("owners"):
+        text = text.replace('format = "buyerjourney.funnel/1"\nname = "x"\n', "")
+        text = text.replace("stages = ", "teams = ").replace("[[stages]]", "[[overrides]]")
+        if kind == "long-sla":
+            pytest.skip("owner rules have no durations")
+        if kind == "huge-rank":
+            expected = "an integer has more than 4300 digits"
+    if name.startswith("pipeline"):
+        text = text.replace("buyerjourney.funnel/1", "buyerjourney.pipeline/1")
+        text = text.replace('name = "x"\n', "").replace("stages = ", "thresholds = ")
+        if kind == "long-sla":
+            pytest.skip("covered by tests/test_pipeline_file.py")
+        if kind == "huge-rank":
+            text = f'format = "buyerjourney.pipeline/1"\nthresholds = [{"9" * 5000}]\n'
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path, expected
+
+
+@pytest.mark.parametrize("kind", ["deep", "huge-rank", "long-sla", "zero"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("validate", "{funnel}"),
+        ("show", "{funnel}"),
+        ("verify", "{funnel}", "--structure-only"),
+        ("verify", "seed", "--owners", "{owners}", "--structure-only"),
+        ("replay", "--sample", "--owners", "{owners}"),
+        ("replay", "--sample", "--pipeline", "{pipeline}"),
+        ("verify", "--pipeline", "{pipeline}", "--structure-only"),
+    ],
+    ids=lambda c: " ".join(c) if isinstance(c, tuple) else c,
+)
+def test_hostile_definition_files_fail_cleanly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, command: tuple[str, ...]
+) -> None:
+    """Each used to end in a RecursionError, ValueError or MemoryError traceback."""
+    names = {"funnel": "funnel.toml", "owners": "owners.toml", "pipeline": "pipeline.toml"}
+    (slot,) = (key for key in names if any(f"{{{key}}}" in part for part in command))
+    path, expected = _hostile(tmp_path, kind, names[slot])
+    argv = [part.format(**{slot: str(path)}) for part in command]
+    status, out, err = run(capsys, *argv)
+    assert status == 1
+    assert "Traceback" not in err
+    report = out if argv[0] == "validate" else err
+    assert expected in report
+    assert str(path) in report
+
+
+@pytest.mark.parametrize("name", ["funnel.toml", "funnel.json"])
+def test_a_byte_order_mark_is_tolerated(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    from buyerjourney import dumps_funnel  # noqa: PLC0415
+
+    path = tmp_path / name
+    text = dumps_funnel(presets.get("seed"), format="json" if name.endswith("json") else "toml")
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    status, out, err = run(capsys, "validate", str(path))
+    assert (status, err) == (0, "")
+    assert out == f"{path}: ok (7 stages, 9 transitions)\n"

@@ -378,7 +378,7 @@ def test_unknown_transition_key() -> None:
     document = minimal()
     document["transitions"][1]["when"] = "always"
     message = single_problem(document, "transitions[1].when")
-    assert "event, source, target, direction, guard, description" in message
+    assert "event, source, target, direction, guard, bypasses_gate, description" in message
 
 
 @pytest.mark.parametrize(
@@ -753,3 +753,133 @@ def test_how_to_example_is_the_file_its_code_writes() -> None:
     )
     assert canonical != shown
     assert dumps_funnel(funnel, format="toml") == canonical
+
+
+# ---------------------------------------------------------------- declared gate bypasses
+
+
+def gated(bypass: bool) -> Funnel:
+    return Funnel(
+        "gated",
+        [
+            Stage("visitor", 10, initial=True, owner="marketing"),
+            Stage("review", 20, gate=True, owner="sales"),
+            Stage("customer", 30, "won", owner="sales", terminal=True),
+        ],
+        [
+            Transition("ask", "visitor", "review"),
+            Transition("buy", "visitor", "customer", bypasses_gate=bypass),
+            Transition("accept", "review", "customer"),
+            Transition("reject", "review", "visitor", Direction.BACKWARD),
+        ],
+    )
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bypasses_gate_round_trips_and_is_left_out_when_false(fmt: FileFormat) -> None:
+    declared = gated(True)
+    assert round_trip(declared, fmt) == declared
+    assert round_trip(gated(False), fmt) == gated(False)
+    assert dumps_funnel(declared, format=fmt).count("bypasses_gate") == 1
+    assert "bypasses_gate" not in dumps_funnel(gated(False), format=fmt)
+
+
+def test_bypasses_gate_is_written_after_the_guard() -> None:
+    text = dumps_funnel(gated(True), format="toml")
+    assert 'event = "buy"\nsource = "visitor"\ntarget = "customer"\nbypasses_gate = true\n' in text
+
+
+def test_bypasses_gate_must_be_a_boolean() -> None:
+    document = minimal()
+    document["transitions"][0]["bypasses_gate"] = "yes"
+    message = single_problem(document, "transitions[0].bypasses_gate")
+    assert 'must be true or false (got "yes" that is a string)' in message
+
+
+# ---------------------------------------------------------------- documents that used to crash
+
+HUGE = "9" * 5000
+
+
+def toml_error(text: str) -> FunnelFormatError:
+    with pytest.raises(FunnelFormatError) as info:
+        loads_funnel(text, format="toml")
+    return info.value
+
+
+def json_error(text: str) -> FunnelFormatError:
+    with pytest.raises(FunnelFormatError) as info:
+        loads_funnel(text, format="json")
+    return info.value
+
+
+@pytest.mark.parametrize("depth", [40, 50_000])
+def test_deep_nesting_is_a_format_error(depth: int) -> None:
+    """50,000 levels used to raise RecursionError from the TOML parser."""
+    nested = "[" * depth + "]" * depth
+    for error in (
+        toml_error(f'format = "{SCHEMA}"\nname = "x"\nstages = {nested}\n'),
+        toml_error(
+            f'format = "{SCHEMA}"\nname = "x"\nstages = ' + "{a=" * depth + "1" + "}" * depth
+        ),
+        json_error(f'{{"format": "{SCHEMA}", "name": "x", "stages": {nested}}}'),
+    ):
+        assert "nested more than 32 levels deep" in str(error)
+
+
+def test_a_5000_digit_rank_is_a_format_error() -> None:
+    text = f'format = "{SCHEMA}"\nname = "x"\n[[stages]]\nname = "a"\nrank = {HUGE}\n'
+    for error in (toml_error(text), json_error(json.dumps(minimal()).replace("10", HUGE, 1))):
+        assert "an integer has more than 4300 digits" in str(error)
+        assert "set_int_max_str_digits" not in str(error)  # advice for programmers, not users
+
+
+@pytest.mark.parametrize("sla", [f"P{HUGE}D", f"PT{HUGE}H", f"PT{HUGE}S", "PT1234567890123456789M"])
+def test_a_very_long_sla_is_a_located_problem(sla: str) -> None:
+    """A 5000-digit SLA used to raise ValueError from int()."""
+    document = minimal()
+    document["stages"][0]["sla"] = sla
+    message = single_problem(document, "stages[0].sla")
+    assert "is too long to be a duration" in message
+
+
+def test_leading_zeros_do_not_make_an_sla_too_long() -> None:
+    document = minimal()
+    document["stages"][0]["sla"] = "P" + "0" * 40 + "3D"
+    assert load_json(document).stage("start").sla == timedelta(days=3)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_byte_order_mark_in_text_is_dropped(fmt: FileFormat) -> None:
+    """It used to be "Invalid statement (at line 1, column 1)" or "Unexpected UTF-8 BOM"."""
+    seed = presets.get("seed")
+    assert loads_funnel("\ufeff" + dumps_funnel(seed, format=fmt), format=fmt) == seed
+
+
+def test_an_endless_file_is_refused_at_the_bound(tmp_path: Path) -> None:
+    """``/dev/zero`` behind a .toml name used to fill memory (MemoryError)."""
+    from buyerjourney._adapters.files import MAX_FILE_BYTES  # noqa: PLC0415
+
+    if not Path("/dev/zero").exists():
+        pytest.skip("needs /dev/zero")
+    link = tmp_path / "zero.toml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(FunnelFormatError) as info:
+        load_funnel(link)
+    assert str(info.value) == (
+        f"{link}: the file is larger than 4 MiB ({MAX_FILE_BYTES} bytes), the most a "
+        "definition file may hold; is it the right file?"
+    )
+
+
+def test_a_file_at_the_bound_is_read(tmp_path: Path) -> None:
+    from buyerjourney._adapters.files import MAX_FILE_BYTES  # noqa: PLC0415
+
+    text = dumps_funnel(presets.get("seed"), format="toml")
+    path = tmp_path / "padded.toml"
+    path.write_text(text + "#" * (MAX_FILE_BYTES - len(text.encode()) - 1) + "\n")
+    assert path.stat().st_size == MAX_FILE_BYTES
+    assert load_funnel(path) == presets.get("seed")
+    path.write_text(text + "#" * (MAX_FILE_BYTES - len(text.encode())) + "\n")
+    with pytest.raises(FunnelFormatError, match="larger than 4 MiB"):
+        load_funnel(path)

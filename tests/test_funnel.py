@@ -81,7 +81,7 @@ def test_stage_and_transition_field_types_are_checked() -> None:
         Stage("a", True)
     with pytest.raises(ValueError, match=r"positive datetime\.timedelta"):
         Stage("a", 1, sla=timedelta(0))
-    with pytest.raises(ValueError, match="'sideways' is not a valid Direction"):
+    with pytest.raises(ValueError, match=r"'direction' must be one of forward, backward, exit"):
         Transition("e", "a", "b", "sideways")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"'stages\[1\]' must be a Stage"):
         Funnel("f", [Stage("a", 1, initial=True), "b"], [])  # type: ignore[list-item]
@@ -324,3 +324,50 @@ def test_unknown_preset() -> None:
         presets.get("salesforce")
     assert isinstance(info.value, KeyError)
     assert "choose one of seed, hubspot, waterfall" in str(info.value)
+
+
+# ---------------------------------------------------------------- messages that used to mislead
+
+
+def test_a_team_given_as_the_kind_suggests_owner() -> None:
+    """``Stage("trial", 25, "sales")`` used to say only "'sales' is not a valid StageKind"."""
+    with pytest.raises(ValueError, match="'kind' must be one of") as info:
+        Stage("trial", 25, "sales")  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith(
+        "'kind' must be one of open, won, lost, disqualified, after_purchase (got 'sales')"
+    )
+    assert "pass it as owner='sales'" in message
+    with pytest.raises(ValueError, match="pass it as owner='customer_success'"):
+        Stage("retention", 40, "customer_success")  # type: ignore[arg-type]
+
+
+def test_a_misspelt_kind_suggests_the_kind() -> None:
+    with pytest.raises(ValueError, match=r"\(got 'wonn'\); did you mean 'won'\?$"):
+        Stage("done", 40, "wonn")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="did you mean 'backward'"):
+        Transition("e", "a", "b", "backwards")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pass it as guard='is_hot'"):
+        Transition("e", "a", "b", "is_hot")  # type: ignore[arg-type]
+
+
+def test_a_renamed_extension_does_not_claim_the_preset_description() -> None:
+    """extend(name=...) used to keep "The seed funnel: ..." silently."""
+    seed = presets.seed()
+    assert seed.description
+    assert seed.extend(name="ours").description == ""
+    assert seed.extend(name="ours", description="Ours.").description == "Ours."
+    kept = seed.extend(name="ours", description=seed.description)
+    assert kept.description == seed.description
+    assert seed.extend(name="seed").description == seed.description  # same name: kept
+    lost = attrs.evolve(seed.stage("lost"), description="Gone.")
+    assert seed.extend(replace_stages=[lost]).description == seed.description
+
+
+def test_bypasses_gate_is_a_keyword_only_bool() -> None:
+    assert not Transition("e", "a", "b").bypasses_gate
+    assert Transition("e", "a", "b", bypasses_gate=True).bypasses_gate
+    with pytest.raises(TypeError, match="bypasses_gate"):
+        Transition("e", "a", "b", bypasses_gate="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Transition("e", "a", "b", Direction.FORWARD, None, "", True)  # type: ignore[misc]

@@ -372,3 +372,26 @@ def test_backward_transition_in_a_preset_needs_a_reason() -> None:
         machine.send("nurture")
     machine.send("nurture", reason="not now")
     assert machine.stage == "awareness"
+
+
+# ---------------------------------------------------------------- which guard said no
+
+
+def test_a_guard_refusal_names_the_guard_as_the_table_does() -> None:
+    from buyerjourney._core.table import compile_funnel  # noqa: PLC0415
+
+    table = compile_funnel(demo_funnel(), demo_hooks())
+    for stage, event in (("mql", "hand_off"), ("lead", "win"), ("won", "lose")):
+        machine = funnel_machine(demo_funnel(), demo_hooks(), stage=stage)
+        with pytest.raises(TransitionNotAllowed) as by_machine:
+            machine.send(event, ctx=COLD)
+        with pytest.raises(TransitionNotAllowed) as by_table:
+            table.step(stage, event, COLD)
+        assert str(by_machine.value) == str(by_table.value)
+        assert by_machine.value.refused_by == by_table.value.refused_by
+        assert machine.stage == stage
+    machine = funnel_machine(demo_funnel(), demo_hooks(), stage="mql")
+    with pytest.raises(TransitionNotAllowed) as info:
+        machine.hand_off(ctx=COLD)  # the event called as a method
+    assert info.value.refused_by == ("is_hot",)
+    assert "guard 'is_hot' refused it" in str(info.value)

@@ -920,3 +920,79 @@ def test_owner_files_are_read_by_the_file_adapter() -> None:
     assert buyerjourney.save_owner_rules is files.save_owner_rules
     assert not hasattr(owners, "load_owner_rules")
     assert not hasattr(owners, "save_owner_rules")
+
+
+# ---------------------------------------------------------------- saving only what the funnel lacks
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_save_with_the_funnel_writes_only_the_defaults_that_differ(
+    tmp_path: Path, suffix: str
+) -> None:
+    """The docs said so; every stage's default used to be written, pinning them all."""
+    rules = OwnerRules.for_funnel(
+        SEED, teams=("customer_success",), defaults={"retention": "customer_success"}
+    )
+    path = tmp_path / f"owners{suffix}"
+    save_owner_rules(rules, path, funnel=SEED)
+    text = path.read_text(encoding="utf-8")
+    document = json.loads(text) if suffix == ".json" else tomllib.loads(text)
+    assert document["defaults"] == {"retention": "customer_success"}
+    assert document["teams"] == ["customer_success"]
+    assert load_owner_rules(path, SEED) == rules
+
+
+def test_a_saved_file_does_not_pin_owners_the_funnel_changes_later(tmp_path: Path) -> None:
+    rules = OwnerRules.for_funnel(SEED, defaults={"retention": "marketing"})
+    path = tmp_path / "owners.toml"
+    save_owner_rules(rules, path, funnel=SEED)
+    later = SEED.extend(
+        replace_stages=[Stage("consideration", 20, owner="sales", description="now sales")]
+    )
+    reloaded = load_owner_rules(path, later)
+    assert reloaded.owner("consideration") == SALES  # the funnel's new owner
+    assert reloaded.owner("retention") == MARKETING  # the file's own default
+    # Without the funnel, the file pins every default, as before.
+    save_owner_rules(rules, path)
+    assert load_owner_rules(path, later).owner("consideration") == MARKETING
+
+
+# ---------------------------------------------------------------- files that used to crash
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("teams = " + "[" * 50_000 + "]" * 50_000 + "\n", "nested more than 32 levels"),
+        ("[[overrides]]\nteam = " + "{a=" * 50_000 + "1" + "}" * 50_000, "nested more than"),
+        ('[[overrides]]\nteam = "sales"\nwhen = [{ attribute = "employees", op = "gte", '
+         f"values = [{'9' * 5000}] }}]\n", "an integer has more than 4300 digits"),
+    ],
+    ids=["deep-array", "deep-table", "huge-int"],
+)  # fmt: skip
+def test_hostile_owner_files_are_invalid_owner_rules(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "owners.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidOwnerRules) as info:
+        load_owner_rules(path, SEED)
+    ((problem),) = info.value.problems
+    assert problem.code == "format-error"
+    assert problem.message.startswith(f"{path}: ")
+    assert expected in problem.message
+
+
+def test_an_endless_owner_file_is_refused_at_the_bound(tmp_path: Path) -> None:
+    if not Path("/dev/zero").exists():
+        pytest.skip("needs /dev/zero")
+    link = tmp_path / "owners.json"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(InvalidOwnerRules, match="larger than 4 MiB"):
+        load_owner_rules(link, SEED)
+
+
+def test_a_byte_order_mark_starts_an_owner_file(tmp_path: Path) -> None:
+    path = tmp_path / "owners.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[defaults]\nretention = "marketing"\n')
+    assert load_owner_rules(path, SEED).owner("retention") == MARKETING

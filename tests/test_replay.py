@@ -218,3 +218,118 @@ def test_default_thresholds_fit_only_what_the_funnel_still_has() -> None:
         presets.ThresholdStep(10, "to_lead", "subscriber", "lead"),
         presets.ThresholdStep(50, "to_mql", "lead", "mql"),
     )
+
+
+# ---------------------------------------------------------------- a pipeline file and hooks
+
+HOOKS_MODULE = """\
+from buyerjourney import Context, Hooks
+
+hooks = Hooks()
+
+
+@hooks.guard("is_enterprise")
+def is_enterprise(ctx: Context) -> bool:
+    return ctx.attributes.get("employees", 0) >= 1000
+"""
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Path:
+    """A funnel file with a guard, a pipeline file naming it, a hooks module and a stream."""
+    from buyerjourney._adapters.files import dump_funnel  # noqa: PLC0415
+
+    funnel = presets.demand_waterfall().extend(
+        name="fast",
+        add_transitions=[Transition("fast_track", "inquiry", "sal", guard="is_enterprise")],
+    )
+    dump_funnel(funnel, tmp_path / "my.toml")
+    (tmp_path / "pipeline.toml").write_text(
+        'format = "buyerjourney.pipeline/1"\nfunnel = "my.toml"\n', encoding="utf-8"
+    )
+    (tmp_path / "my_hooks.py").write_text(HOOKS_MODULE, encoding="utf-8")
+    write_stream(
+        tmp_path / "stream.jsonl",
+        [
+            {"touch_id": "t1", "lead_id": "big", "at": at(0), "kind": "fast_track",
+             "attributes": {"employees": 5000}},
+            {"touch_id": "t2", "lead_id": "small", "at": at(1), "kind": "fast_track",
+             "attributes": {"employees": 20}},
+        ],
+    )  # fmt: skip
+    return tmp_path
+
+
+def test_cli_replay_with_a_guard_needs_hooks_and_says_how(
+    capsys: pytest.CaptureFixture[str], guarded: Path
+) -> None:
+    """It used to say only "Register it with `hooks.add_guard(name, fn)`"."""
+    code = main(["replay", str(guarded / "stream.jsonl"), "--funnel", str(guarded / "my.toml")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no guard registered under 'is_enterprise'" in err
+    assert "pass --hooks MODULE" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("hooks", ["my_hooks", "my_hooks.py"])
+def test_cli_replay_with_a_pipeline_file_and_hooks(
+    capsys: pytest.CaptureFixture[str],
+    guarded: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    hooks: str,
+) -> None:
+    monkeypatch.chdir(guarded)
+    monkeypatch.delitem(__import__("sys").modules, "my_hooks", raising=False)
+    code = main(
+        ["replay", "stream.jsonl", "--pipeline", "pipeline.toml", "--hooks", hooks,
+         "--format", "json"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert (code, captured.err) == (0, "")
+    report = json.loads(captured.out)
+    assert report["funnel"] == "fast"
+    # the guard refused the small lead, and the log says which guard
+    assert report["refusals"] == {
+        "event 'fast_track' from stage 'inquiry': guard 'is_enterprise' refused it, "
+        "so the journey stays in 'inquiry'": 1
+    }
+    stages = {row["stage"]: row for row in report["stages"]}
+    assert stages["sal"]["current"] == 1
+    assert stages["inquiry"]["current"] == 1
+
+
+def test_cli_replay_pipeline_excludes_funnel_and_owners(
+    capsys: pytest.CaptureFixture[str], guarded: Path
+) -> None:
+    stream, pipeline = str(guarded / "stream.jsonl"), str(guarded / "pipeline.toml")
+    assert main(["replay", stream, "--pipeline", pipeline, "--funnel", "seed"]) == 2
+    assert "cannot be combined with a funnel" in capsys.readouterr().err
+    assert main(["replay", stream, "--pipeline", pipeline, "--owners", "o.toml"]) == 2
+    assert "cannot be combined with --owners" in capsys.readouterr().err
+
+
+def test_cli_replay_summary_counts_actions_unambiguously(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """It said "2 actions (1 refused)": performed, plus refused, or of which refused?"""
+    refused = {"type": "action", "action": "accept", "lead_id": "a", "at": at(6), "actor": "sam",
+               "team": "sales"}  # fmt: skip
+    path = write_stream(tmp_path / "s.jsonl", [*GOOD, refused])
+    assert main(["replay", str(path), "--funnel", "waterfall"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        "funnel 'waterfall': 4 touches; 3 actions: 1 performed, 2 refused; 0 lines quarantined"
+    )
+    assert main(["replay", str(path), "--funnel", "waterfall", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    counts = (report["total_actions"], report["performed_actions"], report["refused_actions"])
+    assert counts == (3, 1, 2)
+
+
+def test_read_stream_drops_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(GOOD[0]) + "\n").encode("utf-8"))
+    ((number, item),) = list(read_stream(path))
+    assert number == 1
+    assert isinstance(item, Touch)

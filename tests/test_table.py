@@ -200,3 +200,40 @@ def test_presets_take_each_of_their_transitions(name: str) -> None:
     for t in funnel.transitions:
         reason = "because" if t.direction.value == "backward" else None
         assert table.step(t.source, t.event, reason=reason) == t
+
+
+# ---------------------------------------------------------------- which guard said no
+
+
+def test_a_guard_refusal_names_the_guard(table: CompiledFunnel) -> None:
+    """It used to say "not allowed ... allowed events there: hand_off, ...", listing hand_off."""
+    with pytest.raises(TransitionNotAllowed) as info:
+        table.step("mql", "hand_off", COLD)
+    assert info.value.refused_by == ("is_hot",)
+    assert str(info.value) == (
+        "event 'hand_off' from stage 'mql': guard 'is_hot' refused it, "
+        "so the journey stays in 'mql'"
+    )
+    assert info.value.allowed == ("hand_off", "recycle", "lose")
+
+
+def test_every_guard_that_said_no_is_named() -> None:
+    funnel = presets.demand_waterfall().extend(
+        add_transitions=[
+            Transition("fast_track", "mql", "sal", guard="vip"),
+            Transition("fast_track", "mql", "sql", guard="partner"),
+        ]
+    )
+    no = Hooks({"vip": lambda ctx: False, "partner": lambda ctx: False})
+    with pytest.raises(TransitionNotAllowed) as info:
+        compile_funnel(funnel, no).step("mql", "fast_track")
+    assert info.value.refused_by == ("vip", "partner")
+    assert "guards 'vip' and 'partner' refused it" in str(info.value)
+
+
+def test_an_event_not_legal_from_the_stage_names_no_guard(table: CompiledFunnel) -> None:
+    for stage, event in (("won", "win"), ("lead", "win"), ("lead", "fly")):
+        with pytest.raises(TransitionNotAllowed) as info:
+            table.step(stage, event, COLD)
+        assert info.value.refused_by == ()
+        assert "refused it" not in str(info.value)

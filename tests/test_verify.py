@@ -551,3 +551,161 @@ def test_the_verifier_reads_no_message_text() -> None:
         assert 'startswith("gap' not in source
         assert 'startswith("policy:' not in source
         assert 'removeprefix("stages' not in source
+
+
+# ---------------------------------------------------------------- declared gate bypasses
+
+
+def self_serve(*, declared: bool) -> Funnel:
+    """A product-led funnel: small accounts buy on their own, past the sales review."""
+    from buyerjourney import Stage  # noqa: PLC0415
+
+    return Funnel(
+        "self_serve",
+        [
+            Stage("visitor", 10, owner="marketing", initial=True),
+            Stage("trial", 20, owner="marketing"),
+            Stage("sales_review", 30, owner="sales", gate=True),
+            Stage("customer", 40, "won", owner="sales", terminal=True),
+            Stage("lost", 0, "lost", owner="marketing"),
+        ],
+        [
+            Transition("start_trial", "visitor", "trial"),
+            Transition("upgrade", "trial", "sales_review", guard="is_enterprise"),
+            Transition("upgrade", "trial", "customer", bypasses_gate=declared),
+            Transition("accept", "sales_review", "customer"),
+            Transition("reject", "sales_review", "trial", "backward"),
+            Transition("drop", "visitor", "lost", "exit"),
+            Transition("drop", "trial", "lost", "exit"),
+        ],
+    )
+
+
+ENTERPRISE_HOOKS = Hooks({"is_enterprise": lambda ctx: ctx.attributes.get("employees", 0) >= 1000})
+
+
+def test_an_undeclared_self_serve_buy_is_a_gate_bypass() -> None:
+    report = verify_structure(self_serve(declared=False), hooks=ENTERPRISE_HOOKS)
+    (finding,) = report.errors
+    assert finding.code == "gate-bypass"
+    assert "declare it with bypasses_gate=True" in finding.what
+
+
+def test_a_declared_bypass_is_information_not_a_problem() -> None:
+    """`buyerjourney verify` on the self-serve example used to exit 1 with [gate-bypass]."""
+    report = verify_structure(self_serve(declared=True), hooks=ENTERPRISE_HOOKS)
+    assert report.ok
+    assert not report.warnings
+    (info,) = report.infos
+    assert info.severity is Severity.INFO
+    assert info.code == "gate-bypass-declared"
+    assert info.where == "transition upgrade: trial -> customer"
+    assert info.example == ("start_trial: visitor -> trial", "upgrade: trial -> customer")
+    assert str(report) == (
+        "verification of funnel 'self_serve' (structure only): 0 errors, 0 warnings, 1 info\n"
+        + str(info)
+    )
+    assert report.to_dict()["infos"] == 1
+
+
+def test_a_declared_bypass_does_not_excuse_another_one() -> None:
+    funnel = self_serve(declared=True).extend(
+        add_transitions=[Transition("jump", "visitor", "customer")]
+    )
+    report = verify_structure(funnel, hooks=ENTERPRISE_HOOKS)
+    assert [(f.code, f.where) for f in report.errors] == [
+        ("gate-bypass", "transition jump: visitor -> customer")
+    ]
+    assert report.codes == {"gate-bypass", "gate-bypass-declared"}
+
+
+def test_a_declaration_that_skips_no_gate_is_a_warning() -> None:
+    funnel = presets.seed().extend(
+        replace_transitions=[Transition("engage", "awareness", "consideration", bypasses_gate=True)]
+    )
+    report = verify_structure(funnel)
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.code == "gate-bypass-unused"
+    assert warning.where == "transition engage: awareness -> consideration"
+
+
+def test_information_comes_after_warnings() -> None:
+    funnel = self_serve(declared=True)
+    report = verify(funnel, budget=5, missing_guards="warning")
+    order = [f.severity for f in report.findings]
+    assert order == sorted(order, key=lambda s: ["error", "warning", "info"].index(s.value))
+    assert Severity.INFO in order
+    assert Severity.WARNING in order
+    assert report.ok
+
+
+def test_cli_verify_accepts_a_declared_self_serve_buy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "self_serve.toml"
+    dump_funnel(self_serve(declared=False), path)
+    assert main(["verify", str(path), "--structure-only"]) == 1
+    assert "[gate-bypass]" in capsys.readouterr().out
+    dump_funnel(self_serve(declared=True), path)
+    assert main(["verify", str(path), "--structure-only"]) == 0
+    assert "info: [gate-bypass-declared]" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- every example of the docs
+
+DOCS = Path(__file__).parents[1] / "docs"
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _examples(schema: str) -> list[tuple[str, str, str]]:
+    """``(place, format, text)`` of each TOML / JSON block of the docs holding *schema*."""
+    found = []
+    for path in [README, *sorted(DOCS.rglob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        parts = text.split("```")
+        for i in range(1, len(parts), 2):
+            info, _, body = parts[i].partition("\n")
+            if info.strip() in ("toml", "json") and f'"{schema}"' in body:
+                line = text[: text.index("```" + parts[i])].count("\n") + 1
+                place = f"{path.relative_to(DOCS.parent).as_posix()}:{line}"
+                found.append((place, info.strip(), body))
+    return found
+
+
+FUNNEL_EXAMPLES = _examples("buyerjourney.funnel/1")
+PIPELINE_EXAMPLES = _examples("buyerjourney.pipeline/1")
+
+
+def test_the_docs_have_funnel_and_pipeline_examples() -> None:
+    assert len(FUNNEL_EXAMPLES) >= 1
+    assert len(PIPELINE_EXAMPLES) >= 1
+
+
+@pytest.mark.parametrize(
+    ("place", "fmt", "text"), FUNNEL_EXAMPLES, ids=[e[0] for e in FUNNEL_EXAMPLES]
+)
+def test_every_funnel_example_of_the_docs_passes_verify(place: str, fmt: str, text: str) -> None:
+    """As `buyerjourney verify FILE` does: guards unavailable, explored as never enabled."""
+    from buyerjourney import loads_funnel  # noqa: PLC0415
+
+    funnel = loads_funnel(text, format=fmt)  # type: ignore[arg-type]
+    report = verify(funnel, budget=10, missing_guards="warning", harness=False)
+    assert report.ok, f"{place}:\n{report}"
+
+
+@pytest.mark.parametrize(
+    ("place", "fmt", "text"), PIPELINE_EXAMPLES, ids=[e[0] for e in PIPELINE_EXAMPLES]
+)
+def test_every_pipeline_example_of_the_docs_passes_verify(
+    place: str, fmt: str, text: str, tmp_path: Path
+) -> None:
+    """Funnel files a pipeline example names are the docs' funnel examples, by funnel name."""
+    from buyerjourney import loads_funnel, loads_pipeline  # noqa: PLC0415
+
+    for _, funnel_fmt, funnel_text in FUNNEL_EXAMPLES:
+        funnel = loads_funnel(funnel_text, format=funnel_fmt)  # type: ignore[arg-type]
+        dump_funnel(funnel, tmp_path / f"{funnel.name}.{funnel_fmt}")
+    pipeline = loads_pipeline(text, format=fmt, directory=tmp_path, check_owners=False)  # type: ignore[arg-type]
+    report = verify_pipeline(pipeline, budget=10, missing_guards="warning", harness=False)
+    assert report.ok, f"{place}:\n{report}"

@@ -84,11 +84,19 @@ class Severity(enum.Enum):
 
     ``ERROR``: the pipeline is wrong: it cannot run, or a lead can end up
     somewhere the model forbids. ``WARNING``: something looks unintended
-    (dead guards, stages never reached), or could not be checked.
+    (dead guards, stages never reached), or could not be checked. ``INFO``:
+    nothing is wrong; the report notes something the definition declares on
+    purpose (a gate bypass marked ``bypasses_gate``), so a reviewer sees it.
     """
 
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
+
+
+_SEVERITY_ORDER: Final[Mapping[Severity, int]] = MappingProxyType(
+    {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+)
 
 
 CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -99,6 +107,8 @@ CODES: Final[Mapping[str, str]] = MappingProxyType(
         "unknown-hook": "a guard the funnel names is not registered in the hooks",
         "guard-unavailable": "a guard the funnel names is not available (command line)",
         "gate-bypass": "a lead can get past a gate stage without entering it",
+        "gate-bypass-declared": "a transition declared bypasses_gate skips a gate, on purpose",
+        "gate-bypass-unused": "a transition declared bypasses_gate skips no gate",
         "gate-no-handoff": "a transition into a gate keeps the same owning team",
         "gate-nobody-accepts": "no member holds a team that owns a gate",
         "no-way-out": "a recycle loop of stages from which no terminal stage is reachable",
@@ -140,7 +150,8 @@ class Finding:
 
     Attributes:
         code: A stable code from :data:`CODES`, such as ``"gate-bypass"``.
-        severity: :attr:`Severity.ERROR` or :attr:`Severity.WARNING`.
+        severity: :attr:`Severity.ERROR`, :attr:`Severity.WARNING` or
+            :attr:`Severity.INFO`.
         what: What is wrong and what to do about it.
         where: What it is about, as ``"<kind> <name>"``: ``"stage sal"``,
             ``"transition fast_track: mql -> sql [if is_enterprise]"``,
@@ -180,11 +191,12 @@ class Finding:
 
 @attrs.frozen
 class VerificationReport:
-    """Everything :func:`verify` found, errors first.
+    """Everything :func:`verify` found, errors first, then warnings, then information.
 
     Attributes:
         funnel: The name of the funnel verified.
-        findings: Every finding, errors first, each group in the order found.
+        findings: Every finding, errors first, then warnings, then
+            information, each group in the order found.
         examples: How many runs the engine exploration made (shrinking included).
         budget: The budget the verification ran with.
         explored: Whether the behavioural passes (model and engine
@@ -206,6 +218,11 @@ class VerificationReport:
     def warnings(self) -> tuple[Finding, ...]:
         """The findings of severity warning."""
         return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+    @property
+    def infos(self) -> tuple[Finding, ...]:
+        """The findings of severity info: things declared on purpose, not problems."""
+        return tuple(f for f in self.findings if f.severity is Severity.INFO)
 
     @property
     def ok(self) -> bool:
@@ -231,6 +248,8 @@ class VerificationReport:
             f"{errors} error{'' if errors == 1 else 's'}, "
             f"{warnings} warning{'' if warnings == 1 else 's'}"
         )
+        if self.infos:
+            counts += f", {len(self.infos)} info"
         if self.explored:
             head = (
                 f"verification of funnel {self.funnel!r}: {counts} "
@@ -249,6 +268,7 @@ class VerificationReport:
             "ok": self.ok,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
+            "infos": len(self.infos),
             "examples": self.examples,
             "budget": self.budget,
             "explored": self.explored,
@@ -458,6 +478,7 @@ class Structure:
         self.findings: dict[tuple[str, str], Finding] = {}
         self.paths = shortest_paths(funnel.transitions_from, funnel.initial.name)
         self.trapped: set[str] = set()
+        self.declared_bypasses: set[Transition] = set()
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -492,7 +513,7 @@ class Structure:
             budget: The budget of the exploration.
             explored: Whether the behavioural passes ran.
         """
-        findings = sorted(self.findings.values(), key=lambda f: f.severity is not Severity.ERROR)
+        findings = sorted(self.findings.values(), key=lambda f: _SEVERITY_ORDER[f.severity])
         return VerificationReport(self.funnel.name, tuple(findings), examples, budget, explored)
 
     def owner(self, stage: str, attributes: Mapping[str, Any]) -> str | None:
@@ -582,8 +603,26 @@ class Structure:
                 if t.target == gate.name:
                     self._check_gate_handoff(t, gate)
             self._check_gate_members(gate)
+        for t in funnel.transitions:
+            if t.bypasses_gate and t not in self.declared_bypasses:
+                self.add(
+                    "gate-bypass-unused",
+                    Severity.WARNING,
+                    where_transition(t),
+                    f"{label(t)} is declared bypasses_gate=True but takes no lead past a gate; "
+                    "remove the declaration, or check the funnel's gates and ranks.",
+                )
 
     def _check_bypass(self, gate: Stage, gates: Sequence[Stage]) -> None:
+        """A path past *gate* is an error, unless a transition on it declares ``bypasses_gate``.
+
+        The stages behind the gate are those forward of it with a higher
+        rank. A path from the initial stage that reaches one of them without
+        entering the gate (nor an earlier gate) is a bypass. Paths through a
+        declared transition are intended: each declared transition that
+        carries a lead past the gate is reported as information, and only a
+        bypass using none of them is an error.
+        """
         funnel = self.funnel
         forward = reach(
             funnel.transitions_from, gate.name, usable=lambda t: t.direction is Direction.FORWARD
@@ -594,7 +633,27 @@ class Structure:
             if not funnel.stage(name).kind.is_exit and funnel.stage(name).rank > gate.rank
         }
         avoid = frozenset(g.name for g in gates if g.rank <= gate.rank)
-        paths = shortest_paths(funnel.transitions_from, funnel.initial.name, avoid=avoid)
+        everywhere = shortest_paths(funnel.transitions_from, funnel.initial.name, avoid=avoid)
+        for t in funnel.transitions:
+            if not t.bypasses_gate or t.source not in everywhere or t.source in behind:
+                continue
+            if t.target in behind and t.target not in avoid:
+                self.declared_bypasses.add(t)
+                self.add(
+                    "gate-bypass-declared",
+                    Severity.INFO,
+                    where_transition(t),
+                    f"{label(t)} takes leads to {t.target!r} past gate {gate.name!r}, "
+                    "declared on purpose (bypasses_gate): the receiving team does not "
+                    "accept these leads.",
+                    [*(label(step) for step in everywhere[t.source]), label(t)],
+                )
+        paths = shortest_paths(
+            funnel.transitions_from,
+            funnel.initial.name,
+            avoid=avoid,
+            usable=lambda t: not t.bypasses_gate,
+        )
         bypassed = sorted(
             (name for name in behind if name in paths), key=lambda n: (len(paths[n]), n)
         )
@@ -609,7 +668,8 @@ class Structure:
             where_transition(crossing),
             f"a lead can reach {bypassed[0]!r} (behind gate {gate.name!r}) without entering "
             f"the gate, through {label(crossing)}{guard}: the receiving team never accepts "
-            f"it. Route the transition into {gate.name!r}, or remove it.",
+            f"it. Route the transition into {gate.name!r}, remove it, or, if skipping the "
+            "gate is intended (a self-serve purchase), declare it with bypasses_gate=True.",
             [label(t) for t in path],
         )
 

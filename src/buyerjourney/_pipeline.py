@@ -37,6 +37,7 @@ __all__ = [
     "Pipeline",
     "RunResult",
     "default_pipeline",
+    "default_policy",
     "default_scorer",
     "read_stream",
     "run",
@@ -107,31 +108,60 @@ class Pipeline:
         )
 
 
+def default_policy(funnel: Funnel) -> Policy:
+    """The policy :func:`default_pipeline` gives *funnel*: preset thresholds, then event touches.
+
+    For the presets and funnels extended from them (see
+    :func:`buyerjourney.presets.default_thresholds`), score thresholds move
+    leads through the marketing stages (e.g. waterfall: inquiry → MQL at 25,
+    MQL → SAL at 60); for every funnel, a touch whose kind is the name of an
+    event sends that event (so ``{"kind": "unsubscribe"}`` … or
+    ``{"kind": "lose"}`` works). The policies are tried in that order and
+    the first that fires wins.
+
+    Args:
+        funnel: The funnel the policy is for.
+    """
+    policies: list[Policy] = [
+        ThresholdPolicy(step.score, step.event, stages=(step.stage,))
+        for step in presets.default_thresholds(funnel)
+    ]
+    policies.append(TouchKindPolicy({event: event for event in funnel.events}))
+    return AnyOf(*policies)
+
+
 def default_pipeline(
     funnel: Funnel, *, owners: OwnerRules | None = None, hooks: Hooks | None = None
 ) -> Pipeline:
     """A ready pipeline for *funnel*: default points, thresholds and event touches.
 
     - Scorer: :func:`default_scorer`.
-    - Policy: for the presets and funnels extended from them (see
-      :func:`buyerjourney.presets.default_thresholds`; a new name keeps
-      them), score thresholds move leads through the marketing stages
-      (e.g. waterfall: inquiry → MQL at 25, MQL → SAL at 60); for
-      every funnel, a touch whose kind is the name of an event sends that
-      event (so ``{"kind": "unsubscribe"}`` … or ``{"kind": "lose"}`` works).
+    - Policy: :func:`default_policy` (for the presets and funnels extended
+      from them, score thresholds move leads through the marketing stages;
+      for every funnel, a touch whose kind is the name of an event sends
+      that event).
+    - Thresholds: the scores of those threshold policies.
     - Owners: the funnel's stage owners unless *owners* is given.
+
+    A pipeline file (:func:`buyerjourney.load_pipeline`) that names only a
+    funnel gives the same pipeline.
+
+    Args:
+        funnel: The funnel.
+        owners: The owner rules (default: the funnel's stage owners, validated).
+        hooks: The guard hooks the funnel names (default: none).
+
+    Raises:
+        InvalidOwnerRules: *owners* is not given and the funnel's stage
+            owners leave a stage without an owner.
     """
     steps = presets.default_thresholds(funnel)
-    policies: list[Policy] = [
-        ThresholdPolicy(step.score, step.event, stages=(step.stage,)) for step in steps
-    ]
-    policies.append(TouchKindPolicy({event: event for event in funnel.events}))
     return Pipeline(
         funnel=funnel,
         owners=owners if owners is not None else OwnerRules.for_funnel(funnel),
         hooks=hooks if hooks is not None else Hooks(),
         scorer=default_scorer(),
-        policy=AnyOf(*policies),
+        policy=default_policy(funnel),
         thresholds=tuple(sorted({step.score for step in steps})),
     )
 
@@ -148,10 +178,11 @@ def read_stream(
     valid touch or action yields an :class:`~buyerjourney.errors.InvalidTouch`
     in place of the item, so the caller can quarantine it and go on. Blank
     lines are skipped. Lines with ``"type": "action"`` are actions; all
-    others are touches.
+    others are touches. A file is read as UTF-8; a byte order mark at its
+    start is dropped.
     """
     if isinstance(source, (str, os.PathLike)):
-        with Path(source).open(encoding="utf-8") as handle:
+        with Path(source).open(encoding="utf-8-sig") as handle:
             yield from read_stream(handle)
         return
     for number, line in enumerate(source, start=1):

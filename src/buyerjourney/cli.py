@@ -7,22 +7,35 @@ Usage::
     buyerjourney presets
     buyerjourney show FILE|PRESET [--format toml|json]
     buyerjourney replay TOUCHES.jsonl|--sample [--funnel FILE|PRESET] [--owners FILE]
+                        [--pipeline FILE] [--hooks MODULE]
                         [--db PATH [--replace]] [--until TIME] [--format text|json]
-    buyerjourney verify FILE|PRESET [--owners FILE] [--budget N] [--structure-only]
-                        [--format text|json]
+    buyerjourney verify FILE|PRESET|--pipeline FILE [--owners FILE] [--hooks MODULE]
+                        [--budget N] [--structure-only] [--format text|json]
 
 Wherever a funnel is expected, give either a preset name (see
 ``buyerjourney presets``) or the path of a ``.toml`` / ``.json`` funnel file.
 ``buyerjourney show waterfall > my.toml`` starts a custom funnel from a preset.
 The same command runs as ``python -m buyerjourney``.
 
+The commands that run journeys (``replay`` and ``verify``) take
+``--pipeline FILE``, a pipeline file (:func:`buyerjourney.load_pipeline`:
+the funnel, owner rules, scorer, policy and thresholds), instead of
+``--funnel`` / the funnel argument and ``--owners``; and ``--hooks MODULE``,
+the Python module that registers the guards the funnel names. MODULE is a
+module name, imported with the current directory first on ``sys.path``, or
+the path of a ``.py`` file; it must bind, at module level, ``hooks`` to a
+:class:`buyerjourney.Hooks` (see :func:`load_hooks_module`). Importing it runs
+its code: a definition file never does, only this option.
+
 Exit status:
     0: success; for ``validate``, every file is a valid funnel.
     1: an expected failure: a file is missing or malformed, a funnel has
-       problems, a preset does not exist, an optional extra is missing. The
-       message goes to standard error (``validate`` reports on standard
-       output) and no traceback is printed.
-    2: a usage error: an unknown subcommand or option, a missing argument.
+       problems, a preset does not exist, an optional extra is missing, the
+       ``--hooks`` module cannot be imported. The message goes to standard
+       error (``validate`` reports on standard output) and no traceback is
+       printed.
+    2: a usage error: an unknown subcommand or option, a missing argument,
+       options that exclude each other (``--pipeline`` with ``--funnel``).
 
 Only ``verify``'s exploration needs an extra (``testing``, which brings
 Hypothesis); everything else, ``validate`` and ``verify --structure-only``
@@ -34,14 +47,17 @@ Adding a subcommand: write ``_add_<name>(subparsers)``, which creates the
 subparser and sets ``run=_run_<name>`` as its default, and
 ``_run_<name>(args) -> int``; append ``_add_<name>`` to ``_SUBCOMMANDS``. Use
 :func:`_load_funnel_arg` to turn a ``FILE|PRESET`` argument into a funnel.
-:func:`main` prints any :class:`~buyerjourney.errors.BuyerJourneyError` or
-:class:`OSError` that ``_run_<name>`` lets through as a one-line message and
-exits with status 1.
+:func:`main` prints any :class:`~buyerjourney.errors.BuyerJourneyError`,
+:class:`OSError` or :class:`CommandError` that ``_run_<name>`` lets through as
+a message without traceback and exits with status 1 (status 2 for a
+:class:`CommandError` marked as a usage error).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -54,24 +70,32 @@ from buyerjourney._adapters.files import (
     dumps_funnel,
     load_funnel,
     load_owner_rules,
+    load_pipeline,
     load_unchecked_owner_rules,
 )
+from buyerjourney._core.protocols import Hooks
 from buyerjourney._version import __version__
 from buyerjourney.errors import (
     BuyerJourneyError,
     FunnelFormatError,
     InvalidFunnel,
     MissingExtra,
+    UnknownHook,
     UnknownPreset,
 )
 
 if TYPE_CHECKING:
-    from buyerjourney._checks import VerificationReport
+    from buyerjourney._checks import MissingGuards, VerificationReport
     from buyerjourney._core.funnel import Funnel
+    from buyerjourney._core.owners import OwnerRules
+    from buyerjourney._pipeline import Pipeline
 
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["main"]
+__all__ = ["HOOKS_ATTRIBUTE", "CommandError", "load_hooks_module", "main"]
+
+HOOKS_ATTRIBUTE = "hooks"
+"""The module-level name a ``--hooks`` module binds to its :class:`~buyerjourney.Hooks`."""
 
 PROG = "buyerjourney"
 EXIT_OK = 0
@@ -100,9 +124,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_FAILURE
+    except CommandError as exc:
+        _error(str(exc))
+        return EXIT_USAGE if exc.usage else EXIT_FAILURE
     except (BuyerJourneyError, OSError) as exc:
         _error(_describe_error(exc))
         return EXIT_FAILURE
+
+
+class CommandError(Exception):
+    """A failure of the command itself, reported as a message without traceback.
+
+    Args:
+        message: What went wrong and what to do.
+        usage: Whether it is a usage error (exit status 2) rather than a
+            failure (exit status 1).
+
+    Attributes:
+        usage: Whether it is a usage error.
+    """
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -146,6 +190,149 @@ def _load_funnel_arg(value: str) -> Funnel:
     if path.suffix.lower() in _FUNNEL_SUFFIXES or path.exists():
         return load_funnel(path)
     raise UnknownPreset(value, presets.names())
+
+
+def load_hooks_module(value: str) -> Hooks:
+    """Import the module a ``--hooks`` option names and return its guard registry.
+
+    The contract: *value* is a module name (``my_hooks`` or
+    ``my_pkg.hooks``), imported with the current directory first on
+    ``sys.path``, or the path of a ``.py`` file (``hooks/guards.py``). The
+    module must bind, at module level, the name ``hooks`` (see
+    :data:`HOOKS_ATTRIBUTE`) to a :class:`~buyerjourney.Hooks` holding every
+    guard the funnel names::
+
+        # my_hooks.py
+        from buyerjourney import Context, Hooks
+
+        hooks = Hooks()
+
+
+        @hooks.guard("is_enterprise")
+        def is_enterprise(ctx: Context) -> bool:
+            return ctx.attributes.get("employees", 0) >= 1000
+
+    Importing the module runs its code, once per command: name only modules
+    you trust. A funnel or pipeline file never makes the command import code.
+
+    Args:
+        value: The module name or ``.py`` path.
+
+    Returns:
+        The module's ``hooks``.
+
+    Raises:
+        CommandError: The module cannot be found or imported, raised while
+            being imported, or does not bind ``hooks`` to a ``Hooks``.
+    """
+    is_path = value.endswith(".py") or os.sep in value or "/" in value
+    try:
+        module = _import_path(value) if is_path else _import_name(value)
+    except CommandError:
+        raise
+    except Exception as exc:
+        msg = f"--hooks {value}: importing the module raised {type(exc).__name__}: {exc}"
+        raise CommandError(msg) from None
+    hooks = getattr(module, HOOKS_ATTRIBUTE, None)
+    if not isinstance(hooks, Hooks):
+        found = (
+            "does not define it"
+            if hooks is None
+            else f"binds it to {type(hooks).__name__} {hooks!r:.60}"
+        )
+        msg = (
+            f"--hooks {value}: the module must bind {HOOKS_ATTRIBUTE!r} to a buyerjourney.Hooks "
+            f"holding the guards (hooks = Hooks(); @hooks.guard('name') ...), but it {found}"
+        )
+        raise CommandError(msg)
+    return hooks
+
+
+def _import_path(value: str) -> Any:
+    path = Path(value)
+    if not path.is_file():
+        raise CommandError(f"--hooks {value}: no such file")
+    spec = importlib.util.spec_from_file_location(f"_buyerjourney_hooks_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise CommandError(f"--hooks {value}: cannot import a module from this file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_name(value: str) -> Any:
+    if not all(part.isidentifier() for part in value.split(".")):
+        msg = f"--hooks {value}: not a module name (such as my_hooks) nor a .py file"
+        raise CommandError(msg)
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(value)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and value.startswith(exc.name):
+            msg = (
+                f"--hooks {value}: no module named {exc.name!r} in the current directory "
+                "or on sys.path; give the module name or the path of its .py file"
+            )
+            raise CommandError(msg) from None
+        raise
+    finally:
+        sys.path.remove(os.getcwd())
+
+
+def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pipeline",
+        metavar="FILE",
+        help="a pipeline file (.toml or .json): funnel, owners, scorer, policy, thresholds",
+    )
+    parser.add_argument(
+        "--hooks",
+        metavar="MODULE",
+        help="a module name or .py file that binds `hooks` to a buyerjourney.Hooks "
+        "registering the funnel's guards (its code runs)",
+    )
+
+
+def _pipeline_arg(
+    args: argparse.Namespace, funnel_arg: str | None, *, check_owners: bool
+) -> Pipeline:
+    """The pipeline the options name: ``--pipeline``, or the funnel with the default pipeline.
+
+    Raises:
+        CommandError: ``--pipeline`` is combined with a funnel or ``--owners``
+            (a usage error), or the ``--hooks`` module cannot be used.
+    """
+    from buyerjourney._checks import funnel_owners  # noqa: PLC0415  (keep `--help` fast)
+    from buyerjourney._pipeline import default_pipeline  # noqa: PLC0415
+
+    hooks = load_hooks_module(args.hooks) if args.hooks else None
+    if args.pipeline:
+        if funnel_arg is not None or args.owners:
+            given = "a funnel" if funnel_arg is not None else "--owners"
+            msg = (
+                f"--pipeline gives the funnel and the owner rules; it cannot be combined with "
+                f"{given} (put them in the pipeline file)"
+            )
+            raise CommandError(msg, usage=True)
+        return load_pipeline(args.pipeline, hooks=hooks, check_owners=check_owners)
+    if funnel_arg is None:
+        raise CommandError("give a funnel (FILE|PRESET) or --pipeline FILE", usage=True)
+    funnel = _load_funnel_arg(funnel_arg)
+    owners: OwnerRules | None = None
+    if args.owners:
+        load = load_owner_rules if check_owners else load_unchecked_owner_rules
+        owners = load(args.owners, funnel)
+    elif not check_owners:
+        owners = funnel_owners(funnel)
+    return default_pipeline(funnel, owners=owners, hooks=hooks)
+
+
+def _guard_hint(exc: UnknownHook) -> CommandError:
+    """*exc*, a guard nobody registered, with what to do on the command line."""
+    return CommandError(
+        f"{exc} On the command line, pass --hooks MODULE, a module that binds `hooks` to a "
+        "buyerjourney.Hooks registering it (see `buyerjourney replay --help`)."
+    )
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -351,6 +538,7 @@ def _add_replay(subparsers: _SubParsers) -> None:
         help="the funnel (default: waterfall with --sample, else seed)",
     )
     parser.add_argument("--owners", metavar="FILE", help="owner rules (.toml or .json)")
+    _add_pipeline_options(parser)
     parser.add_argument(
         "--db",
         metavar="PATH",
@@ -375,12 +563,14 @@ def _run_replay(args: argparse.Namespace) -> int:
     from buyerjourney._adapters.sqlite import SQLiteStore  # noqa: PLC0415
     from buyerjourney._core.journey import rebuild  # noqa: PLC0415
     from buyerjourney._core.records import parse_time  # noqa: PLC0415  (keep `buyerjourney --help` fast)
-    from buyerjourney._pipeline import default_pipeline, read_stream, run  # noqa: PLC0415
+    from buyerjourney._pipeline import read_stream, run  # noqa: PLC0415
     from buyerjourney._report import format_summary, summarize  # noqa: PLC0415
 
-    funnel = _load_funnel_arg(args.funnel or ("waterfall" if args.sample else "seed"))
-    owners = load_owner_rules(args.owners, funnel) if args.owners else None
-    pipeline = default_pipeline(funnel, owners=owners)
+    funnel_arg = args.funnel
+    if funnel_arg is None and not args.pipeline:
+        funnel_arg = "waterfall" if args.sample else "seed"
+    pipeline = _pipeline_arg(args, funnel_arg, check_owners=True)
+    funnel = pipeline.funnel
     if args.replace and args.db != ":memory:":
         Path(args.db).unlink(missing_ok=True)
     if args.db != ":memory:" and Path(args.db).exists():
@@ -393,7 +583,10 @@ def _run_replay(args: argparse.Namespace) -> int:
             )
             return EXIT_FAILURE
     with SQLiteStore(args.db) as store:
-        engine = pipeline.engine(listeners=[store])
+        try:
+            engine = pipeline.engine(listeners=[store])
+        except UnknownHook as exc:
+            raise (_guard_hint(exc) if exc.kind == "guard" else exc) from None
         if args.sample:
             from importlib.resources import files  # noqa: PLC0415
 
@@ -412,8 +605,10 @@ def _run_replay(args: argparse.Namespace) -> int:
         payload = {
             "funnel": funnel.name,
             "touches": result.touches,
-            "actions": result.actions,
+            "total_actions": result.actions + result.refused,
+            "performed_actions": result.actions,
             "refused_actions": result.refused,
+            "actions": result.actions,
             "quarantined": [_quarantine_entry(q) for q in result.quarantined],
             "stages": [
                 {
@@ -443,8 +638,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         _write_output(json.dumps(payload, indent=2) + "\n", None)
         return EXIT_OK if verified else EXIT_FAILURE
     lines = [
-        f"funnel {funnel.name!r}: {result.touches} touches, {result.actions} actions "
-        f"({result.refused} refused), {len(result.quarantined)} lines quarantined",
+        f"funnel {funnel.name!r}: {result.touches} touches; "
+        f"{result.actions + result.refused} actions: {result.actions} performed, "
+        f"{result.refused} refused; {len(result.quarantined)} lines quarantined",
         format_summary(summary),
         "",
         f"overdue now ({engine.clock.isoformat() if engine.clock else '-'}): {len(overdue)}",
@@ -476,22 +672,26 @@ def _add_verify(subparsers: _SubParsers) -> None:
         help="find every problem of a funnel with its owner rules (exploring needs 'testing')",
         description=(
             "Verify a funnel with its owner rules and the default pipeline (points scoring, "
-            "threshold and event policies): owner gaps, gates that can be bypassed, loops with "
-            "no way out, stages never reached, handoffs never made, hooks that fail. Guards "
-            "named by the funnel are code, which the command line does not have: each is "
-            "reported as a warning and its transitions are explored as never enabled; verify "
-            "in Python with your hooks for a full check. The structural checks need nothing "
+            "threshold and event policies) or the --pipeline file: owner gaps, gates that can be "
+            "bypassed, loops with no way out, stages never reached, handoffs never made, hooks "
+            "that fail. Guards named by the funnel are code: pass --hooks MODULE to explore "
+            "them (a guard the module lacks is then an error); without it each is reported as "
+            "a warning and its transitions are explored as never enabled. The structural "
+            "checks need nothing "
             "more than buyerjourney; exploring needs the 'testing' extra "
             "(pip install 'buyerjourney[testing]'). Exit status 0 when there is no "
             "error (warnings allowed), 1 otherwise."
         ),
     )
-    parser.add_argument("funnel", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP)
+    parser.add_argument(
+        "funnel", nargs="?", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP + " (or --pipeline)"
+    )
     parser.add_argument(
         "--owners",
         metavar="FILE",
         help="owner rules (.toml or .json); checked, not refused, when they have problems",
     )
+    _add_pipeline_options(parser)
     parser.add_argument(
         "--budget",
         type=int,
@@ -513,16 +713,13 @@ def _run_verify(args: argparse.Namespace) -> int:
         _error(f"--budget must be a positive integer (got {args.budget})")
         return EXIT_USAGE
     # Imported here to keep `buyerjourney --help` fast.
-    from buyerjourney._checks import funnel_owners, verify_structure  # noqa: PLC0415
-    from buyerjourney._pipeline import default_pipeline  # noqa: PLC0415
+    from buyerjourney._checks import verify_structure  # noqa: PLC0415
 
-    funnel = _load_funnel_arg(args.funnel)
-    # Unchecked on purpose: a problem of the rules becomes a finding, not an error.
-    if args.owners:
-        owners = load_unchecked_owner_rules(args.owners, funnel)
-    else:
-        owners = funnel_owners(funnel)
-    pipeline = default_pipeline(funnel, owners=owners)
+    # Owners unchecked on purpose: a problem of the rules becomes a finding, not an error.
+    pipeline = _pipeline_arg(args, args.funnel, check_owners=False)
+    funnel = pipeline.funnel
+    # With --hooks, a guard the module lacks is an error; without, it cannot be had.
+    missing_guards: MissingGuards = "error" if args.hooks else "warning"
     missing: MissingExtra | None = None
     report: VerificationReport | None = None
     if not args.structure_only:
@@ -531,7 +728,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         except MissingExtra as exc:
             missing = exc
         else:
-            report = explore(pipeline, budget=args.budget, missing_guards="warning")
+            report = explore(pipeline, budget=args.budget, missing_guards=missing_guards)
     if report is None:
         skipped = (
             "exploration was skipped: it needs Hypothesis, from the 'testing' extra "
@@ -544,7 +741,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             pipeline.scorer,
             pipeline.policy,
             thresholds=pipeline.thresholds,
-            missing_guards="warning",
+            missing_guards=missing_guards,
             not_explored=skipped if missing is not None else "",
         )
     if args.format == "json":

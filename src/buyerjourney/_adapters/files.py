@@ -42,6 +42,8 @@ The schema (``buyerjourney.funnel/1``), in TOML::
     target = "consideration"           # required, a stage name
     direction = "forward"              # forward | backward | exit (default forward)
     guard = "score_at_least_50"        # optional, the name of a registered guard
+    bypasses_gate = false              # optional, default false: true declares that
+                                       #   the move skips a gate stage on purpose
     description = "..."                # optional, default ""
 
 JSON has the same structure: an object with ``format``, ``name``,
@@ -87,14 +89,55 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, TypeVar
 
+import attrs
 import tomli_w
 
+from buyerjourney import presets
 from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
-from buyerjourney._core.owners import OwnerRules, invalid_owner_rules, read_owner_rules
-from buyerjourney.errors import FunnelFormatError, Problem
+from buyerjourney._core.owners import (
+    BUILTIN_TEAMS,
+    OwnerRules,
+    invalid_owner_rules,
+    read_owner_rules,
+)
+from buyerjourney._core.policies import (
+    ANY_STAGE,
+    AllOf,
+    AnyOf,
+    MatrixPolicy,
+    Policy,
+    ThresholdPolicy,
+    TouchKindPolicy,
+    load_policy,
+    stages_allowing,
+)
+from buyerjourney._core.protocols import Hooks
+from buyerjourney._core.scoring import (
+    AttributeRule,
+    CombinedScorer,
+    FitCriterion,
+    FitGrader,
+    LinearDecay,
+    PointsRule,
+    PointsScorer,
+    ScoreGroup,
+    Scorer,
+    TimeWindow,
+    load_scorer,
+)
+from buyerjourney._pipeline import Pipeline, default_policy, default_scorer
+from buyerjourney.errors import (
+    BuyerJourneyError,
+    FunnelFormatError,
+    HookError,
+    PipelineFormatError,
+    Problem,
+    UnknownHook,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,14 +145,19 @@ else:
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "PIPELINE_SCHEMA",
     "SCHEMA",
     "FileFormat",
     "dump_funnel",
     "dumps_funnel",
     "load_funnel",
     "load_owner_rules",
+    "load_pipeline",
     "load_unchecked_owner_rules",
     "loads_funnel",
+    "loads_pipeline",
     "save_owner_rules",
 ]
 
@@ -136,7 +184,23 @@ _STAGE_KEYS: Final = (
     "sla",
     "description",
 )
-_TRANSITION_KEYS: Final = ("event", "source", "target", "direction", "guard", "description")
+_TRANSITION_KEYS: Final = (
+    "event",
+    "source",
+    "target",
+    "direction",
+    "guard",
+    "bypasses_gate",
+    "description",
+)
+
+MAX_FILE_BYTES: Final = 4 * 1024 * 1024
+"""The largest definition file (funnel, owner rules, pipeline) read: 4 MiB."""
+
+MAX_DEPTH: Final = 32
+"""The deepest nesting of tables and arrays a definition document may have."""
+
+_INT_DIGITS: Final = re.compile(r"Exceeds the limit \((\d+) digits\)")
 
 
 # ---------------------------------------------------------------- public functions
@@ -266,15 +330,28 @@ def load_unchecked_owner_rules(path: str | os.PathLike[str], funnel: Funnel) -> 
     return _load_owner_rules(path, funnel, validate=False)
 
 
-def save_owner_rules(rules: OwnerRules, path: str | os.PathLike[str]) -> None:
+def save_owner_rules(
+    rules: OwnerRules, path: str | os.PathLike[str], *, funnel: Funnel | None = None
+) -> None:
     """Write *rules* to a ``.toml`` or ``.json`` file that :func:`load_owner_rules` reads.
 
-    Every default is written out (see :meth:`~buyerjourney.OwnerRules.to_dict`).
+    With *funnel*, the file holds what the rules add to the funnel, as a
+    hand-written file does: ``defaults`` lists only the stages whose owner
+    differs from the funnel's stage owner, and ``teams`` only the teams
+    neither built in nor named by the funnel. A stage left out takes the
+    funnel's owner when the file is loaded, so a later change of the
+    funnel's owners is not undone by an old file; loading the file with the
+    same funnel gives back equal rules. Without *funnel*, every default and
+    team is written out (see :meth:`~buyerjourney.OwnerRules.to_dict`), and
+    the file pins each stage's owner whatever the funnel says later.
+
     The file is UTF-8 with Unix line endings and is replaced if it exists.
 
     Args:
         rules: The rules to save.
         path: The file to write; its suffix picks the format.
+        funnel: The funnel the rules are for, whose stage owners and teams
+            the file then leaves out.
 
     Raises:
         InvalidOwnerRules: The suffix is neither ``.toml`` nor ``.json``, or
@@ -284,9 +361,21 @@ def save_owner_rules(rules: OwnerRules, path: str | os.PathLike[str]) -> None:
     """
     target = os.fspath(path)
     fmt = _owners_call(_format_for, target, target)
-    document = rules.to_dict()
+    document = rules.to_dict() if funnel is None else _owner_document(rules, funnel)
     text = _json_text(document) if fmt == "json" else _owners_call(_toml_text, document, target)
     _write_text(target, text)
+
+
+def _owner_document(rules: OwnerRules, funnel: Funnel) -> dict[str, Any]:
+    """*rules* as the file schema, without what *funnel* already gives."""
+    document = rules.to_dict()
+    own = {s.name: s.owner for s in funnel.stages if s.owner is not None}
+    document["defaults"] = {
+        stage: team for stage, team in rules.defaults.items() if own.get(stage) != team
+    }
+    known = {*BUILTIN_TEAMS, *own.values()}
+    document["teams"] = [team for team in rules.teams if team not in known]
+    return document
 
 
 # ---------------------------------------------------------------- reading and writing text
@@ -344,10 +433,22 @@ def _format_for(source: str) -> FileFormat:
 
 
 def _read_text(source: str) -> str:
-    """The text of a UTF-8 file (a byte order mark is dropped)."""
+    """The text of a UTF-8 file of at most :data:`MAX_FILE_BYTES` (a byte order mark is dropped).
+
+    At most one byte more than the bound is read, so that a huge file, or a
+    device that never ends (``/dev/zero``), is refused without filling memory.
+    """
+    with open(source, "rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        msg = (
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB "
+            f"({MAX_FILE_BYTES} bytes), the most a definition file may hold; "
+            "is it the right file?"
+        )
+        raise _DocumentError(msg)
     try:
-        with open(source, encoding="utf-8-sig") as file:
-            return file.read()
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         msg = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
         raise _DocumentError(msg) from None
@@ -358,22 +459,65 @@ def _write_text(target: str, text: str) -> None:
         file.write(text)
 
 
+_TOO_DEEP: Final = (
+    f"the document is nested more than {MAX_DEPTH} levels deep (tables and arrays "
+    "inside each other); a definition file needs a handful"
+)
+
+
 def _decode(text: str, fmt: FileFormat) -> Any:
-    """The document *text* holds; JSON objects remember their duplicate keys."""
+    """The document *text* holds; JSON objects remember their duplicate keys.
+
+    A leading byte order mark is dropped. Whatever the text, this raises
+    nothing but :class:`_DocumentError`: a document nested too deeply, or
+    holding an integer too long to convert, is refused with a message.
+    """
     if not isinstance(text, str):
         raise _DocumentError(f"expected the document as a str (got a {type(text).__name__})")
-    if fmt == "toml":
-        try:
-            return tomllib.loads(text)
-        except ValueError as exc:
-            raise _DocumentError(f"not valid TOML: {exc}") from None
+    text = text.removeprefix("\ufeff")
+    name = "TOML" if fmt == "toml" else "JSON"
     try:
-        return json.loads(text, object_pairs_hook=_json_object)
+        if fmt == "toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         msg = f"not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
         raise _DocumentError(msg) from None
-    except (ValueError, RecursionError) as exc:
-        raise _DocumentError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _DocumentError(_TOO_DEEP) from None
+    except ValueError as exc:
+        raise _DocumentError(f"not valid {name}: {_parse_problem(exc)}") from None
+    _check_depth(data)
+    return data
+
+
+def _parse_problem(exc: ValueError) -> str:
+    """What the parser's *exc* says, without advice meant for Python programmers."""
+    digits = _INT_DIGITS.search(str(exc))
+    if digits is not None:
+        return (
+            f"an integer has more than {digits[1]} digits; no rank, count or score needs that many"
+        )
+    if "recursion" in str(exc):
+        return _TOO_DEEP
+    return str(exc)
+
+
+def _check_depth(data: object) -> None:
+    """Refuse a document nested more than :data:`MAX_DEPTH` levels (checked without recursion)."""
+    level: list[object] = [data]
+    for _ in range(MAX_DEPTH + 1):
+        below: list[object] = []
+        for value in level:
+            if isinstance(value, dict):
+                below.extend(value.values())
+            elif isinstance(value, list):
+                below.extend(value)
+        if not below:
+            return
+        level = below
+    raise _DocumentError(_TOO_DEEP)
 
 
 def _json_text(document: Mapping[str, Any]) -> str:
@@ -472,6 +616,8 @@ _DURATION = re.compile(
     re.ASCII,
 )
 _DURATION_EXAMPLES: Final = 'such as "PT72H", "P2DT4H30M" or "PT0.5S"'
+_DURATION_DIGITS: Final = 18
+"""More digits than this in one part of a duration cannot be a duration Python can hold."""
 
 
 def _format_duration(value: timedelta) -> str:
@@ -502,6 +648,9 @@ def _parse_duration(text: str) -> timedelta | str:
             f"{_DURATION_EXAMPLES} (got {_show(text)}){hint}"
         )
     fraction = (match["fraction"] or "").rstrip("0")
+    parts = (match[key] or "" for key in ("days", "hours", "minutes", "seconds"))
+    if any(len(part.lstrip("0")) > _DURATION_DIGITS for part in parts):
+        return f"is too long to be a duration (got {_show(text)})"
     if len(fraction) > 6:
         return f"must not be more precise than a microsecond (got {_show(text)})"
     try:
@@ -512,7 +661,7 @@ def _parse_duration(text: str) -> timedelta | str:
             seconds=int(match["seconds"] or 0),
             microseconds=int(fraction.ljust(6, "0")),
         )
-    except OverflowError:
+    except (OverflowError, ValueError):
         return f"is too long to be a duration (got {_show(text)})"
     if duration <= timedelta(0):
         return f"must be longer than zero (got {_show(text)}); leave 'sla' out for no SLA"
@@ -550,13 +699,19 @@ def _funnel_from(text: str, fmt: FileFormat, source: str) -> Funnel:
     return build()
 
 
-def _raise_issues(issues: list[tuple[str, str]], source: str) -> NoReturn:
+def _raise_issues(
+    issues: list[tuple[str, str]],
+    source: str,
+    *,
+    error: type[FunnelFormatError] = FunnelFormatError,
+    document: str = "funnel document",
+) -> NoReturn:
     if len(issues) == 1:
         location, message = issues[0]
-        raise FunnelFormatError(message, source=source, location=location)
+        raise error(message, source=source, location=location)
     lines = "\n".join(f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in issues)
-    raise FunnelFormatError(
-        f"{len(issues)} problems in the funnel document:\n{lines}\n"
+    raise error(
+        f"{len(issues)} problems in the {document}:\n{lines}\n"
         "Fix each one and load the document again.",
         source=source,
     )
@@ -722,15 +877,18 @@ class _Reader:
             return None
         return parsed
 
-    def document(self, data: object) -> Callable[[], Funnel]:
+    def document(self, data: object, *, require_format: bool = True) -> Callable[[], Funnel]:
         """Check the whole document; return a function that builds the funnel.
 
-        Call the returned function only if :attr:`issues` is empty.
+        Call the returned function only if :attr:`issues` is empty. Without
+        *require_format* (a funnel inside a pipeline document), ``format``
+        may be left out.
         """
         top = self.table(data, "", _TOP_KEYS, "a funnel document")
         if top is None:
             return _unreachable
-        self.format_key(top)
+        if require_format or "format" in top:
+            self.format_key(top)
         name = self.value(top, "", "name", "a string", _is_str, required="a funnel document")
         description = self.value(top, "", "description", "a string", _is_str)
         stages = self.array(top, "stages", required=True)
@@ -750,28 +908,35 @@ class _Reader:
 
         return build
 
-    def format_key(self, top: Mapping[str, Any]) -> None:
+    def format_key(
+        self,
+        top: Mapping[str, Any],
+        schema: str = SCHEMA,
+        family: str = _SCHEMA_FAMILY,
+        location: str = "",
+    ) -> None:
+        loc = _join(location, "format")
         if "format" not in top:
             example = (
-                f"format = {json.dumps(SCHEMA)}"
+                f"format = {json.dumps(schema)}"
                 if self.fmt == "toml"
-                else f'"format": {json.dumps(SCHEMA)}'
+                else f'"format": {json.dumps(schema)}'
             )
-            self.report("format", f"missing; start the document with {example}")
+            self.report(loc, f"missing; start the document with {example}")
             return
         value = top["format"]
-        if value == SCHEMA:
+        if value == schema:
             return
-        if isinstance(value, str) and value.startswith(_SCHEMA_FAMILY):
+        if isinstance(value, str) and value.startswith(family):
             self.issues.clear()
             self.report(
-                "format",
+                loc,
                 f"unsupported format version {_show(value)}; this version of buyerjourney "
-                f"reads {_show(SCHEMA)}. Upgrade buyerjourney, or write the file again "
+                f"reads {_show(schema)}. Upgrade buyerjourney, or write the file again "
                 "with the version that reads it",
             )
             raise _StopReading
-        self.report("format", f"must be {_show(SCHEMA)} ({self.got(value)})")
+        self.report(loc, f"must be {_show(schema)} ({self.got(value)})")
 
     def array(self, top: Mapping[str, Any], key: str, *, required: bool) -> list[Any]:
         if key not in top:
@@ -836,10 +1001,19 @@ class _Reader:
         guard = self.value(
             table, location, "guard", "a string naming a guard", _is_str, nullable=True
         )
+        bypasses_gate = self.value(table, location, "bypasses_gate", "true or false", _is_bool)
         description = self.value(table, location, "description", "a string", _is_str)
 
         def build() -> Transition:
-            return Transition(event, source, target, direction, guard, description or "")
+            return Transition(
+                event,
+                source,
+                target,
+                direction,
+                guard,
+                description or "",
+                bypasses_gate=bool(bypasses_gate),
+            )
 
         return build
 
@@ -853,9 +1027,11 @@ def _unreachable() -> Any:
     raise AssertionError(msg)
 
 
-def _read_document(reader: _Reader, data: object) -> Callable[[], Funnel]:
+def _read_document(
+    reader: _Reader, data: object, *, require_format: bool = True
+) -> Callable[[], Funnel]:
     try:
-        return reader.document(data)
+        return reader.document(data, require_format=require_format)
     except _StopReading:
         return _unreachable
 
@@ -903,6 +1079,8 @@ def _transition_document(transition: Transition) -> dict[str, Any]:
         out["direction"] = transition.direction.value
     if transition.guard is not None:
         out["guard"] = transition.guard
+    if transition.bypasses_gate:
+        out["bypasses_gate"] = True
     if transition.description:
         out["description"] = transition.description
     return out
@@ -910,3 +1088,818 @@ def _transition_document(transition: Transition) -> dict[str, Any]:
 
 def _has_surrogate(text: str) -> bool:
     return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+# ---------------------------------------------------------------- pipeline files
+
+PIPELINE_SCHEMA: Final = "buyerjourney.pipeline/1"
+"""The value of the ``format`` key of a pipeline file that this version reads."""
+
+_PIPELINE_FAMILY: Final = "buyerjourney.pipeline/"
+_PIPELINE_KEYS: Final = (
+    "format",
+    "description",
+    "funnel",
+    "owners",
+    "scorer",
+    "policy",
+    "thresholds",
+)
+_SCORER_TYPES: Final = ("points", "fit", "combined", "plugin", "default", "none")
+_POLICY_TYPES: Final = (
+    "threshold",
+    "touch_kind",
+    "matrix",
+    "any",
+    "all",
+    "plugin",
+    "default",
+    "none",
+)
+_SCORER_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
+    "points": ("type", "rules", "groups", "total_cap", "attribute_rules"),
+    "fit": ("type", "criteria"),
+    "combined": ("type", "engagement", "fit"),
+    "plugin": ("type", "name"),
+    "default": ("type",),
+    "none": ("type",),
+}
+_POLICY_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
+    "threshold": ("type", "threshold", "event", "stages", "reason"),
+    "touch_kind": ("type", "mapping", "stages"),
+    "matrix": ("type", "event", "accept", "engagement_bands", "stages"),
+    "any": ("type", "policies"),
+    "all": ("type", "policies"),
+    "plugin": ("type", "name"),
+    "default": ("type",),
+    "none": ("type",),
+}
+_RULE_KEYS: Final = ("name", "points", "kind", "where", "repeatable", "group")
+_GROUP_KEYS: Final = ("name", "cap", "decay", "window")
+_DECAY_KEYS: Final = ("fraction", "every")
+_ATTRIBUTE_RULE_KEYS: Final = ("name", "attribute", "values", "points")
+_CRITERION_KEYS: Final = ("name", "attribute", "values", "steps")
+_MAX_NUMBER: Final = 1e15
+_NUMBER: Final = "a finite number such as 10"
+_CAP: Final = "a finite number, zero or more, such as 100"
+
+
+def loads_pipeline(
+    text: str,
+    *,
+    format: FileFormat,
+    hooks: Hooks | None = None,
+    directory: str | os.PathLike[str] | None = None,
+    check_owners: bool = True,
+) -> Pipeline:
+    """Build a pipeline from the text of a pipeline document.
+
+    Loading never runs code: a guard is a name that *hooks* must register,
+    and a custom scorer or policy is the name of an installed entry point
+    (``type = "plugin"``), loaded with :func:`buyerjourney.scoring.load_scorer`
+    or :func:`buyerjourney.policies.load_policy`.
+
+    Args:
+        text: The document, in TOML or JSON.
+        format: ``"toml"`` or ``"json"``.
+        hooks: The guard hooks the funnel names (default: none; an engine
+            built from the pipeline then refuses a funnel with guards).
+        directory: Where relative ``funnel`` and ``owners`` paths start
+            (default: the current directory).
+        check_owners: Whether to refuse owner rules with problems (a gap, an
+            unknown team ...). ``False`` keeps them, for a verifier to report.
+
+    Returns:
+        The pipeline.
+
+    Raises:
+        PipelineFormatError: The text is not valid TOML / JSON, or breaks
+            the schema, or names an unknown preset, a file that cannot be
+            read, an event or stage the funnel lacks, or a plugin that is not
+            installed; the message lists every problem with its location.
+        FunnelFormatError: A funnel file it names is malformed.
+        InvalidFunnel: The funnel has problems.
+        InvalidOwnerRules: The owner rules (inline or in the file named)
+            are malformed or, with *check_owners*, have problems.
+    """
+    source = "<string>"
+    fmt = _pipeline_call(_check_format, format, source)
+    base = Path(os.fspath(directory)) if directory is not None else Path()
+    return _pipeline_from(text, fmt, source, base, hooks, check_owners=check_owners)
+
+
+def load_pipeline(
+    path: str | os.PathLike[str], *, hooks: Hooks | None = None, check_owners: bool = True
+) -> Pipeline:
+    """Read a pipeline file; the suffix (``.toml`` or ``.json``) gives the format.
+
+    Relative ``funnel`` and ``owners`` paths in the file start at the
+    file's own directory. See :func:`loads_pipeline`.
+
+    Args:
+        path: The file to read.
+        hooks: The guard hooks the funnel names.
+        check_owners: Whether to refuse owner rules with problems.
+
+    Returns:
+        The pipeline.
+
+    Raises:
+        PipelineFormatError: The suffix is neither ``.toml`` nor ``.json``,
+            the file is not UTF-8 or is larger than :data:`MAX_FILE_BYTES`,
+            or the document is malformed (see :func:`loads_pipeline`).
+        FunnelFormatError: A funnel file it names is malformed.
+        InvalidFunnel: The funnel has problems.
+        InvalidOwnerRules: The owner rules have problems.
+        OSError: The file cannot be read.
+    """
+    source = os.fspath(path)
+    fmt = _pipeline_call(_format_for, source, source)
+    text = _pipeline_call(_read_text, source, source)
+    base = Path(source).parent
+    return _pipeline_from(text, fmt, source, base, hooks, check_owners=check_owners)
+
+
+def _pipeline_call(fn: Callable[[_A], _R], arg: _A, source: str) -> _R:
+    """``fn(arg)``, a :class:`_DocumentError` raised as :class:`PipelineFormatError`."""
+    try:
+        return fn(arg)
+    except _DocumentError as exc:
+        raise PipelineFormatError(exc.message, source=source, location=exc.location) from None
+
+
+def _pipeline_from(
+    text: str,
+    fmt: FileFormat,
+    source: str,
+    directory: Path,
+    hooks: Hooks | None,
+    *,
+    check_owners: bool,
+) -> Pipeline:
+    data = _pipeline_call(lambda t: _decode(t, fmt), text, source)
+    reader = _PipelineReader(fmt, directory, source)
+    try:
+        plan = reader.pipeline(data)
+    except _StopReading:
+        plan = None
+    if plan is None:
+        reader.raise_issues()
+    return plan.build(reader, source, hooks if hooks is not None else Hooks(), check_owners)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and abs(value) <= _MAX_NUMBER  # also False for NaN
+    )
+
+
+def _is_cap(value: object) -> bool:
+    return _is_number(value) and value >= 0  # type: ignore[operator]
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, (str, bool)) or _is_number(value)
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+_PolicyBuilder = Callable[[Funnel], "Policy | None"]
+
+
+@attrs.frozen
+class _PipelinePlan:
+    """What a pipeline document says, checked; :meth:`build` loads the files it names."""
+
+    funnel: Callable[[], Funnel] | None
+    funnel_path: Path | None
+    owners: Path | Mapping[str, Any] | None
+    scorer: Scorer | None
+    policy: _PolicyBuilder
+    thresholds: tuple[float, ...] | None
+
+    def build(
+        self, reader: _PipelineReader, source: str, hooks: Hooks, check_owners: bool
+    ) -> Pipeline:
+        """Load the funnel, build the policy against it, then load the owner rules.
+
+        The problems of the document found so far are raised together with
+        those the funnel reveals (events and stages the policy names), and
+        win over an error of the funnel itself.
+        """
+        if self.funnel is None:
+            reader.raise_issues()
+        try:
+            funnel = self._funnel(self.funnel, source)
+        except (BuyerJourneyError, OSError):
+            if reader.issues:
+                reader.raise_issues()
+            raise
+        policy = self.policy(funnel)
+        if reader.issues:
+            reader.raise_issues()
+        owners = self._owners(funnel, source, check_owners)
+        thresholds = self.thresholds
+        if thresholds is None:
+            thresholds = tuple(sorted({p.threshold for p in _threshold_parts(policy)}))
+        return Pipeline(
+            funnel=funnel,
+            owners=owners,
+            hooks=hooks,
+            scorer=self.scorer,
+            policy=policy,
+            thresholds=thresholds,
+        )
+
+    def _funnel(self, build: Callable[[], Funnel], source: str) -> Funnel:
+        if self.funnel_path is None:
+            return build()
+        try:
+            return build()
+        except OSError as exc:
+            raise PipelineFormatError(
+                f"cannot read the funnel file {os.fspath(self.funnel_path)!r}: "
+                f"{exc.strerror or exc}",
+                source=source,
+                location="funnel",
+            ) from None
+
+    def _owners(self, funnel: Funnel, source: str, check: bool) -> OwnerRules:
+        if isinstance(self.owners, Path):
+            try:
+                return _load_owner_rules(self.owners, funnel, validate=check)
+            except OSError as exc:
+                raise PipelineFormatError(
+                    f"cannot read the owner rules file {os.fspath(self.owners)!r}: "
+                    f"{exc.strerror or exc}",
+                    source=source,
+                    location="owners",
+                ) from None
+        data = self.owners if self.owners is not None else {}
+        problems = [
+            Problem("duplicate-key", f"{location}: appears more than once; keep one", location)
+            for location, _ in _duplicate_keys(data, "")
+        ]
+        rules, found = read_owner_rules(data, funnel, validate=check)
+        problems += found
+        if rules is None or problems:
+            where = "owners" if self.owners is not None else "the funnel's stage owners"
+            raise invalid_owner_rules(
+                Problem(p.code, f"{source}: {where}: {p.message}", p.subject) for p in problems
+            )
+        return rules
+
+
+def _threshold_parts(policy: object) -> Iterator[ThresholdPolicy]:
+    """The threshold policies in *policy*, through :class:`AnyOf` and :class:`AllOf`."""
+    if isinstance(policy, ThresholdPolicy):
+        yield policy
+    elif isinstance(policy, (AnyOf, AllOf)):
+        for part in policy.policies:
+            yield from _threshold_parts(part)
+
+
+class _PipelineReader(_Reader):
+    """Checks a pipeline document; the scorer is built here, the policy once the funnel is known."""
+
+    def __init__(self, fmt: FileFormat, directory: Path, source: str) -> None:
+        super().__init__(fmt)
+        self.directory = directory
+        self.source = source
+
+    def raise_issues(self) -> NoReturn:
+        _raise_issues(
+            self.issues, self.source, error=PipelineFormatError, document="pipeline document"
+        )
+
+    # ------------------------------------------------------------ the document
+
+    def pipeline(self, data: object) -> _PipelinePlan | None:
+        top = self.table(data, "", _PIPELINE_KEYS, "a pipeline document")
+        if top is None:
+            return None
+        self.format_key(top, PIPELINE_SCHEMA, _PIPELINE_FAMILY)
+        self.value(top, "", "description", "a string", _is_str)
+        funnel, funnel_path = self.funnel(top)
+        owners = self.owners(top)
+        scorer = self.scorer(top["scorer"], "scorer") if "scorer" in top else default_scorer()
+        policy: _PolicyBuilder = default_policy
+        if "policy" in top:
+            policy = self.policy(top["policy"], "policy")
+        thresholds = None
+        if "thresholds" in top:
+            thresholds = tuple(
+                float(v) for v in self.array_of(top, "", "thresholds", _NUMBER, _is_number)
+            )
+        return _PipelinePlan(funnel, funnel_path, owners, scorer, policy, thresholds)
+
+    def funnel(self, top: Mapping[str, Any]) -> tuple[Callable[[], Funnel] | None, Path | None]:
+        expected = (
+            f"a preset name ({', '.join(presets.names())}), the path of a .toml or .json "
+            f"funnel file, or a {self.table_word} holding the funnel"
+        )
+        if "funnel" not in top:
+            self.report("funnel", f"missing; a pipeline document needs 'funnel', {expected}")
+            return None, None
+        value = top["funnel"]
+        if isinstance(value, str):
+            if value in presets.names():
+                return partial(presets.get, value), None
+            if Path(value).suffix.lower() in _SUFFIXES:
+                path = self.directory / value
+                return partial(load_funnel, path), path
+            close = difflib.get_close_matches(value, presets.names(), n=1)
+            hint = f"; did you mean {_show(close[0])}?" if close else ""
+            self.report("funnel", f"must be {expected} (got {_show(value)}){hint}")
+            return None, None
+        if isinstance(value, dict):
+            inner = _Reader(self.fmt)
+            build = _read_document(inner, value, require_format=False)
+            for location, message in inner.issues:
+                self.report(_join("funnel", location) if location else "funnel", message)
+            return (None if inner.issues else build), None
+        self.report("funnel", f"must be {expected} ({self.got(value)})")
+        return None, None
+
+    def owners(self, top: Mapping[str, Any]) -> Path | Mapping[str, Any] | None:
+        if "owners" not in top:
+            return None
+        value = top["owners"]
+        if isinstance(value, str) and Path(value).suffix.lower() in _SUFFIXES:
+            return self.directory / value
+        if isinstance(value, dict):
+            return value
+        self.report(
+            "owners",
+            f"must be the path of a .toml or .json owner rules file, or a {self.table_word} "
+            f"of owner rules ({self.got(value)})",
+        )
+        return None
+
+    # ------------------------------------------------------------ shared pieces
+
+    def typed(
+        self, value: object, location: str, what: str, types: tuple[str, ...]
+    ) -> tuple[str, Mapping[str, Any]] | None:
+        """The ``type`` of a scorer or policy table, and the table; ``None`` if wrong."""
+        if not isinstance(value, dict):
+            article = "an" if self.table_word == "object" else "a"
+            self.report(location, f"{what} must be {article} {self.table_word} ({self.got(value)})")
+            return None
+        kind = value.get("type")
+        if kind not in types:
+            if "type" not in value:
+                self.report(
+                    _join(location, "type"),
+                    f"missing; {what} needs 'type', one of {_show_all(types)}",
+                )
+            else:
+                close = difflib.get_close_matches(kind, types, n=1) if isinstance(kind, str) else []
+                hint = f"; did you mean {_show(close[0])}?" if close else ""
+                self.report(
+                    _join(location, "type"),
+                    f"must be one of {_show_all(types)} ({self.got(kind)}){hint}",
+                )
+            return None
+        return str(kind), value
+
+    def array_of(
+        self,
+        table: Mapping[str, Any],
+        location: str,
+        key: str,
+        expected: str,
+        accept: Callable[[object], bool],
+        *,
+        required: str = "",
+        non_empty: bool = False,
+    ) -> list[Any]:
+        """The items of the array ``table[key]``, each accepted; problems are reported."""
+        loc = _join(location, key)
+        if key not in table:
+            if required:
+                self.report(loc, f"missing; {required} needs {key!r}, an array of {expected}s")
+            return []
+        value = table[key]
+        if not isinstance(value, list):
+            self.report(loc, f"must be an array of {expected}s ({self.got(value)})")
+            return []
+        if non_empty and not value:
+            self.report(loc, f"must hold at least one {expected}")
+        items = []
+        for i, item in enumerate(value):
+            if accept(item):
+                items.append(item)
+            else:
+                self.report(_join(loc, i), f"must be {expected} ({self.got(item)})")
+        return items
+
+    def tables(
+        self, table: Mapping[str, Any], location: str, key: str, keys: tuple[str, ...], what: str
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """The tables of the array ``table[key]``, each with its location."""
+        loc = _join(location, key)
+        if key not in table:
+            return []
+        value = table[key]
+        if not isinstance(value, list):
+            self.report(loc, f"must be an array of {self.table_word}s ({self.got(value)})")
+            return []
+        out = []
+        for i, item in enumerate(value):
+            checked = self.table(item, _join(loc, i), keys, what)
+            if checked is not None:
+                out.append((_join(loc, i), checked))
+        return out
+
+    def build(self, location: str, make: Callable[[], _R]) -> _R | None:
+        """``make()``, a ``TypeError`` or ``ValueError`` it raises reported at *location*."""
+        try:
+            return make()
+        except (TypeError, ValueError) as exc:
+            self.report(location, str(exc))
+            return None
+
+    def plugin(
+        self, table: Mapping[str, Any], location: str, load: Callable[[str], _R]
+    ) -> _R | None:
+        name = self.value(
+            table,
+            location,
+            "name",
+            "the name of an installed entry point",
+            _is_name,
+            required="a plugin",
+        )
+        if name is None:
+            return None
+        try:
+            return load(name)
+        except (UnknownHook, HookError) as exc:
+            self.report(_join(location, "name"), str(exc))
+            return None
+
+    # ------------------------------------------------------------ scorers
+
+    def scorer(self, value: object, location: str) -> Scorer | None:
+        typed = self.typed(value, location, "a scorer", _SCORER_TYPES)
+        if typed is None:
+            return None
+        kind, table = typed
+        self.table(table, location, _SCORER_KEYS[kind], f"a {kind} scorer")
+        if kind == "none":
+            return None
+        if kind == "default":
+            return default_scorer()
+        if kind == "plugin":
+            return self.plugin(table, location, load_scorer)
+        if kind == "fit":
+            return self.fit(table, location)
+        if kind == "combined":
+            parts = {}
+            for key in ("engagement", "fit"):
+                if key not in table:
+                    self.report(
+                        _join(location, key), f"missing; a combined scorer needs {key!r}, a scorer"
+                    )
+                else:
+                    parts[key] = self.scorer(table[key], _join(location, key))
+            engagement, fit = parts.get("engagement"), parts.get("fit")
+            if engagement is None or fit is None:
+                return None
+            return CombinedScorer(engagement, fit)
+        return self.points(table, location)
+
+    def points(self, table: Mapping[str, Any], location: str) -> Scorer | None:
+        before = len(self.issues)
+        rules = [
+            self.points_rule(item, loc)
+            for loc, item in self.tables(table, location, "rules", _RULE_KEYS, "a points rule")
+        ]
+        groups = [
+            self.group(item, loc)
+            for loc, item in self.tables(table, location, "groups", _GROUP_KEYS, "a score group")
+        ]
+        attribute_rules = [
+            self.attribute_rule(item, loc)
+            for loc, item in self.tables(
+                table, location, "attribute_rules", _ATTRIBUTE_RULE_KEYS, "an attribute rule"
+            )
+        ]
+        total_cap = self.value(table, location, "total_cap", _CAP, _is_cap)
+        if len(self.issues) > before:
+            return None
+        return self.build(
+            location,
+            lambda: PointsScorer(
+                [r for r in rules if r is not None],
+                groups=[g for g in groups if g is not None],
+                total_cap=total_cap,
+                attribute_rules=[r for r in attribute_rules if r is not None],
+            ),
+        )
+
+    def points_rule(self, table: Mapping[str, Any], location: str) -> PointsRule | None:
+        every = "every points rule"
+        name = self.value(table, location, "name", "a string", _is_name, required=every)
+        points = self.value(table, location, "points", _NUMBER, _is_number, required=every)
+        kind = self.value(table, location, "kind", "a touch kind", _is_name, nullable=True)
+        where = self.value(table, location, "where", f"a {self.table_word}", _is_dict)
+        repeatable = self.value(table, location, "repeatable", "true or false", _is_bool)
+        group = self.value(table, location, "group", "a group name", _is_name)
+        for key, item in (where or {}).items():
+            if not _is_scalar(item):
+                self.report(
+                    _join(_join(location, "where"), key),
+                    f"must be a string, a number or a boolean ({self.got(item)})",
+                )
+        if name is None or points is None:
+            return None
+        return self.build(
+            location,
+            lambda: PointsRule(
+                name,
+                points,
+                kind=kind,
+                where=dict(where or {}),
+                repeatable=True if repeatable is None else repeatable,
+                group=group or "engagement",
+            ),
+        )
+
+    def group(self, table: Mapping[str, Any], location: str) -> ScoreGroup | None:
+        name = self.value(table, location, "name", "a string", _is_name, required="every group")
+        cap = self.value(table, location, "cap", _CAP, _is_cap)
+        decay: LinearDecay | TimeWindow | None = None
+        if "decay" in table and "window" in table:
+            self.report(location, "has both 'decay' and 'window'; a group has one or the other")
+        elif "decay" in table:
+            decay = self.decay(table["decay"], _join(location, "decay"))
+        elif "window" in table:
+            within = self.duration(table, location, "window")
+            if within is not None:
+                decay = TimeWindow(within)
+        if name is None:
+            return None
+        return self.build(location, lambda: ScoreGroup(name, cap, decay))
+
+    def decay(self, value: object, location: str) -> LinearDecay | None:
+        table = self.table(value, location, _DECAY_KEYS, "a decay")
+        if table is None:
+            return None
+        every = "a decay"
+        fraction = self.value(
+            table, location, "fraction", "a number such as 0.5", _is_number, required=every
+        )
+        period = self.duration(table, location, "every")
+        if "every" not in table:
+            self.report(
+                _join(location, "every"),
+                f"missing; a decay needs 'every', a duration {_DURATION_EXAMPLES}",
+            )
+        if fraction is None or period is None:
+            return None
+        return self.build(location, lambda: LinearDecay(fraction, period))
+
+    def attribute_rule(self, table: Mapping[str, Any], location: str) -> AttributeRule | None:
+        every = "every attribute rule"
+        name = self.value(table, location, "name", "a string", _is_name, required=every)
+        attribute = self.value(
+            table, location, "attribute", "an attribute name", _is_name, required=every
+        )
+        values = self.values(table, location)
+        points = self.value(table, location, "points", _NUMBER, _is_number, required=every)
+        if name is None or attribute is None or values is None or points is None:
+            return None
+        return self.build(location, lambda: AttributeRule(name, attribute, values, points))
+
+    def values(self, table: Mapping[str, Any], location: str) -> tuple[Any, ...] | None:
+        before = len(self.issues)
+        values = self.array_of(
+            table,
+            location,
+            "values",
+            "a string, number or boolean",
+            _is_scalar,
+            required="it",
+            non_empty=True,
+        )
+        return tuple(values) if len(self.issues) == before else None
+
+    def fit(self, table: Mapping[str, Any], location: str) -> Scorer | None:
+        before = len(self.issues)
+        criteria = []
+        listed = self.tables(table, location, "criteria", _CRITERION_KEYS, "a fit criterion")
+        if "criteria" not in table:
+            self.report(
+                _join(location, "criteria"),
+                f"missing; a fit scorer needs 'criteria', an array of {self.table_word}s",
+            )
+        for loc, item in listed:
+            every = "every criterion"
+            name = self.value(item, loc, "name", "a string", _is_name, required=every)
+            attribute = self.value(
+                item, loc, "attribute", "an attribute name", _is_name, required=every
+            )
+            values = self.values(item, loc)
+            steps = self.value(item, loc, "steps", "an integer such as 1", _is_small_int)
+            if name is not None and attribute is not None and values is not None:
+                criteria.append(
+                    self.build(
+                        loc,
+                        partial(
+                            FitCriterion, name, attribute, values, 1 if steps is None else steps
+                        ),
+                    )
+                )
+        if len(self.issues) > before:
+            return None
+        return self.build(location, lambda: FitGrader([c for c in criteria if c is not None]))
+
+    # ------------------------------------------------------------ policies
+
+    def policy(self, value: object, location: str) -> _PolicyBuilder:
+        typed = self.typed(value, location, "a policy", _POLICY_TYPES)
+        if typed is None:
+            return _no_policy
+        kind, table = typed
+        self.table(table, location, _POLICY_KEYS[kind], f"a {kind} policy")
+        if kind == "none":
+            return _no_policy
+        if kind == "default":
+            return default_policy
+        if kind == "plugin":
+            loaded = self.plugin(table, location, load_policy)
+            return lambda _: loaded
+        if kind in ("any", "all"):
+            parts = [
+                self.policy(item, _join(_join(location, "policies"), i))
+                for i, item in enumerate(
+                    self.array_of(
+                        table,
+                        location,
+                        "policies",
+                        f"policy {self.table_word}",
+                        _always,
+                        required=f"an {kind!r} policy",
+                        non_empty=True,
+                    )
+                )
+            ]
+            combine = AnyOf if kind == "any" else AllOf
+
+            def composite(funnel: Funnel) -> Policy | None:
+                # A part is None when it is "none" or has problems (reported, so raised later).
+                built = [b for b in (part(funnel) for part in parts) if b is not None]
+                if not built:
+                    return None
+                return self.build(location, lambda: combine(*built))
+
+            return composite
+        if kind == "touch_kind":
+            return self.touch_kind(table, location)
+        return self.scored(kind, table, location)
+
+    def stages(
+        self, table: Mapping[str, Any], location: str, *, required: bool, allowing: bool
+    ) -> str | tuple[str, ...] | None:
+        """``stages``: an array of stage names, ``"any"`` or (if *allowing*) ``"allowing"``."""
+        words = ("any", "allowing") if allowing else ("any",)
+        expected = f"an array of stage names, or {_show_all(words)}"
+        loc = _join(location, "stages")
+        if "stages" not in table:
+            if required:
+                self.report(
+                    loc,
+                    f"missing; this policy needs 'stages', {expected}: "
+                    '"allowing" is every stage the event is legal from',
+                )
+            return "any" if not required else None
+        value = table["stages"]
+        if isinstance(value, str) and value in words:
+            return value
+        if isinstance(value, list) and value and all(_is_name(v) for v in value):
+            return tuple(value)
+        self.report(loc, f"must be {expected} ({self.got(value)})")
+        return None
+
+    def scored(self, kind: str, table: Mapping[str, Any], location: str) -> _PolicyBuilder:
+        every = f"a {kind} policy"
+        event = self.value(table, location, "event", "an event name", _is_name, required=every)
+        stages = self.stages(table, location, required=True, allowing=True)
+        if kind == "threshold":
+            threshold = self.value(
+                table, location, "threshold", _NUMBER, _is_number, required=every
+            )
+            reason = self.value(table, location, "reason", "a string", _is_str)
+        else:
+            accept = self.array_of(
+                table,
+                location,
+                "accept",
+                'a matrix cell such as "A1"',
+                _is_name,
+                required=every,
+                non_empty=True,
+            )
+            bands = self.array_of(
+                table, location, "engagement_bands", _NUMBER, _is_number, required=every
+            )
+
+        def make(funnel: Funnel) -> Policy | None:
+            if event is None or stages is None:
+                return None
+            self.known_event(funnel, event, _join(location, "event"))
+            listed = self.known_stages(funnel, event, stages, _join(location, "stages"))
+            if kind == "threshold":
+                if threshold is None:
+                    return None
+                return self.build(
+                    location,
+                    lambda: ThresholdPolicy(threshold, event, stages=listed, reason=reason or ""),
+                )
+            return self.build(
+                location,
+                lambda: MatrixPolicy(event, accept=accept, engagement_bands=bands, stages=listed),
+            )
+
+        return make
+
+    def touch_kind(self, table: Mapping[str, Any], location: str) -> _PolicyBuilder:
+        loc = _join(location, "mapping")
+        expected = f'a {self.table_word} of touch kind to event, or "events"'
+        mapping: Mapping[str, Any] | str | None = None
+        if "mapping" not in table:
+            self.report(loc, f"missing; a touch_kind policy needs 'mapping', {expected}")
+        else:
+            raw = table["mapping"]
+            if raw == "events":
+                mapping = "events"
+            elif isinstance(raw, dict):
+                mapping = raw
+                for key, item in raw.items():
+                    if not _is_name(item):
+                        self.report(_join(loc, key), f"must be an event name ({self.got(item)})")
+            else:
+                self.report(loc, f"must be {expected} ({self.got(raw)})")
+        stages = self.stages(table, location, required=False, allowing=False)
+
+        def make(funnel: Funnel) -> Policy | None:
+            if mapping is None or stages is None:
+                return None
+            if isinstance(mapping, str):  # "events"
+                events = {event: event for event in funnel.events}
+            else:
+                events = {str(k): str(v) for k, v in mapping.items()}
+                for key, event in events.items():
+                    self.known_event(funnel, event, _join(loc, key))
+            listed = self.known_stages(funnel, "", stages, _join(location, "stages"))
+            return self.build(location, lambda: TouchKindPolicy(events, stages=listed))
+
+        return make
+
+    def known_event(self, funnel: Funnel, event: str, location: str) -> None:
+        if event not in funnel.events:
+            close = difflib.get_close_matches(event, funnel.events, n=1)
+            hint = f"; did you mean {_show(close[0])}?" if close else ""
+            self.report(
+                location,
+                f"funnel {funnel.name!r} has no event {_show(event)} "
+                f"(events: {', '.join(funnel.events)}){hint}",
+            )
+
+    def known_stages(
+        self, funnel: Funnel, event: str, stages: str | tuple[str, ...], location: str
+    ) -> tuple[str, ...]:
+        if stages == "any":
+            return ANY_STAGE
+        if stages == "allowing":
+            return stages_allowing(funnel, event) if event in funnel.events else ANY_STAGE
+        unknown = [s for s in stages if s not in funnel]
+        if unknown:
+            self.report(
+                location,
+                f"funnel {funnel.name!r} has no stage {_show_all(unknown)} "
+                f"(stages: {', '.join(funnel.stage_names)})",
+            )
+        return tuple(stages)
+
+
+def _is_dict(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_small_int(value: object) -> bool:
+    return _is_int(value) and abs(value) <= 1000  # type: ignore[arg-type]
+
+
+def _always(_: object) -> bool:
+    return True
+
+
+def _no_policy(_: Funnel) -> Policy | None:
+    return None

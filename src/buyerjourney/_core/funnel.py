@@ -9,6 +9,7 @@ by the name of a registered hook, never by a Python object.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import keyword
 from collections import defaultdict
@@ -85,11 +86,45 @@ keyword arguments that buyerjourney passes to callbacks."""
 
 
 def _to_kind(value: StageKind | str) -> StageKind:
-    return value if isinstance(value, StageKind) else StageKind(value)
+    if isinstance(value, StageKind):
+        return value
+    try:
+        return StageKind(value)
+    except ValueError:
+        pass
+    kinds = [k.value for k in StageKind]
+    message = f"'kind' must be one of {', '.join(kinds)} (got {value!r})"
+    close = difflib.get_close_matches(value, kinds, n=1) if isinstance(value, str) else []
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    elif isinstance(value, str):
+        # Stage(name, rank, kind, ...): a team given third lands in ``kind``.
+        message += (
+            f". If {value!r} is the team that owns the stage, pass it as owner={value!r}: "
+            "the third positional argument of Stage is the kind"
+        )
+    raise ValueError(message) from None
 
 
 def _to_direction(value: Direction | str) -> Direction:
-    return value if isinstance(value, Direction) else Direction(value)
+    if isinstance(value, Direction):
+        return value
+    try:
+        return Direction(value)
+    except ValueError:
+        pass
+    directions = [d.value for d in Direction]
+    message = f"'direction' must be one of {', '.join(directions)} (got {value!r})"
+    close = difflib.get_close_matches(value, directions, n=1) if isinstance(value, str) else []
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    elif isinstance(value, str) and value.isidentifier():
+        # Transition(event, source, target, direction, guard): a guard given fourth.
+        message += (
+            f". If {value!r} is a guard, pass it as guard={value!r}: the fourth positional "
+            "argument of Transition is the direction"
+        )
+    raise ValueError(message) from None
 
 
 def _default_terminal(stage: Stage) -> bool:
@@ -164,6 +199,11 @@ class Transition:
             a (source, event) pair when guards tell them apart; the first whose
             guard passes is taken, in declaration order.
         description: What the move means, for people and diagrams.
+        bypasses_gate: Keyword only. Declares that the move goes past a gate
+            stage on purpose (a self-serve purchase that skips the sales
+            review of large accounts). The verifier reports such a bypass as
+            information (``gate-bypass-declared``) instead of the
+            ``gate-bypass`` error; it changes nothing when journeys run.
     """
 
     event: str = attrs.field(validator=_str)
@@ -172,6 +212,7 @@ class Transition:
     direction: Direction = attrs.field(default=Direction.FORWARD, converter=_to_direction)
     guard: str | None = attrs.field(default=None, validator=_opt_str)
     description: str = attrs.field(default="", validator=_str)
+    bypasses_gate: bool = attrs.field(default=False, validator=_bool, kw_only=True)
 
 
 def _name_problems(what: str, name: str) -> Iterator[Problem]:
@@ -555,7 +596,11 @@ class Funnel:
 
         Args:
             name: The new funnel's name (defaults to this one's).
-            description: The new description (defaults to this one's).
+            description: The new description. When ``None`` (the default),
+                the result keeps this funnel's description only if it keeps
+                its name: a funnel renamed with *name* gets an empty
+                description, so that it does not claim to be the preset it
+                came from. Pass ``description=funnel.description`` to keep it.
             add_stages: Stages to add; their names must be new.
             replace_stages: Stages that replace the stage of the same name,
                 keeping its position.
@@ -626,12 +671,9 @@ class Funnel:
         new_name = self.name if name is None else name
         if problems:
             raise InvalidFunnel(new_name, problems + find_problems(stages, transitions))
-        return Funnel(
-            new_name,
-            stages,
-            transitions,
-            self.description if description is None else description,
-        )
+        if description is None:
+            description = self.description if new_name == self.name else ""
+        return Funnel(new_name, stages, transitions, description)
 
 
 def _rank(stage: Stage) -> int:

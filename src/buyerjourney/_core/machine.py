@@ -18,7 +18,8 @@ The rules are exactly those of :class:`~buyerjourney.CompiledFunnel`:
   ``True`` is taken, and the guards of later ones are not called;
 * if none is taken, :class:`~buyerjourney.errors.TransitionNotAllowed` is
   raised, listing the events legal from the stage (also for unknown events and
-  from terminal stages);
+  from terminal stages); when the event is legal but every guard said no, its
+  ``refused_by`` names those guards and its message says which guard refused;
 * a backward transition sent without a reason (``None`` or blank) raises
   :class:`~buyerjourney.errors.ReasonRequired`;
 * a guard that raises or returns a non-bool raises
@@ -159,7 +160,8 @@ class FunnelMachine(StateMachine):
 
         Raises:
             TransitionNotAllowed: *event* is unknown, or not legal from the
-                current stage, or no guard let it through.
+                current stage, or every guard of its transitions said no
+                (``refused_by`` names them).
             ReasonRequired: The transition taken is backward and *reason* is
                 missing or blank.
             HookError: A guard raised or returned a non-bool.
@@ -195,7 +197,11 @@ class FunnelMachine(StateMachine):
 
     def _not_allowed(self, exc: _EngineNotAllowed) -> TransitionNotAllowed:
         event = getattr(exc.event, "id", None) or str(exc.event or "")
-        return TransitionNotAllowed(event, self.stage, self.legal_events)
+        # Nothing was taken and nothing raised: every candidate is guarded and said no.
+        refused_by = [t.guard for t in self.funnel.transitions_from(self.stage) if t.event == event]
+        return TransitionNotAllowed(
+            event, self.stage, self.legal_events, refused_by=[g for g in refused_by if g]
+        )
 
 
 # ``funnel`` is only annotated on the base class, so dir() does not list it.

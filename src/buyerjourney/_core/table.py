@@ -19,7 +19,9 @@ holds the two engines to the same outcome at every step:
   declaration order; the first whose guard is absent or returns ``True`` is
   taken, and the guards of later ones are not called;
 * if none is taken, :class:`~buyerjourney.errors.TransitionNotAllowed` is
-  raised (also for unknown events and from terminal stages);
+  raised (also for unknown events and from terminal stages); when the event
+  is legal from the stage but every guard said no, its ``refused_by`` names
+  those guards and its message says which guard refused;
 * a backward transition without a reason (``None`` or blank) raises
   :class:`~buyerjourney.errors.ReasonRequired`;
 * a guard that raises or returns a non-bool raises
@@ -154,7 +156,8 @@ class CompiledFunnel:
 
         Raises:
             TransitionNotAllowed: No transition from that stage on that event
-                lets the move through.
+                lets the move through; ``refused_by`` names the guards that
+                said no, if the event is legal from the stage.
             ReasonRequired: The transition taken is backward and *reason* is
                 missing or blank; the journey does not move.
             HookError: A guard raised or returned a non-bool.
@@ -199,7 +202,8 @@ class CompiledFunnel:
         Raises:
             UnknownStage: *stage* is not a stage of the funnel.
             TransitionNotAllowed: *event* is unknown, or not legal from *stage*,
-                or no guard let it through.
+                or every guard of its transitions said no (``refused_by``
+                names them).
             ReasonRequired: The transition taken is backward and *reason* is
                 missing or blank; the journey does not move.
             HookError: A guard raised or returned a non-bool.
@@ -226,7 +230,12 @@ class CompiledFunnel:
             event = self.event_names[event_idx]
         else:
             event = f"<event index {event_idx!r}>"
-        return TransitionNotAllowed(event, stage, self._allowed[stage_idx])
+        candidates = self.table.get((stage_idx, event_idx), ())
+        # Nothing was taken and nothing raised: every candidate is guarded and said no.
+        refused_by = [self.transitions[c[0]].guard for c in candidates]
+        return TransitionNotAllowed(
+            event, stage, self._allowed[stage_idx], refused_by=[g for g in refused_by if g]
+        )
 
 
 def compile_funnel(funnel: Funnel, hooks: Hooks | None = None) -> CompiledFunnel:
