@@ -4,8 +4,9 @@ This is the half of the verifier that needs nothing beyond the core: no
 Hypothesis, no engine. :func:`verify_structure` looks at a funnel with its
 owner rules, hooks and policy without running anything: owner rules (gaps,
 shadowed overrides, unknown teams ...), guards the hooks do not register,
-gates that a lead can bypass, gates entered without a change of owning
-team, gates that no member can accept, recycle loops with no way out,
+gates that a lead can bypass (a transition declared ``bypasses_gate`` is
+reported as information, not as a problem), gates entered without a change
+of owning team, gates that no member can accept, recycle loops with no way out,
 stages that cannot lead to a won stage, and built-in policies naming events
 or stages the funnel lacks. :func:`buyerjourney.testing.verify.verify`
 runs the same checks, then explores the pipeline with Hypothesis; both

@@ -305,7 +305,7 @@ def _pipeline_arg(
     from buyerjourney._checks import funnel_owners  # noqa: PLC0415  (keep `--help` fast)
     from buyerjourney._pipeline import default_pipeline  # noqa: PLC0415
 
-    hooks = load_hooks_module(args.hooks) if args.hooks else None
+    # Usage first, so that a usage error imports no --hooks module.
     if args.pipeline:
         if funnel_arg is not None or args.owners:
             given = "a funnel" if funnel_arg is not None else "--owners"
@@ -314,9 +314,11 @@ def _pipeline_arg(
                 f"{given} (put them in the pipeline file)"
             )
             raise CommandError(msg, usage=True)
+        hooks = load_hooks_module(args.hooks) if args.hooks else None
         return load_pipeline(args.pipeline, hooks=hooks, check_owners=check_owners)
     if funnel_arg is None:
         raise CommandError("give a funnel (FILE|PRESET) or --pipeline FILE", usage=True)
+    hooks = load_hooks_module(args.hooks) if args.hooks else None
     funnel = _load_funnel_arg(funnel_arg)
     owners: OwnerRules | None = None
     if args.owners:

@@ -1,4 +1,4 @@
-"""Definition files: funnels and owner rules as TOML or JSON documents.
+"""Definition files: funnels, owner rules and pipelines as TOML or JSON documents.
 
 ``load_funnel(path)`` reads a funnel file and ``dump_funnel(funnel, path)``
 writes one; ``loads_funnel`` and ``dumps_funnel`` do the same with text. For
@@ -17,7 +17,23 @@ written by ``tomli-w``, and TOML's limits are checked before anything is
 written: a lone surrogate or an integer beyond 64 bits is refused with its
 location, and JSON can hold either.
 
-The schema (``buyerjourney.funnel/1``), in TOML::
+``load_pipeline(path)`` and ``loads_pipeline(text)`` read a pipeline file
+(``buyerjourney.pipeline/1``): the funnel (a preset name, the path of a
+funnel file, or an inline ``[funnel]`` table), the owner rules (a path or an
+inline ``[owners]`` table), the scorer and the policy (tables with a
+``type``), and the thresholds; a key left out takes the value of
+:func:`~buyerjourney.default_pipeline`. It never runs code either: custom
+scorers and policies are installed plugins named by their entry point, and
+guards come from the :class:`~buyerjourney.Hooks` the caller passes. The
+schema is in the file-format how-to.
+
+Every reader is safe with any input: at most :data:`MAX_FILE_BYTES` are read
+from a file (so a device that never ends is refused at once), a document
+nested more than :data:`MAX_DEPTH` levels, an integer too long to convert
+and a duration too long for :class:`datetime.timedelta` are reported as
+problems, and a byte order mark at the start of a text is dropped.
+
+The funnel schema (``buyerjourney.funnel/1``), in TOML::
 
     format = "buyerjourney.funnel/1"   # required, first
     name = "seed"                      # required
@@ -76,7 +92,9 @@ Errors:
     Owner-rule files raise :class:`~buyerjourney.errors.InvalidOwnerRules`
     instead, for both kinds of problem, each a
     :class:`~buyerjourney.errors.Problem` whose message starts with the file
-    name.
+    name. Pipeline files raise :class:`~buyerjourney.errors.PipelineFormatError`
+    (a ``FunnelFormatError``) for their own problems, and the errors above for
+    the funnel and owner rules they hold or name.
 """
 
 from __future__ import annotations

@@ -19,9 +19,11 @@ The checks come in three passes.
 
 1. **Structure** (nothing runs): owner rules (gaps, shadowed overrides,
    unknown teams ...), guards the hooks do not register, gates that a lead can
-   bypass, gates entered without a change of owning team, gates that no member
-   can accept, recycle loops with no way out, stages that cannot lead to a won
-   stage, and built-in policies naming events or stages the funnel lacks.
+   bypass (unless the transition declares ``bypasses_gate``: then the bypass
+   is a finding of severity info), gates entered without a change of owning
+   team, gates that no member can accept, recycle loops with no way out,
+   stages that cannot lead to a won stage, and built-in policies naming
+   events or stages the funnel lacks.
    These checks live in :mod:`buyerjourney._checks`, which needs no
    Hypothesis (``buyerjourney verify --structure-only`` runs them alone).
    What :class:`~buyerjourney.Funnel` itself rejects when it is built
