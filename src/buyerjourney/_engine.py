@@ -221,7 +221,7 @@ class Engine:
         self._touch_ids: set[str] = set()
         self._records: list[Record] = []
         self._records_view: tuple[Record, ...] | None = None
-        self._deadlines: list[tuple[tuple[datetime, str], str, datetime]] = []
+        self._deadlines: list[_Deadline] = []
         self._clock: datetime | None = None
         self.store = store
         """Where every operation is stored durably (``None``: in memory only)."""
@@ -253,14 +253,15 @@ class Engine:
             self._touches = by_lead
         times = [r.at for r in records] + [t.at for t in stored.touches]
         self._clock = max(times) if times else None
-        for lead_id, journey in self._journeys.items():
-            if journey.escalated:
-                continue
-            entered = journey.stages[journey.stage].entered
-            deadline = lifecycle.sla_deadline(self.funnel, journey.stage, entered)
-            if deadline is not None:
-                key = lifecycle.escalation_order(deadline, lead_id)
-                heapq.heappush(self._deadlines, (key, journey.stage, entered))
+        for journey in self._journeys.values():
+            for entry in _deadlines(self.funnel, journey, journey.stages[journey.stage].entered):
+                sla = entry[3]
+                if (sla == lifecycle.STAGE_SLA and not journey.escalated) or (
+                    sla == lifecycle.ACCEPTANCE_SLA
+                    and journey.pending_acceptance
+                    and not journey.acceptance_escalated
+                ):
+                    heapq.heappush(self._deadlines, entry)
 
     # ------------------------------------------------------------------ reading
 
@@ -675,14 +676,17 @@ class Engine:
         self._check_clock(at, "advance", given)
         out: list[Record] = []
         while self._deadlines and self._deadlines[0][0][0] <= at:
-            (deadline, lead_id), stage, entered = heapq.heappop(self._deadlines)
+            key, stage, entered, sla = heapq.heappop(self._deadlines)
+            deadline, lead_id = key[0], key[1]
             journey = self._journeys[lead_id]
-            if (
-                journey.stage != stage
-                or journey.escalated
-                or journey.stages[stage].entered != entered
-            ):
+            if journey.stage != stage or journey.stages[stage].entered != entered:
+                continue  # the journey left that visit
+            if sla == lifecycle.STAGE_SLA and journey.escalated:
                 continue
+            if sla == lifecycle.ACCEPTANCE_SLA and (
+                not journey.pending_acceptance or journey.acceptance_escalated
+            ):
+                continue  # answered in time, or already escalated
             pending = _Pending(self)
             pending.add(
                 lifecycle.escalation(
@@ -692,6 +696,7 @@ class Engine:
                     entered=entered,
                     deadline=deadline,
                     team=journey.owner,
+                    sla=sla,
                 )
             )
             out.extend(pending.commit())
@@ -834,6 +839,39 @@ class Engine:
 
 
 _ZERO = Score(0.0)
+
+_Deadline = tuple[tuple[Any, ...], str, datetime, str]
+"""A heap entry: (escalation order key, stage, when the visit began, which SLA)."""
+
+
+def _deadlines(funnel: Funnel, journey: Journey, at: datetime) -> list[_Deadline]:
+    """The SLA deadlines of the visit *journey* began at *at* (its stage's, and a gate's).
+
+    Raises:
+        InvalidTouch: A deadline falls outside the calendar.
+    """
+    stage = journey.stage
+    entered = journey.stages[stage].entered
+    out: list[_Deadline] = []
+    try:
+        deadline = lifecycle.sla_deadline(funnel, stage, entered)
+        waiting = (
+            lifecycle.acceptance_deadline(funnel, stage, entered)
+            if journey.pending_acceptance
+            else None
+        )
+    except OverflowError:
+        raise InvalidTouch(
+            "at", at, f"a time whose SLA deadlines in {stage!r} stay within the calendar"
+        ) from None
+    for when, sla in ((deadline, lifecycle.STAGE_SLA), (waiting, lifecycle.ACCEPTANCE_SLA)):
+        if when is not None:
+            out.append(
+                (lifecycle.escalation_order(when, journey.lead_id, sla), stage, entered, sla)
+            )
+    return out
+
+
 _DEFER_LIMIT = 2_000
 """How many ingested touches :meth:`Engine.ingest` stores per transaction at most."""
 
@@ -858,8 +896,8 @@ class _Pending:
         self.journeys: dict[str, Journey] = {}
         self.seq = len(engine._records)
         """The place in the log of the next record."""
-        self.deadlines: dict[str, tuple[tuple[datetime, str], str, datetime]] = {}
-        """The SLA deadline of the stage each journey entered last in this operation."""
+        self.deadlines: dict[str, list[_Deadline]] = {}
+        """The SLA deadlines of the stage each journey entered last in this operation."""
         self.touches: list[Touch] = []
         """The touch the operation applies, kept with its records in the store."""
         self.persisted = False
@@ -875,18 +913,7 @@ class _Pending:
         current = self.journeys.get(lead_id, self.engine._journeys.get(lead_id))
         journey = apply(self.engine.funnel, current, record)
         if record.kind.enters_stage:
-            entered = journey.stages[journey.stage].entered
-            try:
-                deadline = lifecycle.sla_deadline(self.engine.funnel, journey.stage, entered)
-            except OverflowError:
-                raise InvalidTouch(
-                    "at",
-                    record.at,
-                    f"a time whose SLA deadline in {journey.stage!r} stays within the calendar",
-                ) from None
-            if deadline is not None:
-                key = lifecycle.escalation_order(deadline, lead_id)
-                self.deadlines[lead_id] = (key, journey.stage, entered)
+            self.deadlines[lead_id] = _deadlines(self.engine.funnel, journey, record.at)
         self.journeys[lead_id] = journey
         self.records.append(record)
         self.seq += 1
@@ -930,9 +957,10 @@ class _Pending:
         self.persist()
         engine._records.extend(self.records)
         engine._journeys.update(self.journeys)
-        for lead_id, entry in self.deadlines.items():
-            if engine._journeys[lead_id].stage == entry[1]:
-                heapq.heappush(engine._deadlines, entry)
+        for lead_id, entries in self.deadlines.items():
+            for entry in entries:
+                if engine._journeys[lead_id].stage == entry[1]:
+                    heapq.heappush(engine._deadlines, entry)
         failures: list[tuple[object, Record, Exception]] = []
         for record in self.records:
             if engine._clock is None or record.at > engine._clock:

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from buyerjourney._core.calendar import WorkingCalendar
 from buyerjourney._core.graph import reach
 from buyerjourney.errors import InvalidFunnel, Problem, UnknownStage
 
@@ -137,6 +138,15 @@ def _check_sla(_: object, attribute: attrs.Attribute[Any], value: timedelta | No
         raise ValueError(msg)
 
 
+def _opt_calendar(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, WorkingCalendar):
+        msg = (
+            f"'{attribute.name}' must be a WorkingCalendar or None (got {value!r} that is a "
+            f"{type(value).__name__})"
+        )
+        raise TypeError(msg)
+
+
 def _check_rank(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         msg = f"'{attribute.name}' must be an int (got {value!r} that is a {type(value).__name__})"
@@ -169,6 +179,13 @@ class Stage:
         gate: Whether entering this stage needs the receiving team to accept
             the handoff (like Sales Accepted Lead). A gate stage needs a
             backward transition out: rejection recycles the lead along it.
+        accept_sla: Keyword only. How long the receiving team has to accept
+            or reject a journey waiting in this gate; the clock stops when it
+            answers (``sla`` is the time in the stage, a separate SLA).
+        sla_calendar: Keyword only. The :class:`~buyerjourney.WorkingCalendar`
+            in which ``sla`` is counted (``None``: around the clock).
+        accept_calendar: Keyword only. The calendar in which ``accept_sla`` is
+            counted (``None``: around the clock).
     """
 
     name: str = attrs.field(validator=_str)
@@ -182,6 +199,28 @@ class Stage:
         default=attrs.Factory(_default_terminal, takes_self=True), validator=_bool
     )
     gate: bool = attrs.field(default=False, validator=_bool)
+    accept_sla: timedelta | None = attrs.field(default=None, validator=_check_sla, kw_only=True)
+    sla_calendar: WorkingCalendar | None = attrs.field(
+        default=None, validator=_opt_calendar, kw_only=True
+    )
+    accept_calendar: WorkingCalendar | None = attrs.field(
+        default=None, validator=_opt_calendar, kw_only=True
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.accept_sla is not None and not self.gate:
+            msg = (
+                f"stage {self.name!r} has an accept_sla but is not a gate: only a gate waits "
+                "for the receiving team to accept; set gate=True, or use sla= for the "
+                "time in the stage"
+            )
+            raise ValueError(msg)
+        if self.sla_calendar is not None and self.sla is None:
+            msg = f"stage {self.name!r} has an sla_calendar but no sla to count in it"
+            raise ValueError(msg)
+        if self.accept_calendar is not None and self.accept_sla is None:
+            msg = f"stage {self.name!r} has an accept_calendar but no accept_sla to count in it"
+            raise ValueError(msg)
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from buyerjourney._core import lifecycle
 from buyerjourney._core._values import frozen_mapping
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.records import Record, RecordKind
@@ -65,6 +66,8 @@ class Journey:
         pending_acceptance: Whether the journey is in a gate stage waiting for
             the receiving team to accept or reject the handoff.
         escalated: Whether the SLA of the current visit was already escalated.
+        acceptance_escalated: Whether the acceptance SLA of the gate the
+            journey waits in was already escalated.
         created: When the journey started.
         updated: The time of the latest state-changing record.
         version: How many state-changing records were folded in (refusals
@@ -84,6 +87,7 @@ class Journey:
     pending_acceptance: bool = False
     escalated: bool = False
     version: int = 1
+    acceptance_escalated: bool = False
 
     def time_in(self, stage: str, at: datetime) -> timedelta:
         """Cumulative time in *stage* up to *at*, including an open visit."""
@@ -96,8 +100,7 @@ class Journey:
 
     def deadline(self, funnel: Funnel) -> datetime | None:
         """When the current visit breaches the stage's SLA (``None`` without an SLA)."""
-        sla = funnel.stage(self.stage).sla
-        return None if sla is None else self.stages[self.stage].entered + sla
+        return lifecycle.sla_deadline(funnel, self.stage, self.stages[self.stage].entered)
 
 
 def _move(funnel: Funnel, journey: Journey, target: str, at: datetime) -> dict[str, Any]:
@@ -122,6 +125,7 @@ def _move(funnel: Funnel, journey: Journey, target: str, at: datetime) -> dict[s
         "highest": highest,
         "pending_acceptance": new.gate,
         "escalated": False,
+        "acceptance_escalated": False,
     }
 
 
@@ -177,7 +181,10 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
     elif kind is RecordKind.ACCEPTED:
         changes["pending_acceptance"] = False
     elif kind is RecordKind.ESCALATION:
-        changes["escalated"] = True
+        if record.data.get("sla") == lifecycle.ACCEPTANCE_SLA:
+            changes["acceptance_escalated"] = True
+        else:
+            changes["escalated"] = True
     # THRESHOLD and REJECTED change nothing but the version: the transition
     # that follows a rejection is a record of its own.
     return _evolve(journey, changes)

@@ -26,6 +26,7 @@ from buyerjourney._core.funnel import Direction, Funnel, Transition
 from buyerjourney._core.records import Actor, Record, RecordKind
 
 __all__ = [
+    "ACCEPTANCE_SLA",
     "ALREADY_IN",
     "AWAITS_ACCEPTANCE",
     "AWAITS_ANSWER",
@@ -33,9 +34,12 @@ __all__ = [
     "NO_JOURNEY",
     "OVERRIDE_NEEDS_REASON",
     "OWNED_BY",
+    "PAST_ACCEPT_SLA",
     "PAST_SLA",
     "POLICY_ACTOR_PREFIX",
     "REJECTION_NEEDS_REASON",
+    "STAGE_SLA",
+    "acceptance_deadline",
     "accepted",
     "breakdown_rows",
     "created",
@@ -63,7 +67,12 @@ AWAITS_ANSWER = "stage {stage!r} waits for the receiving team to accept or rejec
 """Why a person's ``send`` is refused while a handoff waits for acceptance."""
 
 PAST_SLA = "in {stage!r} since {entered}, past its SLA"
-"""The reason of an ESCALATION record (*entered* in ISO format)."""
+"""The reason of an ESCALATION record of the time in a stage (*entered* in ISO format)."""
+
+PAST_ACCEPT_SLA = (
+    "waiting in {stage!r} since {entered} for the receiving team, past its acceptance SLA"
+)
+"""The reason of an ESCALATION record of a gate's acceptance SLA."""
 
 NO_JOURNEY = "no journey exists for this lead"
 """Why an action on a lead without a journey is refused."""
@@ -107,15 +116,45 @@ def crossings(thresholds: Iterable[float], old: float, new: float) -> Iterator[t
             yield limit, new >= limit
 
 
+STAGE_SLA = "stage"
+"""The SLA on the time a journey spends in a stage (``Stage.sla``)."""
+
+ACCEPTANCE_SLA = "acceptance"
+"""The SLA on the time a gate waits for the receiving team to answer (``Stage.accept_sla``)."""
+
+
 def sla_deadline(funnel: Funnel, stage: str, entered: datetime) -> datetime | None:
-    """When a visit of *stage* entered at *entered* breaches the stage's SLA (``None``: no SLA)."""
-    sla: timedelta | None = funnel.stage(stage).sla
-    return None if sla is None else entered + sla
+    """When a visit of *stage* entered at *entered* breaches the stage's SLA (``None``: no SLA).
+
+    Counted in the stage's ``sla_calendar`` (working time) when it has one.
+    """
+    definition = funnel.stage(stage)
+    sla: timedelta | None = definition.sla
+    if sla is None:
+        return None
+    if definition.sla_calendar is not None:
+        return definition.sla_calendar.add(entered, sla)
+    return entered + sla
 
 
-def escalation_order(deadline: datetime, lead_id: str) -> tuple[datetime, str]:
-    """The sort key of escalations: by deadline, then by lead id (deterministic replay)."""
-    return deadline, lead_id
+def acceptance_deadline(funnel: Funnel, stage: str, since: datetime) -> datetime | None:
+    """By when the receiving team must accept or reject a journey waiting in *stage* since *since*.
+
+    ``None`` when the stage has no ``accept_sla``; counted in its
+    ``accept_calendar`` when it has one. The clock stops when the team answers.
+    """
+    definition = funnel.stage(stage)
+    within: timedelta | None = definition.accept_sla
+    if within is None:
+        return None
+    if definition.accept_calendar is not None:
+        return definition.accept_calendar.add(since, within)
+    return since + within
+
+
+def escalation_order(deadline: datetime, lead_id: str, sla: str = STAGE_SLA) -> tuple[Any, ...]:
+    """The sort key of escalations: by deadline, then lead id, then the stage SLA first."""
+    return deadline, lead_id, 0 if sla == STAGE_SLA else 1
 
 
 def recycle_transitions(funnel: Funnel) -> Mapping[str, Transition]:
@@ -290,9 +329,26 @@ def handoff(
 
 
 def escalation(
-    lead_id: str, seq: int, *, stage: str, entered: datetime, deadline: datetime, team: str
+    lead_id: str,
+    seq: int,
+    *,
+    stage: str,
+    entered: datetime,
+    deadline: datetime,
+    team: str,
+    sla: str = STAGE_SLA,
 ) -> Record:
-    """A visit of *stage* passed its SLA; dated at its *deadline*."""
+    """A visit of *stage* passed its SLA (*sla*: the stage's, or a gate's acceptance SLA).
+
+    Dated at its *deadline*; ``data`` holds the deadline, when the clock
+    started and, for an acceptance SLA only, ``"sla": "acceptance"`` (so logs
+    written before acceptance SLAs existed read the same).
+    """
+    data = {"deadline": deadline.isoformat(), "entered": entered.isoformat()}
+    text = PAST_SLA
+    if sla == ACCEPTANCE_SLA:
+        data["sla"] = ACCEPTANCE_SLA
+        text = PAST_ACCEPT_SLA
     return _record(
         lead_id=lead_id,
         seq=seq,
@@ -300,8 +356,8 @@ def escalation(
         kind=RecordKind.ESCALATION,
         source=stage,
         to_team=team,
-        reason=PAST_SLA.format(stage=stage, entered=entered.isoformat()),
-        data={"deadline": deadline.isoformat(), "entered": entered.isoformat()},
+        reason=text.format(stage=stage, entered=entered.isoformat()),
+        data=data,
     )
 
 

@@ -318,6 +318,17 @@ def compile_plan(pipeline: Pipeline) -> Compiled:
         reference.append(
             f"the owner rules are {_a(pipeline.owners)}, not {_exactly('OwnerRules')}: {_REFERENCE}"
         )
+    for stage in pipeline.funnel.stages:
+        kept = [
+            name
+            for name in ("accept_sla", "sla_calendar", "accept_calendar")
+            if getattr(stage, name) is not None
+        ]
+        if kept:
+            reference.append(
+                f"stage {stage.name!r} has {' and '.join(kept)}: the vectorised lifecycle "
+                f"knows only the time-in-stage SLA around the clock, so {_REFERENCE}"
+            )
     found: list[float] = []
     if pipeline.policy is not None:
         reference += _policy_problems(pipeline.policy, (), found)
