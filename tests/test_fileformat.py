@@ -370,7 +370,10 @@ def test_unknown_stage_key_suggests_the_right_one() -> None:
     document["stages"][2]["intial"] = True
     message = single_problem(document, "stages[2].intial")
     assert 'unknown key "intial"' in message
-    assert "name, rank, kind, owner, initial, terminal, gate, sla, description" in message
+    assert (
+        "name, rank, kind, owner, initial, terminal, gate, sla, sla_calendar, accept_sla, "
+        "accept_calendar, description" in message
+    )
     assert 'did you mean "initial"?' in message
 
 

@@ -122,7 +122,7 @@ EXPECTED_LOG: list[Row] = [
      None, None, None, None),
     (28, "L2", 9, "scored", "system", "", None, None, None, None, None, 60.0, "t7"),
     (29, "L2", 9, "refused", "policy:by_touch_kind",
-     "event 'win' is not allowed from stage 'lead' (or no guard let it through); "
+     "event 'win' is not allowed from stage 'lead'; "
      "allowed events there: qualify, lose", "win", "lead", None, None, None, None, "t7"),
     (30, "L1", 10, "transition", "mia (marketing)", "", "qualify", "lead", "sql", None, None,
      None, None),

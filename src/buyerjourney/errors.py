@@ -234,8 +234,8 @@ class TransitionNotAllowed(BuyerJourneyError, ValueError):
             )
         elif self.allowed:
             message = (
-                f"event {event!r} is not allowed from stage {stage!r} (or no guard let it "
-                f"through); allowed events there: {', '.join(self.allowed)}"
+                f"event {event!r} is not allowed from stage {stage!r}; "
+                f"allowed events there: {', '.join(self.allowed)}"
             )
         else:
             message = f"event {event!r} is not allowed: stage {stage!r} has no way out"

@@ -115,6 +115,7 @@ import attrs
 import tomli_w
 
 from buyerjourney import presets
+from buyerjourney._core.calendar import WorkingCalendar
 from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
 from buyerjourney._core.owners import (
     BUILTIN_TEAMS,
@@ -200,8 +201,12 @@ _STAGE_KEYS: Final = (
     "terminal",
     "gate",
     "sla",
+    "sla_calendar",
+    "accept_sla",
+    "accept_calendar",
     "description",
 )
+_CALENDAR_KEYS: Final = ("timezone", "days", "start", "end", "holidays")
 _TRANSITION_KEYS: Final = (
     "event",
     "source",
@@ -564,7 +569,15 @@ def _funnel_toml(document: Mapping[str, Any]) -> str:
     parts = [tomli_w.dumps(scalars)]
     for key, tables in document.items():
         if isinstance(tables, list):
-            parts.extend(f"\n[[{key}]]\n" + tomli_w.dumps(table) for table in tables)
+            for table in tables:
+                flat = {k: v for k, v in table.items() if not isinstance(v, dict)}
+                parts.append(f"\n[[{key}]]\n" + tomli_w.dumps(flat))
+                # a table inside a stage (a working calendar) belongs to that stage
+                parts.extend(
+                    f"\n[{key}.{name}]\n" + tomli_w.dumps(sub)
+                    for name, sub in table.items()
+                    if isinstance(sub, dict)
+                )
     return "".join(parts)
 
 
@@ -744,6 +757,53 @@ def _join(location: str, key: str | int) -> str:
     return f"{location}.{key}" if location else key
 
 
+def _is_days(value: object) -> bool:
+    return isinstance(value, list) and all(_is_int(d) and 0 <= d <= 6 for d in value)
+
+
+def _is_clock(value: object) -> bool:
+    if isinstance(value, time) and value.tzinfo is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        time.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _clock(value: time | str) -> time:
+    return value if isinstance(value, time) else time.fromisoformat(value)
+
+
+def _is_dates(value: object) -> bool:
+    if not isinstance(value, list):
+        return False
+    for item in value:
+        if isinstance(item, datetime) or not isinstance(item, (date, str)):
+            return False
+        if isinstance(item, str):
+            try:
+                date.fromisoformat(item)
+            except ValueError:
+                return False
+    return True
+
+
+def _day(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _calendar_document(calendar: WorkingCalendar) -> dict[str, Any]:
+    out: dict[str, Any] = {"timezone": calendar.timezone, "days": list(calendar.days)}
+    out["start"] = calendar.start.isoformat(timespec="minutes")
+    out["end"] = calendar.end.isoformat(timespec="minutes")
+    if calendar.holidays:
+        out["holidays"] = [d.isoformat() for d in sorted(calendar.holidays)]
+    return out
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -884,6 +944,38 @@ class _Reader:
         )
         return default
 
+    def calendar(self, table: Mapping[str, Any], location: str, key: str) -> WorkingCalendar | None:
+        """The working calendar ``table[key]`` (an inline table), or ``None`` if absent."""
+        if key not in table:
+            return None
+        loc = _join(location, key)
+        inner = self.table(table[key], loc, _CALENDAR_KEYS, "a working calendar")
+        if inner is None:
+            return None
+        fields: dict[str, Any] = {}
+        zone = self.value(inner, loc, "timezone", "a time zone name like 'Europe/Berlin'", _is_str)
+        if zone is not None:
+            fields["timezone"] = zone
+        days = self.value(
+            inner, loc, "days", "an array of weekday numbers, 0 (Monday) to 6", _is_days
+        )
+        if days is not None:
+            fields["days"] = tuple(days)
+        for end in ("start", "end"):
+            raw = self.value(inner, loc, end, 'a time of day such as "09:00"', _is_clock)
+            if raw is not None:
+                fields[end] = _clock(raw)
+        holidays = self.value(
+            inner, loc, "holidays", 'an array of dates such as "2024-12-25"', _is_dates
+        )
+        if holidays is not None:
+            fields["holidays"] = tuple(_day(d) for d in holidays)
+        try:
+            return WorkingCalendar(**fields)
+        except (TypeError, ValueError) as exc:
+            self.report(loc, str(exc))
+            return None
+
     def duration(self, table: Mapping[str, Any], location: str, key: str) -> timedelta | None:
         expected = f"an ISO-8601 duration string {_DURATION_EXAMPLES}"
         raw = self.value(table, location, key, expected, _is_str, nullable=True)
@@ -985,6 +1077,9 @@ class _Reader:
             for key in ("initial", "terminal", "gate")
         }
         sla = self.duration(table, location, "sla")
+        accept_sla = self.duration(table, location, "accept_sla")
+        sla_calendar = self.calendar(table, location, "sla_calendar")
+        accept_calendar = self.calendar(table, location, "accept_calendar")
         description = self.value(table, location, "description", "a string", _is_str)
 
         def build() -> Stage:
@@ -999,6 +1094,9 @@ class _Reader:
                 initial=bool(flags["initial"]),
                 terminal=kind.is_exit if terminal is None else terminal,
                 gate=bool(flags["gate"]),
+                accept_sla=accept_sla,
+                sla_calendar=sla_calendar,
+                accept_calendar=accept_calendar,
             )
 
         return build
@@ -1082,6 +1180,12 @@ def _stage_document(stage: Stage) -> dict[str, Any]:
         out["gate"] = True
     if stage.sla is not None:
         out["sla"] = _format_duration(stage.sla)
+    if stage.sla_calendar is not None:
+        out["sla_calendar"] = _calendar_document(stage.sla_calendar)
+    if stage.accept_sla is not None:
+        out["accept_sla"] = _format_duration(stage.accept_sla)
+    if stage.accept_calendar is not None:
+        out["accept_calendar"] = _calendar_document(stage.accept_calendar)
     if stage.description:
         out["description"] = stage.description
     return out
