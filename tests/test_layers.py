@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core faces", ("buyerjourney.scoring", "buyerjourney.policies", "buyerjourney.presets")),
     ("engine", ("buyerjourney._engine", "buyerjourney._report")),
     ("pipeline", ("buyerjourney._pipeline",)),
+    ("analytics", ("buyerjourney._analytics", "buyerjourney.analytics")),
     ("bulk", ("buyerjourney.bulk",)),
     ("adapters", ("buyerjourney._adapters",)),
     ("checks", ("buyerjourney._checks",)),

@@ -22,6 +22,7 @@ import buyerjourney
 PUBLIC_MODULES = [
     "buyerjourney",
     "buyerjourney.errors",
+    "buyerjourney.analytics",
     "buyerjourney.presets",
     "buyerjourney.scoring",
     "buyerjourney.policies",
@@ -156,6 +157,7 @@ EXPECTED_TOP_LEVEL = sorted(
 # Faces re-export what private modules define; the others define what they export.
 FACES = {
     "buyerjourney",
+    "buyerjourney.analytics",
     "buyerjourney.scoring",
     "buyerjourney.policies",
     "buyerjourney.bulk",
