@@ -125,7 +125,6 @@ def test_a_resumed_engine_keeps_the_acceptance_deadline() -> None:
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ({"accept_sla": timedelta(hours=1), "gate": False}, "not a gate"),
         ({"sla_calendar": WorkingCalendar()}, "no sla"),
         ({"accept_calendar": WorkingCalendar(), "gate": True}, "no accept_sla"),
     ],
@@ -149,3 +148,18 @@ def test_the_bulk_path_leaves_such_funnels_to_the_engine() -> None:
     engine.ingest(touches)
     assert list(replay(pipeline, touches).records()) == list(engine.records)
     assert any(r.kind is RecordKind.ESCALATION for r in engine.records)
+
+
+def test_an_acceptance_sla_where_no_lead_waits_is_a_funnel_problem() -> None:
+    from buyerjourney import InvalidFunnel  # noqa: PLC0415
+
+    stages = [
+        Stage("a", 10, owner="marketing", initial=True, accept_sla=timedelta(hours=1)),
+        Stage("b", 20, kind="won", owner="sales", terminal=True),
+    ]
+    with pytest.raises(InvalidFunnel) as info:
+        Funnel("f", stages, [Transition("go", "a", "b")])
+    assert [p.code for p in info.value.problems] == ["accept-sla-unused"]
+    assert "not a gate" in str(info.value)
+    # with acceptance after handoffs, any stage may wait
+    Funnel("f", stages, [Transition("go", "a", "b")], acceptance="handoff")

@@ -112,6 +112,10 @@ CODES: Final[Mapping[str, str]] = MappingProxyType(
         "gate-bypass-unused": "a transition declared bypasses_gate skips no gate",
         "gate-no-handoff": "a transition into a gate keeps the same owning team",
         "gate-nobody-accepts": "no member holds a team that owns a gate",
+        "handoff-without-recycle": (
+            "with acceptance after handoffs, a stage a lead is handed off at has no backward "
+            "transition, so the receiving team can only accept there"
+        ),
         "no-way-out": "a recycle loop of stages from which no terminal stage is reachable",
         "no-won-stage": "the funnel has no won stage",
         "no-path-to-won": "an open stage from which no won stage is reachable",
@@ -595,8 +599,15 @@ class Structure:
                 )
 
     def check_gates(self) -> None:
-        """Gates a lead can bypass, entered without a handoff, or that nobody can accept."""
+        """Gates a lead can bypass, entered without a handoff, or that nobody can accept.
+
+        With the funnel's ``acceptance="handoff"`` gates mean nothing: the
+        check is then that a lead can be rejected wherever it is handed off.
+        """
         funnel = self.funnel
+        if funnel.acceptance == "handoff":
+            self._check_handoff_acceptance()
+            return
         gates = [s for s in funnel.stages if s.gate]
         for gate in gates:
             self._check_bypass(gate, gates)
@@ -691,10 +702,38 @@ class Structure:
                 where_transition(t),
                 f"{label(t)} enters gate {gate.name!r} but the owning team stays {before!r}: "
                 "the team would accept its own lead, and no handoff is recorded. Give the "
-                "gate the receiving team, or make it an ordinary stage.",
+                "gate the receiving team, make it an ordinary stage, or let acceptance "
+                "follow the handoff (the funnel's acceptance='handoff').",
                 example,
             )
             return
+
+    def _check_handoff_acceptance(self) -> None:
+        recycles = {t.source for t in self.funnel.transitions if t.direction is Direction.BACKWARD}
+        for t in self.funnel.transitions:
+            if t.target in recycles:
+                continue
+            for profile in self.profiles:
+                before = self.owner(t.source, profile)
+                after = self.owner(t.target, profile)
+                if before is None or after is None or before == after:
+                    continue
+                example = [*self.path_to(t.source), label(t)]
+                example.append(
+                    f"a lead with attributes {fmt_attributes(profile)} is handed from "
+                    f"{before!r} to {after!r} in {t.target!r}"
+                )
+                self.add(
+                    "handoff-without-recycle",
+                    Severity.WARNING,
+                    where_transition(t),
+                    f"{label(t)} hands leads to {after!r} in {t.target!r}, which has no "
+                    f"backward transition: {after!r} can accept them there but not reject "
+                    f"them. Add a backward transition out of {t.target!r} if rejecting "
+                    "should recycle the lead.",
+                    example,
+                )
+                break
 
     def _check_gate_members(self, gate: Stage) -> None:
         members = self.owners.members

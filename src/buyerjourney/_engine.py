@@ -568,7 +568,10 @@ class Engine:
         journey, at = self._waiting_handoff(lead_id, "reject", actor, at)
         if not isinstance(reason, str) or not reason.strip():
             self._refuse(lead_id, "reject", actor, at, lifecycle.REJECTION_NEEDS_REASON)
-        recycle = self._recycle[journey.stage]
+        recycle = self._recycle.get(journey.stage)
+        if recycle is None:
+            stage = journey.stage
+            self._refuse(lead_id, "reject", actor, at, lifecycle.NO_RECYCLE.format(stage=stage))
         pending = _Pending(self)
         journey = pending.add(
             lifecycle.rejected(

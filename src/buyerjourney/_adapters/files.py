@@ -191,7 +191,7 @@ _SUFFIXES: Final[Mapping[str, FileFormat]] = {".toml": "toml", ".json": "json"}
 _TOML_INT_MIN: Final = -(2**63)
 _TOML_INT_MAX: Final = 2**63 - 1
 
-_TOP_KEYS: Final = ("format", "name", "description", "stages", "transitions")
+_TOP_KEYS: Final = ("format", "name", "description", "acceptance", "stages", "transitions")
 _STAGE_KEYS: Final = (
     "name",
     "rank",
@@ -1001,6 +1001,13 @@ class _Reader:
             self.format_key(top)
         name = self.value(top, "", "name", "a string", _is_str, required="a funnel document")
         description = self.value(top, "", "description", "a string", _is_str)
+        acceptance = self.value(
+            top,
+            "",
+            "acceptance",
+            '"stage" (accept at gate stages) or "handoff" (accept after every handoff)',
+            lambda v: v in ("stage", "handoff"),
+        )
         stages = self.array(top, "stages", required=True)
         transitions = self.array(top, "transitions", required=False)
         stage_builders = [self.stage(item, _join("stages", i)) for i, item in enumerate(stages)]
@@ -1014,6 +1021,7 @@ class _Reader:
                 [b() for b in stage_builders],
                 [b() for b in transition_builders],
                 description or "",
+                acceptance=acceptance or "stage",
             )
 
         return build
@@ -1160,6 +1168,8 @@ def _to_document(funnel: Funnel) -> dict[str, Any]:
     document: dict[str, Any] = {"format": SCHEMA, "name": funnel.name}
     if funnel.description:
         document["description"] = funnel.description
+    if funnel.acceptance != "stage":
+        document["acceptance"] = funnel.acceptance
     document["stages"] = [_stage_document(s) for s in funnel.stages]
     if funnel.transitions:
         document["transitions"] = [_transition_document(t) for t in funnel.transitions]

@@ -15,7 +15,7 @@ import keyword
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -180,8 +180,11 @@ class Stage:
             the handoff (like Sales Accepted Lead). A gate stage needs a
             backward transition out: rejection recycles the lead along it.
         accept_sla: Keyword only. How long the receiving team has to accept
-            or reject a journey waiting in this gate; the clock stops when it
-            answers (``sla`` is the time in the stage, a separate SLA).
+            or reject a journey waiting in this stage (a gate, or any stage a
+            lead is handed off at when the funnel's ``acceptance`` is
+            ``"handoff"``); the clock stops when it answers (``sla`` is the
+            time in the stage, a separate SLA). On a stage where no lead ever
+            waits it is reported by ``find_problems`` (``accept-sla-unused``).
         sla_calendar: Keyword only. The :class:`~buyerjourney.WorkingCalendar`
             in which ``sla`` is counted (``None``: around the clock).
         accept_calendar: Keyword only. The calendar in which ``accept_sla`` is
@@ -208,13 +211,6 @@ class Stage:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.accept_sla is not None and not self.gate:
-            msg = (
-                f"stage {self.name!r} has an accept_sla but is not a gate: only a gate waits "
-                "for the receiving team to accept; set gate=True, or use sla= for the "
-                "time in the stage"
-            )
-            raise ValueError(msg)
         if self.sla_calendar is not None and self.sla is None:
             msg = f"stage {self.name!r} has an sla_calendar but no sla to count in it"
             raise ValueError(msg)
@@ -522,6 +518,19 @@ def _check_items(kind: type) -> Any:
     return check
 
 
+Acceptance = Literal["stage", "handoff"]
+"""Where receiving teams accept leads: at gate stages, or after every handoff."""
+
+
+def _check_acceptance(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in ("stage", "handoff"):
+        msg = (
+            f"'{attribute.name}' must be 'stage' (accept at gate stages) or 'handoff' (accept "
+            f"after every handoff) (got {value!r})"
+        )
+        raise ValueError(msg)
+
+
 @attrs.frozen
 class Funnel:
     """A validated funnel: stages and the legal transitions between them.
@@ -535,6 +544,13 @@ class Funnel:
         stages: The stages, in any order.
         transitions: The legal moves, in priority order for guarded events.
         description: What the funnel models.
+        acceptance: Keyword only. Where a receiving team accepts a lead:
+            ``"stage"`` (the default) at the gate stages, whoever handed the
+            lead over and wherever; ``"handoff"`` after every handoff,
+            wherever it happens (an owner rule that hands enterprise leads to
+            sales at MQL makes sales accept them there), and gate flags then
+            mean nothing. A lead waiting after a handoff at a stage with no
+            backward transition cannot be rejected, only accepted.
     """
 
     name: str = attrs.field(validator=_str)
@@ -543,6 +559,7 @@ class Funnel:
         converter=_as_transitions, validator=_check_items(Transition)
     )
     description: str = attrs.field(default="", validator=_str)
+    acceptance: Acceptance = attrs.field(default="stage", validator=_check_acceptance, kw_only=True)
     _by_name: Mapping[str, Stage] = attrs.field(init=False, eq=False, hash=False, repr=False)
     _outgoing: Mapping[str, tuple[Transition, ...]] = attrs.field(
         init=False, eq=False, hash=False, repr=False
@@ -550,6 +567,18 @@ class Funnel:
 
     def __attrs_post_init__(self) -> None:
         problems = find_problems(self.stages, self.transitions)
+        if self.acceptance == "stage":
+            problems += [
+                Problem(
+                    "accept-sla-unused",
+                    f"stage {s.name!r} has an accept_sla but no lead ever waits there: it is "
+                    "not a gate; set gate=True, use sla= for the time in the stage, or set "
+                    "the funnel's acceptance='handoff'",
+                    s.name,
+                )
+                for s in self.stages
+                if s.accept_sla is not None and not s.gate
+            ]
         if problems:
             raise InvalidFunnel(self.name, problems)
         object.__setattr__(self, "_by_name", {s.name: s for s in self.stages})
@@ -626,6 +655,7 @@ class Funnel:
         add_transitions: Iterable[Transition] = (),
         replace_transitions: Iterable[Transition] = (),
         remove_transitions: Iterable[str | Transition] = (),
+        acceptance: Acceptance | None = None,
     ) -> Funnel:
         """Return a new funnel with stages and transitions added, replaced or removed.
 
@@ -650,6 +680,7 @@ class Funnel:
                 source, event and guard, keeping its priority.
             remove_transitions: Event names (every transition of that event) or
                 exact transitions to remove.
+            acceptance: The new funnel's ``acceptance`` (defaults to this one's).
 
         Raises:
             InvalidFunnel: The result has problems, or a change names a stage
@@ -712,7 +743,13 @@ class Funnel:
             raise InvalidFunnel(new_name, problems + find_problems(stages, transitions))
         if description is None:
             description = self.description if new_name == self.name else ""
-        return Funnel(new_name, stages, transitions, description)
+        return Funnel(
+            new_name,
+            stages,
+            transitions,
+            description,
+            acceptance=self.acceptance if acceptance is None else acceptance,
+        )
 
 
 def _rank(stage: Stage) -> int:

@@ -123,7 +123,7 @@ def _move(funnel: Funnel, journey: Journey, target: str, at: datetime) -> dict[s
         "stage": target,
         "stages": MappingProxyType(stages),
         "highest": highest,
-        "pending_acceptance": new.gate,
+        "pending_acceptance": lifecycle.waits_after_move(funnel, target),
         "escalated": False,
         "acceptance_escalated": False,
     }
@@ -152,7 +152,7 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
             updated=record.at,
             attributes=record.data.get("attributes", {}),
             stages={record.target: StageTime(entered=record.at, first_entered=record.at)},
-            pending_acceptance=funnel.stage(record.target).gate,
+            pending_acceptance=lifecycle.waits_after_move(funnel, record.target),
         )
     kind = record.kind
     if kind is RecordKind.REFUSED:
@@ -178,6 +178,8 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
         if record.from_team != journey.owner or record.to_team is None:
             raise CorruptLog(record, f"hands off from {record.from_team!r}, not {journey.owner!r}")
         changes["owner"] = record.to_team
+        if lifecycle.waits_after_handoff(funnel):
+            changes["pending_acceptance"] = True
     elif kind is RecordKind.ACCEPTED:
         changes["pending_acceptance"] = False
     elif kind is RecordKind.ESCALATION:

@@ -32,6 +32,7 @@ __all__ = [
     "AWAITS_ANSWER",
     "NOTHING_TO_ANSWER",
     "NO_JOURNEY",
+    "NO_RECYCLE",
     "OVERRIDE_NEEDS_REASON",
     "OWNED_BY",
     "PAST_ACCEPT_SLA",
@@ -56,6 +57,8 @@ __all__ = [
     "sla_deadline",
     "threshold",
     "transition",
+    "waits_after_handoff",
+    "waits_after_move",
 ]
 
 # ---------------------------------------------------------------- reason texts
@@ -79,6 +82,9 @@ NO_JOURNEY = "no journey exists for this lead"
 
 NOTHING_TO_ANSWER = "no handoff is waiting for acceptance"
 """Why an accept or reject is refused when nothing waits."""
+
+NO_RECYCLE = "stage {stage!r} has no backward transition to recycle a rejected lead along"
+"""Why a reject is refused where the funnel gives a rejected lead nowhere to go."""
 
 REJECTION_NEEDS_REASON = "a rejection needs a reason"
 """Why a reject without a reason is refused."""
@@ -158,14 +164,30 @@ def escalation_order(deadline: datetime, lead_id: str, sla: str = STAGE_SLA) -> 
 
 
 def recycle_transitions(funnel: Funnel) -> Mapping[str, Transition]:
-    """For every gate stage, the backward transition a rejection takes (validated to exist)."""
-    return {
-        s.name: next(
-            t for t in funnel.transitions_from(s.name) if t.direction is Direction.BACKWARD
-        )
-        for s in funnel.stages
-        if s.gate
-    }
+    """The backward transition a rejection takes, for every stage a lead may wait in.
+
+    With ``acceptance="stage"`` those are the gates (validated to have one);
+    with ``"handoff"``, every stage that has a backward transition (a lead
+    waiting elsewhere can only be accepted).
+    """
+    out: dict[str, Transition] = {}
+    for stage in funnel.stages:
+        if funnel.acceptance == "stage" and not stage.gate:
+            continue
+        back = [t for t in funnel.transitions_from(stage.name) if t.direction is Direction.BACKWARD]
+        if back:
+            out[stage.name] = back[0]
+    return out
+
+
+def waits_after_move(funnel: Funnel, stage: str) -> bool:
+    """Whether entering *stage* makes the journey wait for the receiving team (a gate)."""
+    return funnel.acceptance == "stage" and funnel.stage(stage).gate
+
+
+def waits_after_handoff(funnel: Funnel) -> bool:
+    """Whether a handoff makes the journey wait for the receiving team to accept."""
+    return funnel.acceptance == "handoff"
 
 
 def breakdown_rows(items: Iterable[Any]) -> tuple[tuple[Any, ...], ...]:

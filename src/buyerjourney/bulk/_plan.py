@@ -318,6 +318,11 @@ def compile_plan(pipeline: Pipeline) -> Compiled:
         reference.append(
             f"the owner rules are {_a(pipeline.owners)}, not {_exactly('OwnerRules')}: {_REFERENCE}"
         )
+    if pipeline.funnel.acceptance != "stage":
+        reference.append(
+            f"the funnel's acceptance is {pipeline.funnel.acceptance!r}: the vectorised "
+            f"lifecycle knows only acceptance at gate stages, so {_REFERENCE}"
+        )
     for stage in pipeline.funnel.stages:
         kept = [
             name
