@@ -36,6 +36,7 @@ INGEST = textwrap.dedent(
                     policy=pipeline.policy, thresholds=pipeline.thresholds, store=store)
     with open(sys.argv[2], encoding="utf-8") as lines:
         touches = [Touch.from_dict(json.loads(line)) for line in lines]
+    print("ready", flush=True)
     for start in range(0, len(touches), 250):
         engine.ingest(touches[start : start + 250])
     store.close()
@@ -86,13 +87,16 @@ def test_sigkill_at_random_points_then_resume_equals_a_clean_run(tmp_path: Path)
     for _ in range(KILLS):
         proc = subprocess.Popen(
             [sys.executable, "-c", INGEST, str(db), str(stream)],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
+            text=True,
         )
-        time.sleep(rng.uniform(0.2, 1.5))
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ready": imported, store opened, about to ingest
+        time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)
         with SQLiteStore(db) as store:
             stored = store.load()
         # a prefix of the clean log, made of whole operations: never a torn one
@@ -108,7 +112,7 @@ def test_sigkill_at_random_points_then_resume_equals_a_clean_run(tmp_path: Path)
         check=True,
         timeout=300,
     )
-    assert finished.stdout.strip() == "done"
+    assert finished.stdout.split() == ["ready", "done"]
     with SQLiteStore(db) as store:
         resumed = _engine(store)
         assert resumed.records == clean.records  # type: ignore[attr-defined]
