@@ -398,7 +398,8 @@ def test_an_sla_past_the_year_9999_is_quarantined_as_the_engine_does() -> None:
     report = engine.ingest(touches)
     assert [q.position for q in report.quarantined] == [0, 1]  # each would start the journey
     assert "calendar" in report.quarantined[0].reason
-    assert engine.records == () and engine.rebuild() == dict(engine.journeys) == {}
+    assert engine.records == ()
+    assert engine.rebuild() == dict(engine.journeys) == {}
     result = replay(pipeline, touches)
     assert list(result.records()) == list(engine.records)
     assert [q.position for q in result.quarantined] == [0, 1]
