@@ -26,14 +26,14 @@ message texts.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import attrs
 
 from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
-from buyerjourney._core.graph import reach, shortest_paths
 from buyerjourney._core.owners import Condition, OwnerRules
 from buyerjourney._core.policies import (
     AllOf,
@@ -51,9 +51,12 @@ __all__ = [
     "CODES",
     "DEFAULT_BUDGET",
     "STANDARD_PROFILES",
+    "Coverage",
+    "CoverageCounter",
     "Finding",
     "Hints",
     "MissingGuards",
+    "PathTree",
     "Severity",
     "Structure",
     "VerificationReport",
@@ -206,6 +209,8 @@ class VerificationReport:
         budget: The budget the verification ran with.
         explored: Whether the behavioural passes (model and engine
             exploration) ran; ``False`` for the structural checks alone.
+        coverage: The stages and transitions the engine runs reached, with
+            counts, or ``None`` when nothing ran.
     """
 
     funnel: str
@@ -213,6 +218,7 @@ class VerificationReport:
     examples: int = 0
     budget: int = DEFAULT_BUDGET
     explored: bool = True
+    coverage: Coverage | None = None
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -262,6 +268,8 @@ class VerificationReport:
             )
         else:
             head = f"verification of funnel {self.funnel!r} (structure only): {counts}"
+        if self.coverage is not None:
+            head += f"\n{self.coverage}"
         if not self.findings:
             return head + "\nno problem found"
         return "\n".join([head, *map(str, self.findings)])
@@ -278,7 +286,256 @@ class VerificationReport:
             "budget": self.budget,
             "explored": self.explored,
             "findings": [f.to_dict() for f in self.findings],
+            "coverage": None if self.coverage is None else self.coverage.to_dict(),
         }
+
+
+# ---------------------------------------------------------------- linear walks
+
+
+class PathTree:
+    """Shortest paths from one stage, kept as a breadth-first tree: linear in the funnel.
+
+    :func:`buyerjourney._core.graph.shortest_paths` gives every stage its
+    whole path as a tuple, which on a chain of *n* stages costs *n*\u00b2/2;
+    the structural checks only ever need a few of those paths, so this walk
+    keeps each stage's last move and depth, and rebuilds a path when asked.
+    Ties go to the move found first, exactly as in ``shortest_paths``.
+
+    Args:
+        moves: The moves out of a stage, such as ``funnel.transitions_from``;
+            called once per stage reached.
+        start: Where every path starts.
+        avoid: Stages the paths never enter.
+        usable: If given, only the moves for which it is true are taken.
+    """
+
+    def __init__(
+        self,
+        moves: Callable[[str], Iterable[Transition]],
+        start: str,
+        *,
+        avoid: Collection[str] = (),
+        usable: Callable[[Transition], bool] | None = None,
+    ) -> None:
+        self.last: dict[str, Transition | None] = {start: None}
+        self.depth: dict[str, int] = {start: 0}
+        queue = deque([start])
+        while queue:
+            stage = queue.popleft()
+            for move in moves(stage):
+                target = move.target
+                if target in self.last or target in avoid:
+                    continue
+                if usable is not None and not usable(move):
+                    continue
+                self.last[target] = move
+                self.depth[target] = self.depth[stage] + 1
+                queue.append(target)
+
+    def __contains__(self, stage: object) -> bool:
+        return stage in self.last
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.last)
+
+    def path(self, stage: str) -> tuple[Transition, ...]:
+        """The moves from the start to *stage* (empty for the start or a stage not reached)."""
+        steps: list[Transition] = []
+        move = self.last.get(stage)
+        while move is not None:
+            steps.append(move)
+            move = self.last[move.source]
+        return tuple(reversed(steps))
+
+
+def _backward_reach(funnel: Funnel, targets: Iterable[str]) -> set[str]:
+    """The stages from which one of *targets* can be reached (them included), in one walk."""
+    incoming: dict[str, list[str]] = {}
+    for t in funnel.transitions:
+        incoming.setdefault(t.target, []).append(t.source)
+    seen = set(targets)
+    queue = deque(seen)
+    while queue:
+        for source in incoming.get(queue.popleft(), ()):
+            if source not in seen:
+                seen.add(source)
+                queue.append(source)
+    return seen
+
+
+def _components(funnel: Funnel, stages: Sequence[str]) -> dict[str, int]:
+    """The strongly connected component of each of *stages* (Tarjan's, iteratively).
+
+    Moves to stages not in *stages* are ignored.
+    """
+    among = set(stages)
+    idents = 0
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    component: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    counter = 0
+    for root in stages:
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[Transition]]] = []
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work.append((root, iter(funnel.transitions_from(root))))
+        while work:
+            node, moves = work[-1]
+            advanced = False
+            for move in moves:
+                target = move.target
+                if target not in among:
+                    continue
+                if target not in index:
+                    index[target] = low[target] = counter
+                    counter += 1
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(funnel.transitions_from(target))))
+                    advanced = True
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component[member] = idents
+                    if member == node:
+                        break
+                idents += 1
+    return component
+
+
+# ---------------------------------------------------------------- coverage
+
+
+def _frozen_counts(counts: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(counts))
+
+
+@attrs.frozen
+class Coverage:
+    """Which stages and transitions explored runs reached, and how often.
+
+    A stage counts as reached when a lead is created in it or enters it by a
+    transition of the funnel; a stage set by hand (``override``) says nothing
+    about what the funnel lets leads reach, so it does not count.
+
+    Attributes:
+        stages: Each stage of the funnel with the number of times a lead
+            entered it (0: never), in the funnel's order.
+        transitions: Each transition, labelled ``"event: source -> target"``
+            (as in examples), with the number of times a lead took it.
+        reachable: The stages a lead can reach from the initial stage
+            (guards aside): what a thorough exploration reaches.
+        runs: How many runs (examples, shrinking included) were counted.
+    """
+
+    stages: Mapping[str, int] = attrs.field(converter=_frozen_counts)
+    transitions: Mapping[str, int] = attrs.field(converter=_frozen_counts)
+    reachable: tuple[str, ...] = ()
+    runs: int = 0
+
+    @property
+    def reached(self) -> tuple[str, ...]:
+        """The stages some lead entered."""
+        return tuple(name for name, count in self.stages.items() if count)
+
+    @property
+    def unreached(self) -> tuple[str, ...]:
+        """The reachable stages no lead entered."""
+        return tuple(name for name in self.reachable if not self.stages.get(name))
+
+    @property
+    def untaken(self) -> tuple[str, ...]:
+        """The transitions no lead took."""
+        return tuple(name for name, count in self.transitions.items() if not count)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every reachable stage was reached."""
+        return not self.unreached
+
+    def __str__(self) -> str:
+        taken = sum(1 for count in self.transitions.values() if count)
+        text = (
+            f"coverage: {len(self.reached)}/{len(self.reachable)} reachable stages, "
+            f"{taken}/{len(self.transitions)} transitions in {self.runs} runs"
+        )
+        if self.unreached:
+            text += f"; never reached: {', '.join(self.unreached)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The coverage as a JSON-ready dict."""
+        return {
+            "runs": self.runs,
+            "stages": dict(self.stages),
+            "transitions": dict(self.transitions),
+            "reached": list(self.reached),
+            "unreached": list(self.unreached),
+            "untaken": list(self.untaken),
+            "complete": self.complete,
+        }
+
+
+class CoverageCounter:
+    """Counts the stages and transitions in the logs of runs, for a :class:`Coverage`.
+
+    Args:
+        funnel: The funnel the runs ran on.
+    """
+
+    def __init__(self, funnel: Funnel) -> None:
+        self.funnel = funnel
+        self.stages: dict[str, int] = dict.fromkeys(funnel.stage_names, 0)
+        self._labels: dict[tuple[str, str, str], str] = {}
+        for t in funnel.transitions:
+            self._labels.setdefault((t.source, t.event, t.target), label(t))
+        self.transitions: dict[str, int] = dict.fromkeys(self._labels.values(), 0)
+        self.runs = 0
+
+    def add(self, records: Iterable[Any]) -> None:
+        """Count one run's log (records with ``kind``, ``source``, ``event`` and ``target``).
+
+        Args:
+            records: The records of the run, in order.
+        """
+        self.runs += 1
+        for record in records:
+            kind = getattr(record.kind, "value", record.kind)
+            if kind == "created" and record.target in self.stages:
+                self.stages[record.target] += 1
+            elif kind == "transition" and record.target in self.stages:
+                self.stages[record.target] += 1
+                key = self._labels.get((record.source, record.event, record.target))
+                if key is not None:
+                    self.transitions[key] += 1
+
+    def result(self) -> Coverage:
+        """The coverage counted so far."""
+        funnel = self.funnel
+        reachable = PathTree(funnel.transitions_from, funnel.initial.name)
+        return Coverage(
+            self.stages,
+            self.transitions,
+            tuple(n for n in funnel.stage_names if n in reachable),
+            self.runs,
+        )
 
 
 # ---------------------------------------------------------------- labels
@@ -481,7 +738,7 @@ class Structure:
         self.missing = [g for g in funnel.guards if g not in hooks.guards]
         self.owner_problems = owners.problems(funnel)
         self.findings: dict[tuple[str, str], Finding] = {}
-        self.paths = shortest_paths(funnel.transitions_from, funnel.initial.name)
+        self.paths = PathTree(funnel.transitions_from, funnel.initial.name)
         self.trapped: set[str] = set()
         self.declared_bypasses: set[Transition] = set()
 
@@ -509,7 +766,12 @@ class Structure:
             self.findings[key] = Finding(code, severity, what, where, tuple(example))
 
     def report(
-        self, *, examples: int = 0, budget: int = DEFAULT_BUDGET, explored: bool = True
+        self,
+        *,
+        examples: int = 0,
+        budget: int = DEFAULT_BUDGET,
+        explored: bool = True,
+        coverage: Coverage | None = None,
     ) -> VerificationReport:
         """The findings so far as a report, errors first.
 
@@ -517,9 +779,12 @@ class Structure:
             examples: How many runs were explored.
             budget: The budget of the exploration.
             explored: Whether the behavioural passes ran.
+            coverage: What the engine runs reached.
         """
         findings = sorted(self.findings.values(), key=lambda f: _SEVERITY_ORDER[f.severity])
-        return VerificationReport(self.funnel.name, tuple(findings), examples, budget, explored)
+        return VerificationReport(
+            self.funnel.name, tuple(findings), examples, budget, explored, coverage
+        )
 
     def owner(self, stage: str, attributes: Mapping[str, Any]) -> str | None:
         """The team owning *stage* for a lead, or ``None`` where the rules have a gap.
@@ -539,7 +804,7 @@ class Structure:
         Args:
             stage: The stage to reach.
         """
-        return [label(t) for t in self.paths.get(stage, ())]
+        return [label(t) for t in self.paths.path(stage)]
 
     # ------------------------------------------------------------ the checks
 
@@ -636,7 +901,7 @@ class Structure:
         bypass using none of them is an error.
         """
         funnel = self.funnel
-        forward = reach(
+        forward = PathTree(
             funnel.transitions_from, gate.name, usable=lambda t: t.direction is Direction.FORWARD
         )
         behind = {
@@ -645,7 +910,7 @@ class Structure:
             if not funnel.stage(name).kind.is_exit and funnel.stage(name).rank > gate.rank
         }
         avoid = frozenset(g.name for g in gates if g.rank <= gate.rank)
-        everywhere = shortest_paths(funnel.transitions_from, funnel.initial.name, avoid=avoid)
+        everywhere = PathTree(funnel.transitions_from, funnel.initial.name, avoid=avoid)
         for t in funnel.transitions:
             if not t.bypasses_gate or t.source not in everywhere or t.source in behind:
                 continue
@@ -658,20 +923,20 @@ class Structure:
                     f"{label(t)} takes leads to {t.target!r} past gate {gate.name!r}, "
                     "declared on purpose (bypasses_gate): the receiving team does not "
                     "accept these leads.",
-                    [*(label(step) for step in everywhere[t.source]), label(t)],
+                    [*(label(step) for step in everywhere.path(t.source)), label(t)],
                 )
-        paths = shortest_paths(
+        paths = PathTree(
             funnel.transitions_from,
             funnel.initial.name,
             avoid=avoid,
             usable=lambda t: not t.bypasses_gate,
         )
         bypassed = sorted(
-            (name for name in behind if name in paths), key=lambda n: (len(paths[n]), n)
+            (name for name in behind if name in paths), key=lambda n: (paths.depth[n], n)
         )
         if not bypassed:
             return
-        path = paths[bypassed[0]]
+        path = paths.path(bypassed[0])
         crossing = path[-1]
         guard = f", when guard {crossing.guard!r} passes" if crossing.guard else ""
         self.add(
@@ -758,18 +1023,25 @@ class Structure:
     def check_loops(self) -> None:
         """Loops of stages from which no terminal stage can be reached."""
         funnel = self.funnel
-        reached = {name: reach(funnel.transitions_from, name) for name in funnel.stage_names}
-        terminal = {s.name for s in funnel.stages if s.terminal}
-        stuck = [n for n in funnel.stage_names if not reached[n] & terminal]
-        seen: set[str] = set()
+        terminal = [s.name for s in funnel.stages if s.terminal]
+        finishing = _backward_reach(funnel, terminal)
+        stuck = [n for n in funnel.stage_names if n not in finishing]
+        # Every move out of a stuck stage leads to a stuck stage. A loop is reported once,
+        # at its component, unless it leads into a closed loop further on (reported there).
+        of = _components(funnel, stuck)
+        open_ends = {
+            of[name]
+            for name in stuck
+            for t in funnel.transitions_from(name)
+            if of[t.target] != of[name]
+        }
+        groups: dict[int, list[str]] = {}
         for name in stuck:
-            if name in seen:
+            groups.setdefault(of[name], []).append(name)
+        for ident, members in groups.items():
+            if ident in open_ends:
                 continue
-            component = {m for m in reached[name] if name in reached[m]}
-            seen |= component
-            if any(not reached[m] <= component for m in component):
-                continue  # leads into a closed loop further on, reported there
-            members = [n for n in funnel.stage_names if n in component]
+            component = set(members)
             self.trapped |= component
             open_kind = any(funnel.stage(m).kind is StageKind.OPEN for m in members)
             self.add(
@@ -794,10 +1066,11 @@ class Structure:
                 f"funnel {funnel.name!r} has no won stage (kind='won'): no lead can ever buy",
             )
             return
+        winning = _backward_reach(funnel, won)
         for stage in funnel.stages:
             if stage.kind is not StageKind.OPEN or stage.name in self.trapped:
                 continue
-            if not reach(funnel.transitions_from, stage.name) & won:
+            if stage.name not in winning:
                 self.add(
                     "no-path-to-won",
                     Severity.WARNING,

@@ -74,6 +74,7 @@ from buyerjourney._checks import (
     DEFAULT_BUDGET,
     Finding,
     MissingGuards,
+    PathTree,
     Severity,
     Structure,
     VerificationReport,
@@ -86,7 +87,6 @@ from buyerjourney._checks import (
     where_transition,
 )
 from buyerjourney._core.funnel import Funnel, Transition
-from buyerjourney._core.graph import reach, shortest_paths
 from buyerjourney._core.lifecycle import policy_actor
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Policy
@@ -502,7 +502,7 @@ class _Verification(Structure):
                 self._note_model_move(t, profile)
                 yield t
 
-        self.observer.reached |= reach(moves, self.funnel.initial.name)
+        self.observer.reached |= set(PathTree(moves, self.funnel.initial.name))
 
     def _note_model_move(self, t: Transition, profile: Mapping[str, Any]) -> None:
         before = self.owner(t.source, profile)
@@ -887,7 +887,7 @@ class _Verification(Structure):
                     f"every transition of event {event!r} is guarded by {guards}, never true "
                     "on any lead tried: sending it is always refused",
                 )
-        live = shortest_paths(
+        live = PathTree(
             funnel.transitions_from,
             funnel.initial.name,
             usable=lambda t: t.guard is None or t.guard not in unavailable,
@@ -910,7 +910,7 @@ class _Verification(Structure):
             )
         self._check_handoffs(explored_by, live)
 
-    def _check_handoffs(self, explored_by: str, live: Mapping[str, tuple[Transition, ...]]) -> None:
+    def _check_handoffs(self, explored_by: str, live: PathTree) -> None:
         funnel = self.funnel
         allowed: dict[tuple[str, str, str, str], tuple[Transition, dict[str, Any]]] = {}
         for t in funnel.transitions:
