@@ -8,13 +8,16 @@ project, and walk a funnel's graph a number of times linear in its size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
+from hypothesis import settings
+from hypothesis.errors import InvalidArgument
 
-from buyerjourney import Funnel, Stage, Transition
-from buyerjourney._checks import verify_structure
+from buyerjourney import Funnel, Stage, Transition, presets
+from buyerjourney._checks import DEFAULT_BUDGET, Coverage, verify_structure
 from buyerjourney._core.funnel import Funnel as CoreFunnel
+from buyerjourney._pipeline import default_pipeline
+from buyerjourney.testing import pipeline_machine, run_pipeline_machine
+from buyerjourney.testing.harness import BUILTIN_RULES
 
 
 def chain(n: int, *, trial: bool = False) -> Funnel:
@@ -51,7 +54,7 @@ def chain(n: int, *, trial: bool = False) -> Funnel:
 
 
 @pytest.fixture
-def walks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every call of ``Funnel.transitions_from`` (one step of a graph walk), by stage."""
     calls: list[str] = []
     original = CoreFunnel.transitions_from
@@ -61,7 +64,7 @@ def walks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return original(self, stage)
 
     monkeypatch.setattr(CoreFunnel, "transitions_from", spy)
-    yield calls
+    return calls
 
 
 def test_the_structural_checks_walk_a_long_chain_a_linear_number_of_times(
@@ -89,3 +92,65 @@ def test_loops_and_won_paths_are_still_found_on_a_long_chain() -> None:
     (loop,) = report.by_code("no-way-out")
     assert loop.where == "stages limbo_a, limbo_b"
     assert loop.example[-1].startswith("drift: s3 -> limbo_a")
+
+
+# ---------------------------------------------------------------- the harness
+
+
+DEEP_FUNNELS = {
+    "seed": presets.seed,
+    "hubspot": presets.hubspot_lifecycle,
+    "waterfall": presets.demand_waterfall,
+    "chain10 with a trial": lambda: chain(10, trial=True),
+}
+
+
+def run_harness(funnel: Funnel, examples: int = DEFAULT_BUDGET, **options: object) -> Coverage:
+    machine = pipeline_machine(default_pipeline(funnel), **options)  # type: ignore[arg-type]
+    chosen = settings(
+        machine.TestCase.settings, max_examples=examples, derandomize=True, database=None
+    )
+    coverage = run_pipeline_machine(machine, settings=chosen)
+    assert coverage is not None
+    return coverage
+
+
+@pytest.mark.parametrize("name", list(DEEP_FUNNELS))
+def test_the_harness_reaches_every_reachable_stage_at_the_default_budget(name: str) -> None:
+    coverage = run_harness(DEEP_FUNNELS[name]())
+    assert coverage.complete, str(coverage)
+    assert coverage.runs >= DEFAULT_BUDGET
+
+
+def test_the_harness_reports_stages_and_transitions_with_counts() -> None:
+    funnel = presets.demand_waterfall()
+    coverage = run_harness(funnel, examples=10)
+    assert list(coverage.stages) == list(funnel.stage_names)
+    assert coverage.stages["inquiry"] > 0
+    assert "qualify: inquiry -> mql" in coverage.transitions
+    data = coverage.to_dict()
+    assert data["runs"] == coverage.runs
+    assert data["stages"] == dict(coverage.stages)
+    assert set(data) >= {"stages", "transitions", "reached", "unreached", "complete"}
+    assert str(coverage).startswith("coverage: ")
+
+
+def test_switched_off_rules_are_not_run() -> None:
+    machine = pipeline_machine(presets.seed(), disabled=["walk", "send", "override"])
+    rules = {r.function.__name__ for r in machine.setup_state().rules}
+    assert not rules & {"walk", "send", "override"}
+    assert "ingest" in rules
+
+
+def test_switched_off_invariants_are_not_checked() -> None:
+    machine = pipeline_machine(presets.seed(), disabled=["rebuild_equals_live_state"])
+    names = {i.function.__name__ for i in machine.setup_state().invariants}
+    assert "rebuild_equals_live_state" not in names
+    assert "log_is_append_only" in names
+    run_harness(presets.seed(), examples=5, disabled=["rebuild_equals_live_state"])
+
+
+def test_switching_off_an_unknown_rule_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="not built-in rules"):
+        pipeline_machine(presets.seed(), disabled=["no_such_rule"])
+    assert "walk" in BUILTIN_RULES

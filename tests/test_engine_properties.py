@@ -221,9 +221,10 @@ def test_own_invariants_run_and_shrink_to_a_short_program() -> None:
     with pytest.raises(AssertionError, match="a lead is lost") as info:
         run_pipeline_machine(NobodyIsLost, settings=shrinking)
     steps = [n for n in info.value.__notes__ if n.startswith("state.") and not n.endswith("()")]
-    # usually one touch of kind "lose", which makes a journey and loses it at once
+    # usually one touch of kind "lose", which makes a journey and loses it at once, or a
+    # touch and a walk (the steering rule) that takes the lead to 'lost'
     assert 1 <= len(steps) <= 5
-    assert "'lose'" in steps[-1]
+    assert "'lose'" in steps[-1] or steps[-1].startswith("state.walk(")
 
 
 # ---------------------------------------------------------------- the harness's own API

@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -91,7 +92,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Literal, TypeAlias, cast
 
 import attrs
-from hypothesis import Phase
+from hypothesis import Phase, target
 from hypothesis import settings as Settings  # noqa: N812  (the class, beside `settings=` arguments)
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -104,7 +105,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from buyerjourney._core.funnel import Direction, Funnel
+from buyerjourney._checks import Coverage, CoverageCounter
+from buyerjourney._core.funnel import Direction, Funnel, Transition
 from buyerjourney._core.journey import Journey, apply
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Decision, Policy
@@ -130,6 +132,7 @@ from buyerjourney.testing.strategies import (
 )
 
 __all__ = [
+    "BUILTIN_RULES",
     "DEFAULT_LEADS",
     "DEFAULT_STEPS",
     "GENERIC_TOUCH_KINDS",
@@ -159,6 +162,28 @@ DEFAULT_STEPS = 30
 
 UNKNOWN_STAGE = "no_such_stage"
 """A stage name the override rule tries now and then; no funnel of the harness has it."""
+
+BUILTIN_RULES: tuple[str, ...] = (
+    "ingest",
+    "ingest_duplicate",
+    "ingest_late",
+    "send",
+    "accept",
+    "reject",
+    "override",
+    "advance",
+    "walk",
+    "no_illegal_transitions",
+    "one_known_owner_per_journey",
+    "handoff_iff_owner_changes",
+    "highest_stage_never_goes_down",
+    "rebuild_equals_live_state",
+    "log_is_append_only",
+    "sla_breaches_are_escalated",
+    "same_operations_same_log",
+)
+"""The rules and invariants of :class:`PipelineMachine` that :attr:`~PipelineMachine.disabled`
+may name."""
 
 _REASONS: tuple[str, ...] = ("", "   ", "checked with the buyer")
 _BACKENDS: tuple[str, ...] = ("table", "statemachine")
@@ -425,6 +450,33 @@ class _Plan:
         )
 
 
+def _disable(cls: type[PipelineMachine], names: object) -> None:
+    """Switch off the built-in rules and invariants *names* on *cls*.
+
+    Each is replaced by a plain method that calls the original (so a
+    subclass may still call it) but carries no Hypothesis marker.
+    """
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        msg = f"{cls.__name__}.disabled must be a tuple of rule names (got {names!r})"
+        raise InvalidArgument(msg)
+    unknown = [n for n in names if n not in BUILTIN_RULES]
+    if unknown:
+        msg = (
+            f"{cls.__name__}.disabled names {unknown!r}, not built-in rules of "
+            f"PipelineMachine; choose among {', '.join(BUILTIN_RULES)}"
+        )
+        raise InvalidArgument(msg)
+    for name in names:
+        original = getattr(PipelineMachine, name)
+
+        def switched_off(self: PipelineMachine, *args: Any, _f: Any = original, **kw: Any) -> Any:
+            return _f(self, *args, **kw)
+
+        switched_off.__name__ = name
+        switched_off.__doc__ = f"{original.__doc__} (switched off: not run by Hypothesis)"
+        setattr(cls, name, switched_off)
+
+
 def _drawn(field: str) -> st.SearchStrategy[Any]:
     """Draw from the strategy *field* of the running machine's plan."""
     return st.runner().flatmap(lambda machine: getattr(machine.plan, field))
@@ -520,6 +572,9 @@ class PipelineMachine(RuleBasedStateMachine):
             to skip the check).
         steps: Steps per example of the ``TestCase``, or ``None`` for the
             loaded profile's ``stateful_step_count``.
+        disabled: Names of built-in rules and invariants (see
+            :data:`BUILTIN_RULES`) to switch off, such as ``("override",
+            "ingest_late")``.
 
     For rules and invariants of your own, use :attr:`engine`, :attr:`records`,
     :attr:`now`, :attr:`operations`, :attr:`oracle` and :meth:`perform`
@@ -541,9 +596,14 @@ class PipelineMachine(RuleBasedStateMachine):
     backend: ClassVar[Backend] = "table"
     replay_backends: ClassVar[tuple[Backend, ...]] = ("table",)
     steps: ClassVar[int | None] = DEFAULT_STEPS
+    disabled: ClassVar[tuple[str, ...]] = ()
+
+    _coverage_counter: ClassVar[CoverageCounter | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _disable(cls, cls.__dict__.get("disabled", ()))
+        cls._coverage_counter = None
         for name in ("scorer", "policy", "owners"):
             value = cls.__dict__.get(name)
             if inspect.isfunction(value):
@@ -611,6 +671,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self._folded: dict[str, Journey] = {}
         self._seen: tuple[Record, ...] = ()
         self._highest: dict[str, str] = {}
+        self._entered: set[str] = set()
         plan = type(self)._plan()
         if plan is not None:
             self._set_up(plan)
@@ -653,6 +714,40 @@ class PipelineMachine(RuleBasedStateMachine):
                 policy = _TwicePolicy("policy", plan.policy_name, policy, notes)
             pipeline = attrs.evolve(pipeline, hooks=hooks, scorer=scorer, policy=policy)
         return pipeline.engine(backend=backend)
+
+    # ------------------------------------------------------------ coverage
+
+    @classmethod
+    def coverage(cls) -> Coverage | None:
+        """What the runs of this class reached so far, or ``None`` before any run.
+
+        :func:`run_pipeline_machine` returns the coverage of its own runs;
+        this is every run of the class (a ``TestCase`` run by pytest too).
+        With a strategy of funnels, the coverage is that of the first funnel
+        drawn.
+        """
+        counter = cls.__dict__.get("_coverage_counter")
+        return None if counter is None else counter.result()
+
+    @classmethod
+    def reset_coverage(cls) -> None:
+        """Forget the coverage counted so far."""
+        cls._coverage_counter = None
+
+    def teardown(self) -> None:
+        """Count this run's log in the class's coverage (and target distinct stages)."""
+        plan = getattr(self, "plan", None)
+        if plan is not None:
+            cls = type(self)
+            counter = cls.__dict__.get("_coverage_counter")
+            if counter is None:
+                counter = CoverageCounter(plan.funnel)
+                cls._coverage_counter = counter
+            if counter.funnel is plan.funnel:
+                counter.add(self.engine.records)
+            with contextlib.suppress(InvalidArgument):  # outside a Hypothesis test
+                target(float(len(self._entered)), label="distinct stages entered")
+        super().teardown()
 
     # ------------------------------------------------------------ for subclasses
 
@@ -718,6 +813,9 @@ class PipelineMachine(RuleBasedStateMachine):
         if self._hook_notes:
             raise AssertionError("\n".join(self._hook_notes))
         outcome = Outcome(operation, tuple(self.engine.records[count:]), error)
+        for record in outcome.records:
+            if record.kind in (RecordKind.CREATED, RecordKind.TRANSITION) and record.target:
+                self._entered.add(record.target)
         self._operations.append(operation)
         if isinstance(operation, Touch) and error is None:
             self._ingested.append(operation)
@@ -886,6 +984,55 @@ class PipelineMachine(RuleBasedStateMachine):
     def advance(self, gap: timedelta) -> None:
         """Let time pass: SLAs breached by then are escalated."""
         self.perform(Advance(self.now + gap))
+
+    @precondition(_has_journeys)
+    @rule(lead=_current("lead"), moves=st.integers(1, 8), rnd=st.randoms(use_true_random=False))
+    def walk(self, lead: str, moves: int, rnd: random.Random) -> None:
+        """Move a lead up to *moves* steps toward stages this run has not reached.
+
+        Each step is an ordinary checked operation: the owning team accepts a
+        waiting handoff, or sends an event leaving the journey's stage,
+        preferring a forward one (toward the won stages) into a stage not
+        entered yet in this run, then any forward one, then any; one step
+        in eight takes an exit not entered yet instead (lost, churned).
+        *rnd* (drawn by Hypothesis, so the same on every replay) picks
+        among equals. Without this
+        rule most runs stay in the first stages of a long funnel. It stops at the first refusal.
+        """
+        for _ in range(moves):
+            journey = self.engine.journeys.get(lead)
+            if journey is None:
+                return
+            actor = Actor(PEOPLE[0], journey.owner)
+            if journey.pending_acceptance:
+                operation: Operation = Action("accept", lead, self.now, actor)
+            else:
+                move = self._steer(journey.stage, rnd)
+                if move is None:
+                    return
+                operation = Action(
+                    "send", lead, self.now, actor, event=move.event, reason=_REASONS[-1]
+                )
+            if self.perform(operation).refused:
+                return
+
+    def _steer(self, stage: str, rnd: random.Random) -> Transition | None:
+        """The move out of *stage* that best heads toward unreached stages, or ``None``."""
+        funnel = self.plan.funnel
+        out = funnel.transitions_from(stage)
+        if not out:
+            return None
+        forward = [
+            t
+            for t in out
+            if t.direction is Direction.FORWARD and not funnel.stage(t.target).kind.is_exit
+        ]
+        new = [t for t in out if t.target not in self._entered]
+        exits = [t for t in new if funnel.stage(t.target).kind.is_exit]
+        if exits and rnd.random() < 1 / 8:
+            return rnd.choice(exits)
+        pool = [t for t in forward if t in new] or forward or new or list(out)
+        return rnd.choice(pool)
 
     # ------------------------------------------------------------ invariants
 
@@ -1098,6 +1245,7 @@ def pipeline_machine(
     leads: Sequence[str] | None = None,
     max_gap: timedelta | None = None,
     replay_backends: Sequence[Backend] | None = None,
+    disabled: Sequence[str] | None = None,
     name: str | None = None,
 ) -> type[PipelineMachine]:
     """Build a :class:`PipelineMachine` subclass for a funnel or a whole pipeline.
@@ -1124,6 +1272,8 @@ def pipeline_machine(
         leads: See :attr:`PipelineMachine.leads`.
         max_gap: See :attr:`PipelineMachine.max_gap`.
         replay_backends: See :attr:`PipelineMachine.replay_backends`.
+        disabled: Built-in rules and invariants to switch off, by name (see
+            :data:`BUILTIN_RULES`), such as ``["override"]``.
         name: The class name (default from the funnel's name, e.g.
             ``SeedPipelineMachine``).
 
@@ -1160,6 +1310,7 @@ def pipeline_machine(
         "leads": None if leads is None else tuple(leads),
         "max_gap": max_gap,
         "replay_backends": None if replay_backends is None else tuple(replay_backends),
+        "disabled": None if disabled is None else tuple(disabled),
     }
     namespace.update({k: v for k, v in given.items() if v is not None})
     for key in ("scorer", "policy", "owners"):
@@ -1179,7 +1330,7 @@ def pipeline_machine(
 
 def run_pipeline_machine(
     machine_class: type[PipelineMachine], *, settings: Settings | None = None
-) -> None:
+) -> Coverage | None:
     """Run a :class:`PipelineMachine` class as a test now; raise on the first failure found.
 
     Args:
@@ -1187,6 +1338,11 @@ def run_pipeline_machine(
         settings: Hypothesis settings (default: the class's ``TestCase.settings``,
             :data:`DEFAULT_STEPS` steps per example on the profile loaded when
             the class was created).
+
+    Returns:
+        The coverage of the runs: the stages and transitions reached, with
+        counts (``None`` if no run set up a pipeline). After a failure, the
+        coverage so far is :meth:`PipelineMachine.coverage`.
 
     Raises:
         InvalidArgument: *machine_class* is not a :class:`PipelineMachine` subclass.
@@ -1200,7 +1356,9 @@ def run_pipeline_machine(
         msg = "run a subclass of PipelineMachine that sets `funnel`, or use pipeline_machine()"
         raise InvalidArgument(msg)
     chosen = settings if settings is not None else machine_class.TestCase.settings
+    machine_class.reset_coverage()
     run_state_machine_as_test(_factory(machine_class), settings=chosen)
+    return machine_class.coverage()
 
 
 def _factory(machine_class: type[PipelineMachine]) -> type[PipelineMachine]:
