@@ -1,40 +1,60 @@
-"""``python -m bench``: replay throughput, memory, the summary against DuckDB, scaling.
+"""``python -m bench``: the live engine against hand-written loops, bulk replay, memory, scaling.
 
 Usage::
 
-    bash bench/run            # the full run (a few minutes)
-    bash bench/run --quick    # under a minute; what CI runs
+    bash bench/run                    # the full run (a few minutes)
+    bash bench/run --quick            # smaller sizes; what CI runs
+    bash bench/run --profile-engine   # also cProfile 20,000 touches of Engine.ingest
 
 Everything runs in this one process, on one core (NumPy here does not use
-threads; DuckDB is given one thread, and also shown with its default), and
-every timing is the best of several repetitions: on a shared machine the
-best run is the one least disturbed by others. Comparisons that need the
-``bench`` extra (DuckDB, ``transitions``) are skipped with a note when it
-is not installed.
+threads; DuckDB is given one thread, and also shown with its default).
+Every timing is the **median of several rounds of CPU time**
+(``time.process_time``: this process's user and system time, so other work
+on a shared machine disturbs it less than wall time), except DuckDB with its
+default threads, whose CPU time adds up over threads: that row is the median
+of wall time (``time.perf_counter``). Ratios compare figures measured in the
+same run. Comparisons that need the ``bench`` extra (DuckDB, ``transitions``)
+are skipped with a note when it is not installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import gc
+import io
 import json
 import os
 import platform
+import pstats
+import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
-from buyerjourney import Pipeline, Score, default_pipeline, presets, rebuild
+from buyerjourney import (
+    AnyOf,
+    Pipeline,
+    Score,
+    Touch,
+    default_pipeline,
+    presets,
+    rebuild,
+)
 from buyerjourney.bulk._columnar import ColumnarLog, summarize_columnar
 from buyerjourney.bulk._replay import JourneyStore, TouchBatch, replay
+from buyerjourney.policies import Decision, MatrixPolicy
+from buyerjourney.scoring import CombinedScorer, FitCriterion, FitGrader
 
 from . import baselines, handwritten
-from .streams import generate
+from .streams import KIND_WEIGHTS, START, generate
 
 POINTS = {
     "page_view": 1, "pricing_view": 8, "email_open": 1, "email_click": 4,
@@ -58,20 +78,27 @@ def history_scorer(lead: Any, at: Any) -> Score:
 # ---------------------------------------------------------------- helpers
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    """The best wall time of *repeat* calls, and the last result."""
-    best = float("inf")
+def median_time(
+    rounds: int, fn: Callable[[], Any], clock: Callable[[], float] = time.process_time
+) -> tuple[float, Any]:
+    """The median CPU time (by default) of *rounds* calls of *fn*, and the last result."""
+    times = []
     result = None
-    for _ in range(repeat):
+    for _ in range(rounds):
+        result = None
         gc.collect()
-        start = time.perf_counter()
+        start = clock()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        times.append(clock() - start)
+    return statistics.median(times), result
 
 
 def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}"
+
+
+def micros(seconds: float) -> str:
+    return f"{seconds * 1e6:,.2f} µs"
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -117,83 +144,129 @@ def plain_lists(batch: TouchBatch) -> tuple[list[int], list[int], list[int]]:
     return batch.lead.tolist(), batch.at.tolist(), batch.kind.tolist()
 
 
+def by_lead(batch: TouchBatch) -> list[tuple[int, list[int], list[int], list[int]]]:
+    """The batch's touches grouped by lead (times, kind codes, positions), for the lead loop."""
+    order = np.argsort(batch.lead, kind="stable")
+    lead = batch.lead[order]
+    starts = np.flatnonzero(np.r_[True, lead[1:] != lead[:-1]]) if len(lead) else lead
+    ends = np.r_[starts[1:], len(order)].astype(np.int64)
+    at, kind, pos = batch.at[order].tolist(), batch.kind[order].tolist(), order.tolist()
+    return [
+        (code, at[s:e], kind[s:e], pos[s:e])
+        for code, s, e in zip(lead[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)
+    ]
+
+
+def check_loops(
+    pipeline: Pipeline,
+    batch: TouchBatch,
+    engine: Any,
+    *,
+    lead_rows: Sequence[tuple[Any, ...]],
+    lead_final: dict[int, tuple[str, float, str]],
+    time_rows: Sequence[tuple[Any, ...]],
+) -> dict[str, int]:
+    """Check that both loops and the engine agree; return the records by kind."""
+    code = {lead_id: i for i, lead_id in enumerate(batch.lead_ids)}
+    journeys = {code[lead]: (j.stage, j.score, j.owner) for lead, j in engine.journeys.items()}
+    assert journeys == lead_final, "the lead-by-lead loop's journeys differ from the engine's"
+    engine_rows = handwritten.rows_of(engine.records, code)
+    assert time_rows == engine_rows, "the time-ordered loop's log differs from the engine's"
+    assert sorted(lead_rows) == sorted(engine_rows), "the lead-by-lead loop's rows differ"
+    kinds = Counter(handwritten.NAMES[row[0]] for row in lead_rows)
+    assert kinds == Counter(r.kind.value for r in engine.records)
+    return dict(kinds)
+
+
+def matrix_pipeline(base: Pipeline) -> Pipeline:
+    """The seed pipeline with a fit grade and a fit-by-engagement matrix before the kind policy."""
+    grader = FitGrader(
+        [
+            FitCriterion("enterprise", "segment", ("enterprise",), steps=6),
+            FitCriterion("mid_market", "segment", ("mid_market",), steps=3),
+        ]
+    )
+    kinds = base.policy.policies[1]  # type: ignore[union-attr]
+    matrix = MatrixPolicy(
+        "engage",
+        accept=frozenset({"A1", "A2", "B1", "B2", "C1"}),
+        engagement_bands=(50, 25, 10),
+        stages=("awareness",),
+    )
+    return Pipeline(
+        base.funnel,
+        base.owners,
+        scorer=CombinedScorer(engagement=base.scorer, fit=grader),  # type: ignore[arg-type]
+        policy=AnyOf(matrix, kinds),
+        thresholds=base.thresholds,
+    )
+
+
+def custom_policy_pipeline(base: Pipeline) -> Pipeline:
+    """The seed pipeline with its policy wrapped in a function: a policy of one's own."""
+    inner = base.policy
+    assert inner is not None
+
+    def my_policy(journey: Any, score: Score, touch: Touch) -> Decision:
+        return inner(journey, score, touch)
+
+    return Pipeline(
+        base.funnel, base.owners, scorer=base.scorer, policy=my_policy, thresholds=base.thresholds
+    )
+
+
 # ---------------------------------------------------------------- sections
 
 
 def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # noqa: PLR0915
     pipeline = default_pipeline(presets.seed())
-    n = args.touches
-    batch = generate(n)
-    repeat = args.repeat
+    config = handwritten.compile_seed(pipeline)
+    rounds = args.rounds
     rows: list[list[str]] = []
     per_touch: dict[str, float] = {}
 
-    seconds, result = best_of(repeat, lambda: replay(pipeline, batch))
-    assert result.mode == "columnar"
-    per_touch["columnar"] = seconds / n
-    rows.append(['fast path, columnar batch (`mode="columnar"`)', f"{n:,}", rate(n, seconds)])
+    def row(key: str, label: str, n: int, seconds: float) -> None:
+        per_touch[key] = seconds / n
+        rows.append([label, f"{n:,}", rate(n, seconds), micros(seconds / n)])
 
-    # the hand-written loop, on the same batch
-    config = handwritten.compile_seed(pipeline)
-    lists = plain_lists(batch)
-    hand_n = min(n, args.hand_touches)
-    cut = tuple(x[:hand_n] for x in lists)
-    seconds, (records, _) = best_of(
-        max(1, repeat // 2), lambda: handwritten.replay(config, *cut, batch.kinds)
-    )
-    per_touch["hand"] = seconds / hand_n
-    rows.append(["hand-written loop (dicts, lists, tuples)", f"{hand_n:,}", rate(hand_n, seconds)])
-    if hand_n == n:
-        assert len(records) == len(result.log), "the hand-written loop disagrees"
-
-    # Touch objects in, for the paths that take them
-    small_n = min(n, args.object_touches)
-    small = generate(small_n, seed=11)
-    touches = list(small.touches())
-    seconds, _ = best_of(repeat, lambda: replay(pipeline, touches))
-    per_touch["from_touches"] = seconds / small_n
-    rows.append(
-        [
-            "fast path, from `Touch` objects (conversion included)",
-            f"{small_n:,}",
-            rate(small_n, seconds),
-        ]
-    )
-    seconds, _ = best_of(repeat, lambda: replay(pipeline, small))
-    per_touch["columnar_small"] = seconds / small_n
-    rows.append(["fast path, columnar batch, same stream", f"{small_n:,}", rate(small_n, seconds)])
-    for hook in (latest_touch_scorer, history_scorer):
-        hooked = Pipeline(
-            pipeline.funnel,
-            pipeline.owners,
-            scorer=hook,
-            policy=pipeline.policy,
-            thresholds=pipeline.thresholds,
-        )
-        seconds, hooked_result = best_of(repeat, lambda hooked=hooked: replay(hooked, touches))
-        assert hooked_result.mode == "hooks"
-        per_touch[f"hooks_{hook.__name__}"] = seconds / small_n
-        rows.append(
-            [
-                f"hooks path, custom scorer `{hook.__name__}` (from `Touch` objects)",
-                f"{small_n:,}",
-                rate(small_n, seconds),
-            ]
-        )
-
-    # one object per lead, and the reference engine, on a smaller stream of the same shape
-    base_n = min(n, args.baseline_touches)
+    # the live engine and the two hand loops, on one stream (the ratio table)
+    base_n = args.engine_touches
     base = generate(base_n, seed=13)
     base_touches = list(base.touches())
-    base_lists = plain_lists(base)
-    seconds, fast_base = best_of(repeat, lambda: replay(pipeline, base))
-    per_touch["columnar_base"] = seconds / base_n
-    rows.append(["fast path, columnar batch, same stream", f"{base_n:,}", rate(base_n, seconds)])
-    seconds, (hand_records, _) = best_of(
-        repeat, lambda: handwritten.replay(config, *base_lists, base.kinds)
+    grouped = by_lead(base)
+    lists = plain_lists(base)
+
+    def live() -> Any:
+        engine = pipeline.engine()
+        engine.ingest(base_touches)
+        return engine
+
+    seconds, engine = median_time(rounds, live)
+    row("engine", "live `Engine.ingest` (table backend), `Touch` objects in", base_n, seconds)
+    seconds, (lead_rows, lead_final) = median_time(
+        rounds, lambda: handwritten.replay_by_lead(config, grouped, base.kinds)
     )
-    per_touch["hand_base"] = seconds / base_n
-    rows.append(["hand-written loop, same stream", f"{base_n:,}", rate(base_n, seconds)])
+    row("lead_loop", "hand loop, lead by lead (the yardstick)", base_n, seconds)
+    seconds, (time_rows, _) = median_time(
+        rounds, lambda: handwritten.replay(config, *lists, base.kinds)
+    )
+    row("time_loop", "hand loop, time order (a dict of lead states)", base_n, seconds)
+    kinds = check_loops(
+        pipeline, base, engine, lead_rows=lead_rows, lead_final=lead_final, time_rows=time_rows
+    )
+    del engine
+    seconds, _ = median_time(rounds, lambda: replay(pipeline, base))
+    row("columnar_base", 'bulk `replay`, columnar batch (`mode="columnar"`)', base_n, seconds)
+    for name, make in (("custom_policy", custom_policy_pipeline), ("matrix", matrix_pipeline)):
+        other = make(pipeline)
+
+        def reference(other: Pipeline = other) -> Any:
+            return replay(other, base_touches)
+
+        seconds, result = median_time(rounds, reference)
+        assert result.mode == "reference", result.reasons
+        label = "a policy of one's own" if name == "custom_policy" else "a `MatrixPolicy`"
+        row(name, f"bulk `replay` with {label} (→ the reference engine)", base_n, seconds)
     machines: list[Any] = [baselines.StatemachinePerLead(pipeline.funnel)]
     try:
         machines.append(baselines.TransitionsPerLead(pipeline.funnel))
@@ -203,62 +276,120 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
 
         def run(machine: Any = machine) -> Any:
             fresh = type(machine)(pipeline.funnel)
-            return handwritten.replay(config, *base_lists, base.kinds, fresh)
+            return handwritten.replay(config, *lists, base.kinds, fresh)
 
-        seconds, (machine_records, _) = best_of(max(1, repeat // 2), run)
-        assert machine_records == hand_records
-        per_touch[machine.name] = seconds / base_n
-        rows.append([machine.name, f"{base_n:,}", rate(base_n, seconds)])
-    reference_n = min(base_n, args.reference_touches)
-    ref_stream = generate(reference_n, seed=13)
-    ref_touches = list(ref_stream.touches())
+        seconds, (machine_rows, _) = median_time(max(1, rounds // 2), run)
+        assert machine_rows == time_rows
+        row(machine.name, f"time-order loop + {machine.name}", base_n, seconds)
 
-    def reference() -> Any:
-        engine = pipeline.engine()
-        engine.ingest(ref_touches)
-        return engine
-
-    seconds, engine = best_of(max(1, repeat // 3), reference)
-    per_touch["reference"] = seconds / reference_n
-    rows.append(
-        ["reference `Engine` (table backend)", f"{reference_n:,}", rate(reference_n, seconds)]
+    # the bulk path on a large stream, and the hand loops on it
+    n = args.touches
+    batch = generate(n, seed=7)
+    seconds, result = median_time(rounds, lambda: replay(pipeline, batch))
+    assert result.mode == "columnar"
+    del result
+    row("columnar", 'bulk `replay`, columnar batch (`mode="columnar"`)', n, seconds)
+    hand_n = min(n, args.hand_touches)
+    cut = generate(hand_n, seed=7) if hand_n < n else batch
+    grouped = by_lead(cut)
+    seconds, _ = median_time(
+        max(1, rounds // 2), lambda: handwritten.replay_by_lead(config, grouped, cut.kinds)
     )
-    fast_ref = replay(pipeline, ref_touches)
-    assert fast_ref.records() == list(engine.records), "fast and reference logs differ"
+    row("lead_loop_large", "hand loop, lead by lead", hand_n, seconds)
+    lists = plain_lists(cut)
+    seconds, _ = median_time(
+        max(1, rounds // 2), lambda: handwritten.replay(config, *lists, cut.kinds)
+    )
+    row("time_loop_large", "hand loop, time order", hand_n, seconds)
+
+    # Touch objects in, and the hooks path
+    small_n = args.object_touches
+    small = generate(small_n, seed=11)
+    touches = list(small.touches())
+    seconds, _ = median_time(rounds, lambda: replay(pipeline, touches))
+    row(
+        "from_touches",
+        "bulk `replay`, from `Touch` objects (conversion included)",
+        small_n,
+        seconds,
+    )
+    seconds, _ = median_time(rounds, lambda: replay(pipeline, small))
+    row("columnar_small", "bulk `replay`, columnar batch, same stream", small_n, seconds)
+    for hook in (latest_touch_scorer, history_scorer):
+        hooked = Pipeline(
+            pipeline.funnel,
+            pipeline.owners,
+            scorer=hook,
+            policy=pipeline.policy,
+            thresholds=pipeline.thresholds,
+        )
+        seconds, hooked_result = median_time(rounds, lambda hooked=hooked: replay(hooked, touches))
+        assert hooked_result.mode == "hooks"
+        row(
+            f"hooks_{hook.__name__}",
+            f"hooks path, custom scorer `{hook.__name__}` (from `Touch` objects)",
+            small_n,
+            seconds,
+        )
     table(
-        "Replay throughput (seed funnel, default pipeline)", ["path", "touches", "touches/s"], rows
+        "Throughput (seed funnel, default pipeline; median CPU time per round)",
+        ["path", "touches", "touches/s", "per touch"],
+        rows,
     )
-    del fast_base, base_touches
+    note(
+        f"Checked on the {base_n:,}-touch stream: both hand loops give the engine's final "
+        "journeys (stage, owner, score per lead) and its log rows (the lead loop up to order); "
+        "records by kind: " + ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items())) + "."
+    )
 
-    fast = per_touch["columnar"]
-    small = per_touch["columnar_base"]
+    engine_t = per_touch["engine"]
     ratio_rows = [
         [
-            "fast path time / hand-written loop time",
-            f"{fast / per_touch['hand']:.2f}x",
-            f"{small / per_touch['hand_base']:.2f}x",
+            "live `Engine.ingest` / hand loop, lead by lead",
+            f"{engine_t / per_touch['lead_loop']:,.1f}x",
         ],
         [
-            "reference `Engine` time / fast path time",
-            f"{per_touch['reference'] / fast:,.0f}x",
-            f"{per_touch['reference'] / small:,.0f}x",
+            "live `Engine.ingest` / hand loop, time order",
+            f"{engine_t / per_touch['time_loop']:,.1f}x",
+        ],
+        [
+            "hand loop, time order / lead by lead",
+            f"{per_touch['time_loop'] / per_touch['lead_loop']:,.2f}x",
+        ],
+        [
+            "bulk replay (columnar) / hand loop, lead by lead",
+            f"{per_touch['columnar_base'] / per_touch['lead_loop']:,.3f}x",
+        ],
+        [
+            "bulk replay with a policy of one's own / live `Engine.ingest`",
+            f"{per_touch['custom_policy'] / engine_t:,.2f}x",
+        ],
+        [
+            "bulk replay with a `MatrixPolicy` / live `Engine.ingest`",
+            f"{per_touch['matrix'] / engine_t:,.2f}x",
         ],
     ]
     for machine in machines:
         ratio_rows.append(
             [
-                f"{machine.name} time / fast path time",
-                f"{per_touch[machine.name] / fast:,.0f}x",
-                f"{per_touch[machine.name] / small:,.0f}x",
+                f"time-order loop + {machine.name} / bulk replay (columnar)",
+                f"{per_touch[machine.name] / per_touch['columnar_base']:,.0f}x",
             ]
         )
+    ratio_rows.append(
+        [
+            f"bulk replay (columnar), {n:,} touches / hand loop, lead by lead, {hand_n:,}",
+            f"{per_touch['columnar'] / per_touch['lead_loop_large']:,.3f}x",
+        ]
+    )
     table(
-        "Ratios (same run; per-touch times)",
-        ["comparison", f"fast path on {n:,} touches", f"fast path on the same {base_n:,}"],
+        f"Ratios of per-touch times (same run; the first rows on the same {base_n:,} touches)",
+        ["comparison", "ratio"],
         ratio_rows,
     )
     results["throughput"] = {k: 1 / v for k, v in per_touch.items()}
-    results["ratios"] = {row[0]: row[1:] for row in ratio_rows}
+    results["ratios"] = {r[0]: r[1] for r in ratio_rows}
+    results["records by kind"] = kinds
 
     # what one send() and one instance cost
     cls = baselines.StatemachinePerLead(pipeline.funnel).cls
@@ -274,7 +405,7 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
             machine.send("engage")
             machine.send("nurture", reason="later")
 
-    seconds, _ = best_of(1, sends)
+    seconds, _ = median_time(1, sends)
     table(
         "python-statemachine, measured here",
         ["what", "cost"],
@@ -285,22 +416,116 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
     )
 
 
-def memory(args: argparse.Namespace, results: dict[str, Any]) -> None:
+def history_streams(
+    history: int, timed: int, gap: timedelta, seed: int = 3
+) -> tuple[list[Touch], list[Touch]]:
+    """Touches that give leads *history* touches, then *timed* more (one stream, in time order).
+
+    For a short history, *timed* leads with *history* touches each, then one
+    more touch each; for a long one, one lead with *history* touches, then
+    *timed* more. Kinds are drawn like the bench stream's; *gap* is the mean
+    time between two touches of a lead.
+    """
+    rng = np.random.default_rng(seed)
+    kinds = list(KIND_WEIGHTS)
+    weights = np.array(list(KIND_WEIGHTS.values()))
+    n_leads = timed if history < timed else 1
+    warm = n_leads * history
+    total = warm + timed
+    kind = rng.choice(len(kinds), total, p=weights / weights.sum())
+    seconds = np.cumsum(rng.exponential(gap.total_seconds() / n_leads, total))
+    lead = np.concatenate(
+        (rng.permutation(np.repeat(np.arange(n_leads), history)), np.arange(timed) % n_leads)
+    )
+    touches = [
+        Touch(
+            f"t{i}", f"lead-{lead[i]}", START + timedelta(seconds=float(seconds[i])), kinds[kind[i]]
+        )
+        for i in range(total)
+    ]
+    return touches[:warm], touches[warm:]
+
+
+def history(args: argparse.Namespace, results: dict[str, Any]) -> None:
     pipeline = default_pipeline(presets.seed())
-    n_journeys = args.journeys
-    # about 0.88 leads per two touches survive the generator's cut to exactly n touches
-    batch = generate(int(n_journeys * 2.3), seed=17, touches_per_lead=2.0)
+    timed = args.history_timed
+    rows = []
+    figures: dict[str, Any] = {}
+    for label, gap in (
+        ("a touch every 1.5 days (the bench stream's pace)", timedelta(days=1.5)),
+        ("a touch every 10 minutes (the decay window holds them all)", timedelta(minutes=10)),
+    ):
+        per: dict[int, float] = {}
+        for length in (10, args.history_long):
+            warm, more = history_streams(length, timed, gap)
+
+            def fresh(warm: list[Touch] = warm) -> Any:
+                engine = pipeline.engine()
+                engine.ingest(warm)
+                return engine
+
+            costs = []
+            for _ in range(args.rounds):
+                engine = fresh()
+                gc.collect()
+                start = time.process_time()
+                engine.ingest(more)
+                costs.append((time.process_time() - start) / len(more))
+                del engine
+            per[length] = statistics.median(costs)
+        ratio = per[args.history_long] / per[10]
+        rows.append([label, micros(per[10]), micros(per[args.history_long]), f"{ratio:.2f}x"])
+        figures[label] = {"short": per[10], "long": per[args.history_long], "ratio": ratio}
+    table(
+        f"History independence: live `Engine.ingest`, cost of a touch by the lead's history "
+        f"(median CPU time over {args.rounds} rounds of {timed} touches)",
+        ["touches", "history of 10", f"history of {args.history_long:,}", "ratio (target ≤ 1.5x)"],
+        rows,
+    )
+    results["history"] = figures
+
+
+def memory(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """What a bulk replay keeps once its input is dropped (tracemalloc, not a sum of arrays)."""
+    pipeline = default_pipeline(presets.seed())
+    replay(pipeline, generate(1000, seed=5))  # imports and caches out of the way
+    gc.collect()
+    tracemalloc.start()
+    zero = tracemalloc.get_traced_memory()[0]
+    # about 0.44 leads per touch survive the generator's cut to exactly n touches
+    batch = generate(int(args.journeys * 2.3), seed=17, touches_per_lead=2.0)
+    input_bytes = tracemalloc.get_traced_memory()[0] - zero
+    tracemalloc.reset_peak()
     result = replay(pipeline, batch)
+    peak = tracemalloc.get_traced_memory()[1] - zero
     store = result.journeys
     assert isinstance(store, JourneyStore)
     n = len(store)
-    columns = store.nbytes
+    del batch
+    gc.collect()
+    at_rest = tracemalloc.get_traced_memory()[0] - zero
+    lead_id = store.lead_ids[n // 2]
+    journey = store[lead_id]  # builds the index and the rows-by-lead lookup
+    assert journey.lead_id == lead_id
+    del journey
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - zero
+    log_bytes, n_records = result.log.nbytes, len(result.log)
+    del result
+    gc.collect()
+    store_only = tracemalloc.get_traced_memory()[0] - zero
+    tracemalloc.stop()
     ids = sys.getsizeof(store.lead_ids) + sum(sys.getsizeof(s) for s in store.lead_ids)
-    _ = store[store.lead_ids[0]]  # builds the lookup index
-    index = sys.getsizeof(store._index)
+    kept = store._materialize.__self__  # type: ignore[attr-defined]
+    touches = kept.touches
+    touch_bytes = (0 if touches.kind is None else touches.kind.nbytes) + (
+        0 if touches.attributes is None else touches.attributes.nbytes
+    )
+    rows_bytes = sum(a.nbytes for a in kept._by_lead) if kept._by_lead is not None else 0
+    columns, index = store.nbytes, store.index_nbytes
+    del store, kept, touches
     # the same journeys as attrs Journey objects (on a sample, extrapolated)
-    sample_n = min(n, 20_000)
-    sample = generate(sample_n * 2, seed=17, touches_per_lead=2.0)
+    sample = generate(min(n, 20_000) * 2, seed=17, touches_per_lead=2.0)
     records = replay(pipeline, sample).records()
     gc.collect()
     tracemalloc.start()
@@ -308,17 +533,34 @@ def memory(args: argparse.Namespace, results: dict[str, Any]) -> None:
     journeys = rebuild(pipeline.funnel, records)
     objects = (tracemalloc.get_traced_memory()[0] - before) / len(journeys)
     tracemalloc.stop()
-    del journeys
+    del journeys, records
+
+    def per(value: float) -> str:
+        return f"{value / n:,.1f}"
+
     rows = [
-        ["columns (stage, highest, owner, score, version, flags, 3 times)", f"{columns / n:,.1f}"],
-        ["+ lead id strings and their list", f"{ids / n:,.1f}"],
-        ["+ lookup index by lead id (built on first lookup)", f"{index / n:,.1f}"],
-        ["= `JourneyStore` at rest", f"{(columns + ids + index) / n:,.1f}"],
+        ["the input `TouchBatch` (arrays, lead ids, attribute dicts), for scale", per(input_bytes)],
+        ["peak during the replay (input included)", per(peak)],
+        ["**retained by the `Replay` once the input is dropped**", f"**{per(at_rest)}**"],
+        ["… journey columns", per(columns)],
+        ["… log columns", per(log_bytes)],
+        ["… lead id strings and their list", per(ids)],
+        ["… touch kinds and attribute columns", per(touch_bytes)],
+        ["**retained after a first lookup** (index, rows by lead)", f"**{per(used)}**"],
+        ["… the lookup index by lead id", per(index)],
+        ["… the rows-by-lead lookup", per(rows_bytes)],
+        ["retained by the `JourneyStore` alone (it keeps the log)", per(store_only)],
         ["attrs `Journey` objects (tracemalloc, 20k sample)", f"{objects:,.0f}"],
-        ["log, per record (columns)", f"{result.log.nbytes / len(result.log):,.1f}"],
+        ["log, per record (columns)", f"{log_bytes / n_records:,.1f}"],
     ]
-    table(f"Bytes per journey at rest ({n:,} journeys)", ["what", "bytes per journey"], rows)
-    results["memory"] = {row[0]: row[1] for row in rows}
+    table(
+        f"Bytes per journey after a bulk replay of {n:,} journeys "
+        "(tracemalloc after `del` of the input and `gc.collect()`; target ≤ 300 retained)",
+        ["what", "bytes per journey"],
+        rows,
+    )
+    results["memory"] = {r[0]: r[1] for r in rows}
+    results["memory_retained_per_journey"] = {"at rest": at_rest / n, "after a lookup": used / n}
 
 
 def duckdb_summary(con: Any) -> dict[str, Any]:
@@ -375,9 +617,9 @@ def summary(args: argparse.Namespace, results: dict[str, Any]) -> None:
         pipeline.funnel, columns, lead_ids=full.lead_ids, teams=full.teams, events=full.events,
         messages=full.messages,
     )  # fmt: skip
-    repeat = args.repeat
-    seconds_np, ours = best_of(repeat, lambda: summarize_columnar(log))
-    rows = [["NumPy (`summarize_columnar`)", f"{seconds_np:.3f}", "1.00x"]]
+    rounds = args.rounds
+    seconds_np, ours = median_time(rounds, lambda: summarize_columnar(log))
+    rows = [["NumPy (`summarize_columnar`), CPU time", f"{seconds_np:.3f}", "1.00x"]]
     try:
         import duckdb  # noqa: PLC0415
     except ImportError:
@@ -391,9 +633,12 @@ def summary(args: argparse.Namespace, results: dict[str, Any]) -> None:
         if threads:
             con.execute(f"SET threads = {threads}")
         con.register("log", data)
-        seconds, theirs = best_of(repeat, lambda con=con: duckdb_summary(con))
+        clock = time.process_time if threads else time.perf_counter
+        seconds, theirs = median_time(rounds, lambda con=con: duckdb_summary(con), clock)
         label = (
-            "DuckDB SQL, 1 thread" if threads else f"DuckDB SQL, default threads ({os.cpu_count()})"
+            "DuckDB SQL, 1 thread, CPU time"
+            if threads
+            else f"DuckDB SQL, default threads ({os.cpu_count()}), wall time"
         )
         rows.append([label, f"{seconds:.3f}", f"{seconds / seconds_np:.2f}x"])
         con.close()
@@ -405,61 +650,120 @@ def summary(args: argparse.Namespace, results: dict[str, Any]) -> None:
             assert abs(row.median_time.total_seconds() * 1e6 - median) <= 1
     table(
         f"Stage summary over {target:,} log records (same arrays, answers checked equal)",
-        ["engine", "seconds", "time vs NumPy"],
+        ["engine", "seconds (median)", "time vs NumPy"],
         rows,
     )
     results["summary"] = {row[0]: row[1] for row in rows}
 
 
 def scaling(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The bulk path's cost per touch by size; rounds interleave the sizes (same conditions)."""
     pipeline = default_pipeline(presets.seed())
+    batches = {n: generate(n, seed=23) for n in args.scaling}
+    times: dict[int, list[float]] = {n: [] for n in args.scaling}
+    for _ in range(args.scaling_rounds):
+        for n, batch in batches.items():
+            gc.collect()
+            start = time.process_time()
+            replay(pipeline, batch)
+            times[n].append(time.process_time() - start)
+    del batches
+    gc.collect()
+    reference = 1_000_000 if 1_000_000 in times else max(times)
+    ref_per = statistics.median(times[reference]) / reference
     rows = []
-    base = None
     series = {}
-    for n in args.scaling:
-        batch = generate(n, seed=23)
-        repeat = args.repeat if n <= 1_000_000 else 3  # the first 10M run pays for fresh memory
-        seconds, _ = best_of(repeat, lambda batch=batch: replay(pipeline, batch))
-        per = seconds / n * 1e9
-        base = base or per
-        series[n] = n / seconds
-        rows.append([f"{n:,}", f"{seconds:.3f}", rate(n, seconds), f"{per:,.0f}"])
-        del batch
-        gc.collect()
-    table("Scaling of the fast path", ["touches", "seconds", "touches/s", "ns per touch"], rows)
+    for n, values in times.items():
+        seconds = statistics.median(values)
+        per = seconds / n
+        series[n] = {"touches/s": n / seconds, "ns per touch": per * 1e9, "vs 1M": per / ref_per}
+        rows.append(
+            [
+                f"{n:,}",
+                f"{seconds:.3f}",
+                rate(n, seconds),
+                f"{per * 1e9:,.0f}",
+                f"{per / ref_per:.2f}x",
+                " ".join(f"{v / n * 1e9:,.0f}" for v in values),
+            ]
+        )
+    table(
+        f"Scaling of the bulk path (median CPU time of {args.scaling_rounds} interleaved rounds)",
+        [
+            "touches",
+            "seconds",
+            "touches/s",
+            "ns per touch",
+            f"vs {reference:,}",
+            "every round (ns)",
+        ],
+        rows,
+    )
     results["scaling"] = series
+
+
+def profile_engine(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """cProfile of ``Engine.ingest`` over 20,000 touches of the bench stream, top entries."""
+    pipeline = default_pipeline(presets.seed())
+    touches = list(generate(20_000, seed=13).touches())
+    engine = pipeline.engine()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    engine.ingest(touches)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(25)
+    print("\n### cProfile of `Engine.ingest`, 20,000 touches (top 25 by own time)\n")
+    print("```text")
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20000])
+    print("```")
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+    print("\n### The same, top 25 by cumulative time\n")
+    print("```text")
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20000])
+    print("```")
+    sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes; what CI runs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    parser.add_argument(
+        "--profile-engine", action="store_true", help="also cProfile 20,000 touches of the engine"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.touches, args.hand_touches, args.object_touches = 200_000, 100_000, 50_000
-        args.baseline_touches, args.reference_touches = 5_000, 3_000
-        args.journeys, args.records, args.repeat = 100_000, 1_000_000, 3
-        args.scaling = [10_000, 100_000, 1_000_000]
+        args.engine_touches, args.touches, args.hand_touches = 3_000, 200_000, 50_000
+        args.object_touches, args.journeys, args.records = 30_000, 100_000, 1_000_000
+        args.rounds, args.history_timed, args.history_long = 3, 300, 10_000
+        args.scaling, args.scaling_rounds = [10_000, 100_000, 1_000_000], 3
     else:
-        args.touches, args.hand_touches, args.object_touches = 1_000_000, 1_000_000, 200_000
-        args.baseline_touches, args.reference_touches = 20_000, 20_000
-        args.journeys, args.records, args.repeat = 1_000_000, 10_000_000, 5
-        args.scaling = [10_000, 100_000, 1_000_000, 10_000_000]
+        args.engine_touches, args.touches, args.hand_touches = 20_000, 1_000_000, 1_000_000
+        args.object_touches, args.journeys, args.records = 200_000, 1_000_000, 10_000_000
+        args.rounds, args.history_timed, args.history_long = 5, 500, 10_000
+        args.scaling, args.scaling_rounds = [10_000, 100_000, 1_000_000, 10_000_000], 3
     started = time.perf_counter()
     info = machine_info()
-    print(f"# buyerjourney replay benchmark ({'quick' if args.quick else 'full'})\n")
+    print(f"# buyerjourney benchmark ({'quick' if args.quick else 'full'})\n")
     print(
         f"command: python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip()
     )
     for key, value in info.items():
         print(f"- {key}: {value}")
+    print("- timings: median CPU time (time.process_time) over rounds, unless said otherwise")
     results: dict[str, Any] = {"machine": info, "quick": args.quick}
     throughput(args, results)
+    history(args, results)
     memory(args, results)
     summary(args, results)
     scaling(args, results)
+    if args.profile_engine:
+        profile_engine(args, results)
     elapsed = time.perf_counter() - started
-    print(f"\ntotal time: {elapsed:.1f} s")
+    print(f"\ntotal time: {elapsed:.1f} s (wall)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2, default=str)

@@ -281,6 +281,7 @@ def _rule_mask(
     *,
     kinds: Sequence[str],
     properties: Mapping[int, Mapping[str, Any]],
+    positions: Array,
 ) -> Array:
     if rule.kind is None:
         mask = np.ones(kind.shape[0], bool)
@@ -290,7 +291,6 @@ def _rule_mask(
         return np.zeros(kind.shape[0], bool)
     if rule.where:
         # Properties are checked in Python, for the touches that could match.
-        positions = g.order
         for i in np.flatnonzero(mask).tolist():
             props = properties.get(int(positions[i]), {})
             mask[i] = all(k in props and props[k] == v for k, v in rule.where)
@@ -355,6 +355,7 @@ def columnar_scores(
     kinds: Sequence[str],
     properties: Mapping[int, Mapping[str, Any]],
     attributes: Mapping[int, Mapping[str, Any]],
+    positions: Array | None = None,
 ) -> Array:
     """Every touch's score in micro-points (lead-sorted order), as ``PointsScorer`` computes it.
 
@@ -365,24 +366,32 @@ def columnar_scores(
         kind: Per touch (lead-sorted order), its kind's code.
         kinds: Touch kinds by code.
         properties: Touch properties by batch position.
-        attributes: Lead attributes learned, by batch position.
+        attributes: Lead attributes learned, by batch position (entries for
+            positions not in *positions* are ignored).
+        positions: Per touch (lead-sorted order), its batch position; ``None``
+            when *g* groups the whole batch (positions are ``g.order``). A
+            block of leads passes the positions of its touches.
 
     Returns:
         The scores in micro-points (int64), in lead-sorted order.
     """
     n = kind.shape[0]
+    if positions is None:
+        positions = g.order
     total = np.zeros(n, np.int64)
     for group in spec.groups:
         subtotal = np.zeros(n, np.int64)
         for rule in group.rules:
-            mask = _rule_mask(np, rule, g, kind, kinds=kinds, properties=properties)
+            mask = _rule_mask(
+                np, rule, g, kind, kinds=kinds, properties=properties, positions=positions
+            )
             if mask.any():
                 _rule_points(np, rule, group, mask, g, subtotal=subtotal)
         if group.cap is not None:
             np.minimum(subtotal, group.cap, out=subtotal)
         total += subtotal
     if spec.attribute_rules:
-        total += _attribute_points(np, spec.attribute_rules, attributes, g)
+        total += _attribute_points(np, spec.attribute_rules, attributes, g, positions)
     if spec.total_cap is not None:
         np.minimum(total, spec.total_cap, out=total)
     return total
@@ -393,6 +402,7 @@ def _attribute_points(
     rules: tuple[AttributeSpec, ...],
     attributes: Mapping[int, Mapping[str, Any]],
     g: Groups,
+    positions: Array,
 ) -> Array:
     """Attribute points per touch: rules are evaluated where a touch brings attributes."""
     n = g.order.shape[0]
@@ -400,12 +410,15 @@ def _attribute_points(
     changes = np.zeros(n, bool)
     where_set = np.zeros(n, np.int64)
     merged: dict[int, dict[str, Any]] = {}
-    inverse = np.empty(n, np.int64)
-    inverse[g.order] = np.arange(n)
-    for position in sorted(attributes):
-        i = int(inverse[position]) if position < n else -1
-        if i < 0:
-            continue
+    # the lead-sorted index of each batch position that brings attributes, in time order
+    keys = sorted(attributes)
+    wanted = np.array(keys, np.int64)
+    by_position = np.argsort(positions, kind="stable")
+    ascending = positions[by_position]
+    j = np.minimum(np.searchsorted(ascending, wanted), max(n - 1, 0))
+    found = (ascending[j] == wanted) if n else np.zeros(wanted.shape[0], bool)
+    for k, i in zip(np.flatnonzero(found).tolist(), by_position[j[found]].tolist(), strict=True):
+        position = keys[k]
         lead = int(g.lead[i])
         known = merged.setdefault(lead, {})
         known.update(attributes[position])

@@ -46,13 +46,30 @@ Input is either an iterable of :class:`~buyerjourney.Touch` or a
 :class:`TouchBatch` (the columnar form: arrays of lead codes, microsecond
 times and kind codes), which is what bulk sources should produce.
 
+A large batch is processed in blocks of whole leads (``_BLOCK_TOUCHES``
+touches each): scores, decisions, owners and SLAs are computed per block on
+arrays that stay in the CPU cache, then every block writes its records into
+the one log. Leads are independent but for the engine's clock, which every
+block is given, and the order of escalations, which is settled over all
+blocks; the result does not depend on the block size (the tests check it).
+
+The result keeps neither the run's intermediate arrays nor the input batch:
+records and journeys are materialised from the log columns, the lead ids,
+the touch kinds (one byte each), the touch ids and properties if the batch
+has any, and the lead attributes stored as columns (:class:`_Attributes`);
+a batch built from ``Touch`` objects keeps the objects (they hold the time
+zones).
+
 NumPy is the ``fast`` extra: ``pip install 'buyerjourney[fast]'``.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -85,6 +102,7 @@ from buyerjourney.bulk._schema import (
     SCORED,
     THRESHOLD,
     TRANSITION,
+    code_dtype,
     from_micros,
     journey_dtypes,
     log_dtypes,
@@ -398,7 +416,9 @@ class JourneyStore:
 
     :class:`~buyerjourney.Journey` objects, with their per-stage
     time bookkeeping, grade and attributes, are materialised on demand from
-    the log and the touches.
+    the log and the touches. Looking a lead id up builds, on first use, an
+    index of 12 bytes per lead (the ids' hashes, sorted, and their codes)
+    rather than a dict (about 60 bytes per lead with its int objects).
     """
 
     COLUMNS: tuple[str, ...] = JOURNEY_COLUMNS
@@ -412,7 +432,7 @@ class JourneyStore:
         self.columns = columns
         self.lead_ids = lead_ids
         self._materialize = materialize
-        self._index: dict[str, int] | None = None
+        self._index: tuple[Array, Array] | None = None
 
     def __len__(self) -> int:
         return int((self.columns["version"] > 0).sum())
@@ -425,14 +445,35 @@ class JourneyStore:
         """Bytes held by the columns (not counting the lead ids)."""
         return sum(int(a.nbytes) for a in self.columns.values())
 
+    @property
+    def index_nbytes(self) -> int:
+        """Bytes held by the lookup index (0 until the first lookup)."""
+        return 0 if self._index is None else sum(int(a.nbytes) for a in self._index)
+
     def __contains__(self, lead_id: object) -> bool:
         code = self._code(lead_id)
         return code is not None and bool(self.columns["version"][code] > 0)
 
     def _code(self, lead_id: object) -> int | None:
+        """The code of *lead_id* (the last one, should an id repeat), or ``None``."""
+        if not isinstance(lead_id, str):
+            return None
         if self._index is None:
-            self._index = {name: i for i, name in enumerate(self.lead_ids)}
-        return self._index.get(lead_id) if isinstance(lead_id, str) else None
+            np = numpy_or_raise()
+            ids = self.lead_ids
+            hashes = np.fromiter(map(hash, ids), np.int64, len(ids))
+            order = np.argsort(hashes, kind="stable")
+            narrow = np.int32 if len(ids) < 2**31 else np.int64
+            self._index = (hashes[order], order.astype(narrow))
+        hashes, codes = self._index
+        key = hash(lead_id)
+        lo = int(hashes.searchsorted(key, side="left"))
+        hi = int(hashes.searchsorted(key, side="right"))
+        for k in range(hi - 1, lo - 1, -1):
+            code = int(codes[k])
+            if self.lead_ids[code] == lead_id:
+                return code
+        return None
 
     def __getitem__(self, lead_id: str) -> Journey:
         code = self._code(lead_id)
@@ -440,13 +481,16 @@ class JourneyStore:
             raise KeyError(lead_id)
         return self._materialize(code)
 
+    def _codes(self) -> list[int]:
+        return (self.columns["version"] > 0).nonzero()[0].tolist()  # type: ignore[no-any-return]
+
     def __iter__(self) -> Iterator[str]:
-        for code in (self.columns["version"] > 0).nonzero()[0].tolist():
+        for code in self._codes():
             yield self.lead_ids[code]
 
     def to_dict(self) -> dict[str, Journey]:
         """Every journey, materialised, by lead id."""
-        return {lead_id: self[lead_id] for lead_id in self}
+        return {self.lead_ids[code]: self._materialize(code) for code in self._codes()}
 
 
 # ---------------------------------------------------------------- result
@@ -577,7 +621,7 @@ def _not_possible(pipeline: Pipeline, mode: str, chosen: Plan) -> ModeNotPossibl
 
 def _batch_problem(np: Any, batch: TouchBatch, funnel: Funnel) -> str | None:
     """Why the engine must replay this batch itself (it would set touches aside, or fail)."""
-    if len(batch) > 1 and bool((np.diff(batch.at) < 0).any()):
+    if len(batch) > 1 and bool((batch.at[1:] < batch.at[:-1]).any()):
         return "touches are not in time order (the engine quarantines those)"
     if batch.touch_ids is not None and len(set(batch.touch_ids)) != len(batch.touch_ids):
         return "touch ids repeat (the engine quarantines duplicates)"
@@ -614,14 +658,6 @@ def _reference(
     )
 
 
-_INTERMEDIATE = (
-    "g", "positions", "pos_sorted", "old_sorted", "score_sorted", "kind_sorted", "crossings",
-    "state", "before", "outcome", "arg", "event", "after", "e_sorted", "e_created", "e_stage",
-    "e_owner", "e_prev_owner", "e_handoff", "e_group", "e_pos", "e_at", "e_escalated", "e_last",
-    "esc", "esc_deadline", "esc_at_pos",
-)  # fmt: skip
-
-
 def _valid_score(score: object) -> bool:
     """A quick, conservative scorer contract check (``False``: ask ``checked_score``)."""
     if type(score) is not Score:
@@ -641,8 +677,26 @@ def _valid_score(score: object) -> bool:
     return score.grade is None or type(score.grade) is str
 
 
+_BLOCK_TOUCHES = 1 << 19
+"""Touches per block of leads.
+
+A batch larger than this is replayed in blocks of whole leads: each block's
+lead-sorted arrays (a few dozen bytes per touch) stay in the CPU cache, where
+one sort and one pass over the whole batch would gather at random from main
+memory. Blocks only change where the work is done, never its result (the
+tests replay in blocks of a few touches and compare).
+"""
+
+_TAIL = 64
+"""Below this many touches in a round, the remaining rounds are stepped in Python."""
+
+
 class _Run:
-    """One columnar replay of a batch."""
+    """One columnar (or hooks) replay of a batch: blocks of leads, then the log and the journeys.
+
+    Nothing of the run is kept by the result: :class:`_Kept` copies out what
+    materialising records and journeys needs.
+    """
 
     def __init__(
         self,
@@ -653,6 +707,7 @@ class _Run:
         *,
         columnar: bool,
         errors: Literal["quarantine", "raise"],
+        block: int | None = None,
     ) -> None:
         self.np = np
         self.pipeline = pipeline
@@ -663,7 +718,6 @@ class _Run:
         self.scorer_name = hook_name(pipeline.scorer, "scorer")
         self.policy_name = hook_name(pipeline.policy, "policy")
         self.actor = lifecycle.policy_actor(self.policy_name)
-        self._transitions: dict[tuple[str, str, str], Transition] = {}
         self.owners = pipeline.owners
         self.owners.validate(self.funnel)
         self.teams: list[str] = list(
@@ -672,48 +726,94 @@ class _Run:
         self._team_index = {name: i for i, name in enumerate(self.teams)}
         self.quarantined: list[Quarantined] = []
         self.grades: dict[int, str] = {}
+        self.accepted_mask: Array | None = None
+        self._attr_events: dict[int, list[tuple[int, Mapping[str, Any]]]] | None = None
+        self.thresholds = tuple(sorted(set(pipeline.thresholds)))
         n = len(batch)
+        scores: Array | None = None
         if columnar:
-            self.positions = np.arange(n)
-            self._run_columnar_scores(compiled)
+            positions = np.arange(n)
         else:
-            self._run_hook_scores()
-        self._decide(columnar, compiled.limits)
-        self._owners_and_sla()
-        self._write_log()
-        self._journeys()
-        self.accepted = int(self.g.order.shape[0])
-        # Keep only what materialising records and journeys needs.
-        for name in _INTERMEDIATE:
-            self.__dict__.pop(name, None)
+            positions, scores = self._run_hook_scores()
+        self.accepted = int(positions.shape[0])
+        self.dec = _Decisions(np, pipeline, self.table, batch.kinds, compiled.limits)
+        self.clock = int(batch.at[-1]) if n else 0
+        spec = compiled.scorer if columnar else None
+        size = _BLOCK_TOUCHES if block is None else block
+        blocks = [
+            _Block(self, part, attributes, columnar=columnar, spec=spec, scores=scores)
+            for part, attributes in self._blocks(positions, size, spec)
+        ]
+        columns = self._write_log(blocks)
+        kept = _Kept(self, columns)
+        self.log = ColumnarLog(
+            self.funnel,
+            columns,
+            lead_ids=batch.lead_ids,
+            teams=self.teams,
+            events=self.dec.events,
+            messages=self.dec.messages,
+            materialize=kept.record,
+        )
+        self.journeys = JourneyStore(self._journeys(blocks), batch.lead_ids, kept.journey)
+
+    def result(self, mode: str, reasons: tuple[str, ...]) -> Replay:
+        return Replay(
+            mode,
+            reasons,
+            self.log,
+            self.journeys,
+            quarantined=tuple(self.quarantined),
+            accepted=self.accepted,
+        )
+
+    # ------------------------------------------------------------ blocks
+
+    def _blocks(
+        self, positions: Array, size: int, spec: Any
+    ) -> Iterator[tuple[Array, Mapping[int, Mapping[str, Any]]]]:
+        """The accepted positions of each block of whole leads (ascending), with their attributes.
+
+        Blocks are ranges of lead codes holding about *size* touches (a lead
+        with more has a block of its own).
+        """
+        np, batch = self.np, self.batch
+        attributes = batch.attributes
+        n = positions.shape[0]
+        if n <= size:
+            yield positions, attributes
+            return
+        leads = batch.lead if n == len(batch) else batch.lead[positions]
+        counts = np.bincount(leads, minlength=len(batch.lead_ids))
+        before = np.cumsum(counts) - counts
+        block_of_lead = before // size
+        n_blocks = int(block_of_lead[-1]) + 1
+        # a stable sort of small integer keys is a radix sort in NumPy
+        code = block_of_lead.astype(np.int16 if n_blocks < 2**15 else np.int64)[leads]
+        order = np.argsort(code, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(code, minlength=n_blocks)))).tolist()
+        by_block: list[dict[int, Mapping[str, Any]]] | None = None
+        if spec is not None and spec.attribute_rules and attributes:
+            # only the attribute points need them: split them by block once
+            by_block = [{} for _ in range(n_blocks)]
+            for pos, learned in attributes.items():
+                if 0 <= pos < len(batch):
+                    by_block[int(block_of_lead[int(batch.lead[pos])])][pos] = learned
+        # when every touch is accepted, positions are 0 .. n - 1
+        positions = order if n == len(batch) else positions[order]
+        del order, code
+        for b in range(n_blocks):
+            lo, hi = bounds[b], bounds[b + 1]
+            if hi > lo:
+                yield positions[lo:hi], (by_block[b] if by_block is not None else {})
 
     # ------------------------------------------------------------ scores
 
-    def _run_columnar_scores(self, compiled: Compiled) -> None:
-        np, batch = self.np, self.batch
-        self.g = Groups(np, batch.lead, batch.at)
-        kind_sorted = batch.kind[self.g.order]
-        self.kind_sorted = kind_sorted
-        if compiled.scorer is None:  # the plan is columnar: there is no scorer
-            assert self.pipeline.scorer is None
-            micro = np.zeros(len(batch), np.int64)
-        else:
-            micro = columnar_scores(
-                np,
-                compiled.scorer,
-                self.g,
-                kind_sorted,
-                kinds=batch.kinds,
-                properties=batch.properties,
-                attributes=batch.attributes,
-            )
-        score_sorted = micro / SCALE
-        self.score_sorted = score_sorted
-        self.score = np.empty(len(batch), np.float64)
-        self.score[self.g.order] = score_sorted
+    def _run_hook_scores(self) -> tuple[Array, Array]:  # noqa: PLR0915  (the per-touch loop is kept flat)
+        """Call the scorer once per touch, with the :class:`Lead` it would get from the engine.
 
-    def _run_hook_scores(self) -> None:  # noqa: PLR0915  (the per-touch loop is kept flat)
-        """Call the scorer once per touch, with the :class:`Lead` it would get from the engine."""
+        Returns the accepted positions and the score of every position.
+        """
         from buyerjourney._core.scoring import Lead  # noqa: PLC0415
 
         np, batch = self.np, self.batch
@@ -768,10 +868,7 @@ class _Run:
             lead_state[0] = history
             lead_state[1] = merged
         self.accepted_mask = ok
-        keep = np.flatnonzero(ok)
-        self.positions = keep
-        self.g = Groups(np, batch.lead[keep], batch.at[keep])
-        self.score = np.array(values, np.float64)
+        return np.flatnonzero(ok), np.array(values, np.float64)
 
     # ------------------------------------------------------------ helpers
 
@@ -786,10 +883,9 @@ class _Run:
         return merged
 
     def _attribute_events(self) -> dict[int, list[tuple[int, Mapping[str, Any]]]]:
-        cached = getattr(self, "_attr_events", None)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        ok = getattr(self, "accepted_mask", None)
+        if self._attr_events is not None:
+            return self._attr_events
+        ok = self.accepted_mask
         events: dict[int, list[tuple[int, Mapping[str, Any]]]] = {}
         leads = self.batch.lead
         for pos in sorted(self.batch.attributes):
@@ -805,39 +901,283 @@ class _Run:
             self.teams.append(name)
         return index
 
+    def _break_ties(self, esc: Array, deadline: Array, at_pos: Array, e: _Escalations) -> Array:
+        """Order escalations of one instant as the engine's heap does: lead id, stage, entered."""
+        names = self.funnel.stage_names
+        lead_ids = self.batch.lead_ids
+
+        def key(j: int) -> tuple[int, int, str, str, int]:
+            i = int(esc[j])
+            return (
+                int(at_pos[j]),
+                int(deadline[j]),
+                lead_ids[int(e.lead[i])],
+                names[int(e.stage[i])],
+                int(e.entered[i]),
+            )
+
+        return esc[sorted(range(esc.shape[0]), key=key)]
+
+    # ------------------------------------------------------------ the log
+
+    def _escalations(self, blocks: Sequence[_Block]) -> tuple[_Escalations, Array]:
+        """Every block's escalations, in log order, and the position each one precedes."""
+        np, batch = self.np, self.batch
+        e = _Escalations.concatenate(np, [b.escalations for b in blocks])
+        deadline = e.deadline
+        at_pos = np.searchsorted(batch.at, deadline, side="left")
+        esc = np.lexsort((deadline, at_pos))
+        if esc.shape[0] > 1:
+            d, p = deadline[esc], at_pos[esc]
+            if ((p[1:] == p[:-1]) & (d[1:] == d[:-1])).any():
+                esc = self._break_ties(esc, d, p, e)
+        e = e.take(esc)
+        return e, at_pos[esc]
+
+    def _write_log(self, blocks: Sequence[_Block]) -> dict[str, Array]:
+        """Lay the records out in seq order: a touch's escalations, then its own records."""
+        np, batch = self.np, self.batch
+        n_all = len(batch)
+        esc, esc_at_pos = self._escalations(blocks)
+        # an escalation is written just before the first touch at or after its
+        # deadline (or after the last touch)
+        esc_before = esc_at_pos[esc_at_pos < n_all]
+        own = np.zeros(n_all, np.int64)  # records per touch, its escalations included
+        for b in blocks:
+            own[b.positions] = b.count
+        np.add.at(own, esc_before, 1)
+        start = np.zeros(n_all + 1, np.int64)
+        np.cumsum(own, out=start[1:])
+        total = int(start[-1]) + int(esc_at_pos.shape[0] - esc_before.shape[0])
+        dtypes = log_dtypes(
+            np,
+            leads=len(batch.lead_ids),
+            touches=n_all,
+            stages=len(self.funnel.stages),
+            teams=len(self.teams),
+            events=len(self.dec.events),
+            aux=max(n_all, len(self.dec.messages), len(self.thresholds)),
+        )
+        columns = new_log_columns(np, total, dtypes, kind=SCORED)
+        # every record of a touch shares its lead, time and touch: write them in
+        # one pass over the batch, a block's worth of touches at a time (the
+        # escalations' rows are rewritten below)
+        bounds = [*range(0, n_all, _BLOCK_TOUCHES), n_all]
+        for lo, hi in itertools.pairwise(bounds):
+            rows = slice(int(start[lo]), int(start[hi]))
+            span = own[lo:hi]
+            columns["lead"][rows] = np.repeat(batch.lead[lo:hi], span)
+            columns["at"][rows] = np.repeat(batch.at[lo:hi], span)
+            columns["touch"][rows] = np.repeat(np.arange(lo, hi), span)
+        first_row = own  # the first of each touch's own records, after its escalations
+        np.copyto(first_row, start[:n_all])
+        np.add.at(first_row, esc_before, 1)
+        del own
+        for b in blocks:
+            self._write_rows(columns, b, first_row)
+        if esc.deadline.shape[0]:
+            lead_first = np.ones(esc_at_pos.shape[0], bool)
+            np.not_equal(esc_at_pos[1:], esc_at_pos[:-1], out=lead_first[1:])
+            group_start = np.flatnonzero(lead_first)[np.cumsum(lead_first) - 1]
+            seq = start[esc_at_pos] + (np.arange(esc_at_pos.shape[0]) - group_start)
+            columns["kind"][seq] = ESCALATION
+            columns["lead"][seq] = esc.lead
+            columns["at"][seq] = esc.deadline
+            columns["touch"][seq] = -1
+            columns["source"][seq] = esc.stage
+            columns["to_team"][seq] = esc.team
+            columns["aux"][seq] = esc.position
+        self._escalated = esc
+        self._records = total
+        return columns
+
+    def _write_rows(self, columns: dict[str, Array], b: _Block, first_row: Array) -> None:
+        """Write the kind-specific fields of the records of block *b*'s touches."""
+        np = self.np
+        kind, source, target, from_team, to_team, event, score, aux = (
+            columns[c]
+            for c in ("kind", "source", "target", "from_team", "to_team", "event", "score", "aux")
+        )
+        base = first_row[b.positions]
+        # created
+        seq = base[b.created]
+        kind[seq] = CREATED
+        target[seq] = self.table.initial_index
+        to_team[seq] = b.created_team
+        # scored
+        first = np.zeros(base.shape[0], np.int64)
+        first[b.created] = 1
+        base += first
+        score[base] = b.score
+        # thresholds, ascending
+        offset = base
+        offset += 1
+        for h, c in enumerate(b.crossed):
+            seq = offset[c]
+            kind[seq] = THRESHOLD
+            score[seq] = b.score[c]
+            aux[seq] = h
+            offset[c] += 1
+        # decisions
+        seq = offset[b.decided]
+        kind[seq] = b.decided_kind
+        event[seq] = b.decided_event
+        source[seq] = b.decided_source
+        target[seq] = b.decided_target
+        aux[seq] = b.decided_arg
+        seq = offset[b.handoff] + 1
+        kind[seq] = HANDOFF
+        target[seq] = b.handoff_stage
+        from_team[seq] = b.handoff_from
+        to_team[seq] = b.handoff_to
+
+    # ------------------------------------------------------------ journeys
+
+    def _journeys(self, blocks: Sequence[_Block]) -> dict[str, Array]:
+        np, batch = self.np, self.batch
+        n_leads = len(batch.lead_ids)
+        funnel = self.funnel
+        dtypes = journey_dtypes(
+            np, stages=len(funnel.stages), teams=len(self.teams), records=self._records
+        )
+        columns = {
+            name: np.zeros(n_leads, dtypes[name])
+            for name in ("stage", "highest", "owner", "score", "version", "escalated")
+        }
+        for name in ("created", "updated", "entered"):
+            columns[name] = np.zeros(n_leads, np.int64)
+        version = np.zeros(n_leads, np.int64)
+        for b in blocks:
+            j = b.journeys
+            code = j.pop("lead")
+            version[code] = j.pop("version")
+            for name, values in j.items():
+                columns[name][code] = values
+        esc = self._escalated
+        if esc.lead.shape[0]:
+            version += np.bincount(esc.lead, minlength=n_leads)
+            np.maximum.at(columns["updated"], esc.lead, esc.deadline)
+        columns["version"][:] = version
+        gate = np.array([s.gate for s in funnel.stages], bool)
+        columns["pending"] = gate[columns["stage"]] & (version > 0)
+        return {name: columns[name] for name in JOURNEY_COLUMNS}
+
+
+class _Escalations:
+    """SLA escalations as columns: lead code, deadline, stage, team, entry touch and its time."""
+
+    __slots__ = ("deadline", "entered", "lead", "position", "stage", "team")
+
+    def __init__(  # noqa: PLR0917  (one column each)
+        self,
+        lead: Array,
+        deadline: Array,
+        stage: Array,
+        team: Array,
+        position: Array,
+        entered: Array,
+    ) -> None:
+        self.lead = lead
+        self.deadline = deadline
+        self.stage = stage
+        self.team = team
+        self.position = position
+        self.entered = entered
+
+    def take(self, index: Array) -> _Escalations:
+        return _Escalations(*(getattr(self, name)[index] for name in _ESCALATION_FIELDS))
+
+    @classmethod
+    def concatenate(cls, np: Any, parts: Sequence[_Escalations]) -> _Escalations:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in _ESCALATION_FIELDS)
+        )
+
+
+_ESCALATION_FIELDS = ("lead", "deadline", "stage", "team", "position", "entered")
+
+
+class _Block:
+    """The vectorised lifecycle of one block of whole leads.
+
+    Scores, decisions, owners and SLAs are computed on the block's touches
+    sorted by lead; what the log writer and the journeys need is kept, in
+    the block's position order (ascending batch positions), and the rest is
+    dropped with the block's working arrays.
+
+    Kept, per touch: ``positions``, ``count`` (its records, escalations aside)
+    and ``score``; per record kind, the block indices of the touches that
+    write one and its fields (``created``, ``crossed``, ``decided``,
+    ``handoff``); the block's escalations; and its leads' journey columns.
+    """
+
+    def __init__(
+        self,
+        run: _Run,
+        positions: Array,
+        attributes: Mapping[int, Mapping[str, Any]],
+        *,
+        columnar: bool,
+        spec: Any,
+        scores: Array | None,
+    ) -> None:
+        np, batch = run.np, run.batch
+        self.run = run
+        self.positions = positions
+        whole = positions.shape[0] == len(batch)  # then positions are 0 .. n - 1
+        g = Groups(
+            np,
+            batch.lead if whole else batch.lead[positions],
+            batch.at if whole else batch.at[positions],
+        )
+        self.g = g
+        self.pos_sorted = g.order if whole else positions[g.order]
+        self.kind_sorted = batch.kind[self.pos_sorted]
+        if scores is not None:
+            self.score_sorted = scores[self.pos_sorted]
+        elif spec is None:  # the plan is columnar: there is no scorer
+            assert run.pipeline.scorer is None
+            self.score_sorted = np.zeros(positions.shape[0], np.float64)
+        else:
+            micro = columnar_scores(
+                np,
+                spec,
+                g,
+                self.kind_sorted,
+                kinds=batch.kinds,
+                properties=batch.properties,
+                attributes=attributes,
+                positions=None if whole else self.pos_sorted,
+            )
+            self.score_sorted = micro / SCALE
+        self._decide()
+        self._owners_and_sla()
+        self._keep()
+        del self.run, self.g, self.pos_sorted, self.kind_sorted, self.score_sorted
+
     # ------------------------------------------------------------ decisions
 
-    def _decide(  # noqa: PLR0915  (policy and funnel, in order)
-        self, columnar: bool, limits: Sequence[float]
-    ) -> None:
-        np, g, batch = self.np, self.g, self.batch
+    def _decide(self) -> None:  # noqa: PLR0915  (policy and funnel, in order)
+        run, g = self.run, self.g
+        np, dec = run.np, run.dec
         n = g.order.shape[0]
-        initial = self.table.initial_index
-        if columnar:  # every touch is accepted: positions are the accepted indices
-            self.pos_sorted = g.order
-            score_sorted = self.score_sorted
-        else:
-            self.pos_sorted = self.positions[g.order]  # sorted index -> batch position
-            score_sorted = self.score[self.pos_sorted]
+        score_sorted = self.score_sorted
         old = np.empty(n, np.float64)
         if n:
             old[1:] = score_sorted[:-1]
         old[g.first] = 0.0
-        self.old_sorted = old
-        self.score_sorted = score_sorted
-        self.thresholds = tuple(sorted(set(self.pipeline.thresholds)))
         crossings = []
-        for threshold in self.thresholds:
+        for threshold in run.thresholds:
             t = float(threshold)
             up = (old < t) & (t <= score_sorted)
             down = (score_sorted < t) & (t <= old)
             crossings.append(up | down)
         self.crossings = crossings
-        dec = _Decisions(np, self.pipeline, self.table, batch.kinds, limits)
-        self.dec = dec
-        kind_sorted = self.kind_sorted if columnar else batch.kind[self.pos_sorted]
+        initial = run.table.initial_index
         bucket = np.searchsorted(dec.limits, score_sorted, side="right")
-        sym = kind_sorted * dec.buckets + bucket
+        sym = self.kind_sorted * dec.buckets + bucket
         state = np.full(len(g.starts), initial, np.int64)
         before = np.full(n, initial, np.int64)
         n_symbols = dec.outcome.shape[1]
@@ -861,6 +1201,10 @@ class _Run:
             bounds = np.concatenate(([0], np.cumsum(np.bincount(rank)))).tolist()
             for r in range(len(bounds) - 1):
                 lo, hi = bounds[r], bounds[r + 1]
+                if hi - lo < _TAIL:
+                    # a few long histories are left: step them touch by touch
+                    self._tail(np.sort(by_rank[lo:]), sym, state, before, guarded_at)
+                    break
                 groups = groups_by_rank[lo:hi]
                 s = state[groups]
                 code = s * n_symbols + sym_by_rank[lo:hi]
@@ -871,7 +1215,7 @@ class _Run:
                         i = int(by_rank[lo + j])
                         result, value = self._guarded(i, int(s[j]), int(sym_by_rank[lo + j]))
                         guarded_at[i] = (result, value)
-                        nxt[j] = self.table.target_of(value) if result == _MOVE else s[j]
+                        nxt[j] = run.table.target_of(value) if result == _MOVE else s[j]
                 state[groups] = nxt
         code = before * n_symbols + sym
         outcome = outcome_flat[code]
@@ -887,42 +1231,78 @@ class _Run:
         self.event = event
         after = before.copy()
         moves = outcome == _MOVE
+        table = run.table
         targets = np.array(
-            [self.table.target_of(t) for t in range(len(self.table.transitions))] or [0], np.int64
+            [table.target_of(t) for t in range(len(table.transitions))] or [0], np.int64
         )
         after[moves] = targets[arg[moves]]
         self.after = after
 
+    def _tail(
+        self,
+        rest: Array,
+        sym: Array,
+        state: Array,
+        before: Array,
+        guarded_at: dict[int, tuple[int, int]],
+    ) -> None:
+        """Step the deciding touches *rest* (lead-sorted indices, ascending) one by one."""
+        run = self.run
+        dec = run.dec
+        n_symbols = dec.outcome.shape[1]
+        next_flat = dec.next.ravel().tolist()
+        outcome_flat = dec.outcome.ravel().tolist()
+        group = self.g.group[rest].tolist()
+        symbols = sym[rest].tolist()
+        stages: dict[int, int] = {}
+        seen = []
+        for i, grp, symbol in zip(rest.tolist(), group, symbols, strict=True):
+            s = stages.get(grp)
+            if s is None:
+                s = int(state[grp])
+            seen.append(s)
+            code = s * n_symbols + symbol
+            nxt = next_flat[code]
+            if outcome_flat[code] == _GUARDED:
+                result, value = self._guarded(i, s, symbol)
+                guarded_at[i] = (result, value)
+                nxt = run.table.target_of(value) if result == _MOVE else s
+            stages[grp] = nxt
+        before[rest] = seen
+        if stages:
+            state[list(stages)] = list(stages.values())
+
     def _guarded(self, i: int, stage: int, sym: int) -> tuple[int, int]:
         """Step a guarded transition in Python: ``(_MOVE, t)`` or ``(_REFUSE, message)``."""
-        dec = self.dec
+        run = self.run
+        dec = run.dec
         event = dec.events[int(dec.event[stage, sym])]
         reason = dec.reasons[(stage, sym)]
         pos = int(self.pos_sorted[i])
-        lead = int(self.batch.lead[pos])
+        lead = int(run.batch.lead[pos])
         ctx = Context(
-            lead_id=self.batch.lead_ids[lead],
-            stage=self.funnel.stage_names[stage],
+            lead_id=run.batch.lead_ids[lead],
+            stage=run.funnel.stage_names[stage],
             event=event,
-            attributes=self._attributes_at(lead, pos),
+            attributes=run._attributes_at(lead, pos),
             score=float(self.score_sorted[i]),
-            at=self.batch.time(pos),
+            at=run.batch.time(pos),
         )
         try:
-            t = self.table.step_index(stage, self.table.event_index[event], ctx, reason)
+            t = run.table.step_index(stage, run.table.event_index[event], ctx, reason)
         except TransitionNotAllowed as exc:
             return _REFUSE, dec.message(str(exc))
         except HookError:
-            if self.errors == "raise":
+            if run.errors == "raise":
                 raise
             raise _Fallback("a guard failed on a touch; the engine quarantines it") from None
         return _MOVE, t
 
     # ------------------------------------------------------------ owners, SLAs
 
-    def _owners_and_sla(self) -> None:  # noqa: PLR0915  (owners, handoffs and SLAs per entry)
-        np, g, batch = self.np, self.g, self.batch
-        funnel = self.funnel
+    def _owners_and_sla(self) -> None:
+        run, g = self.run, self.g
+        np, funnel, batch = run.np, run.funnel, run.batch
         # entries into a stage: the CREATED of each lead's first touch, then every move
         created = g.starts
         moved = np.flatnonzero(self.outcome == _MOVE)
@@ -930,16 +1310,16 @@ class _Run:
         both.sort()
         entries = both // 2  # sorted indices, by lead then time
         e_created = (both % 2) == 0
-        e_stage = np.where(e_created, self.table.initial_index, self.after[entries])
+        e_stage = np.where(e_created, run.table.initial_index, self.after[entries])
         e_group = g.group[entries]
-        e_pos = self.pos_sorted[entries]
-        e_at = batch.at[e_pos]
-        if self.owners.overrides:
+        e_at = g.at[entries]
+        if run.owners.overrides:
             names = funnel.stage_names
+            e_pos = self.pos_sorted[entries]
             e_owner = np.array(
                 [
-                    self._team(
-                        self.owners.owner(names[s], self._attributes_at(int(batch.lead[p]), int(p)))
+                    run._team(
+                        run.owners.owner(names[s], run._attributes_at(int(batch.lead[p]), int(p)))
                     )
                     for s, p in zip(e_stage.tolist(), e_pos.tolist(), strict=True)
                 ],
@@ -947,7 +1327,7 @@ class _Run:
             ).reshape(-1)
         else:
             default = np.array(
-                [self._team(self.owners.owner(name)) for name in funnel.stage_names], np.int64
+                [run._team(run.owners.owner(name)) for name in funnel.stage_names], np.int64
             )
             e_owner = default[e_stage]
         prev_owner = np.empty_like(e_owner)
@@ -962,7 +1342,6 @@ class _Run:
         self.e_prev_owner = prev_owner
         self.e_handoff = handoff
         self.e_group = e_group
-        self.e_pos = e_pos
         self.e_at = e_at
         # SLAs: a visit escalates when the engine's clock reaches its deadline
         # before (or at) the touch that ends it.
@@ -978,266 +1357,345 @@ class _Run:
         next_at = np.empty_like(e_at)
         if entries.shape[0]:
             next_at[:-1] = e_at[1:]
-        clock = int(batch.at[-1]) if len(batch) else 0
-        escalates = has_sla & np.where(last_entry, clock >= deadline, next_at >= deadline)
+        escalates = has_sla & np.where(last_entry, run.clock >= deadline, next_at >= deadline)
         self.e_escalated = escalates
         self.e_last = last_entry
         esc = np.flatnonzero(escalates)
-        esc_deadline = deadline[esc]
-        esc_at_pos = np.searchsorted(batch.at, esc_deadline, side="left")
-        order = np.lexsort((esc_deadline, esc_at_pos))
-        esc = esc[order]
-        esc_deadline = esc_deadline[order]
-        esc_at_pos = esc_at_pos[order]
-        if esc.shape[0] > 1:
-            tie = (esc_at_pos[1:] == esc_at_pos[:-1]) & (esc_deadline[1:] == esc_deadline[:-1])
-            if tie.any():
-                esc = self._break_ties(esc, esc_deadline, esc_at_pos)
-        self.esc = esc  # entry indices, in log order
-        self.esc_deadline = deadline[esc]
-        self.esc_at_pos = np.searchsorted(batch.at, self.esc_deadline, side="left")
+        self.escalations = _Escalations(
+            g.lead[entries[esc]],
+            deadline[esc],
+            e_stage[esc],
+            e_owner[esc],
+            self.pos_sorted[entries[esc]],
+            e_at[esc],
+        )
 
-    def _break_ties(self, esc: Array, deadline: Array, at_pos: Array) -> Array:
-        """Order escalations of one instant as the engine's heap does: lead id, stage, entered."""
-        names = self.funnel.stage_names
-        lead_ids = self.batch.lead_ids
+    # ------------------------------------------------------------ what is kept
 
-        def key(j: int) -> tuple[int, int, str, str, int]:
-            e = int(esc[j])
-            lead = int(self.batch.lead[int(self.e_pos[e])])
-            return (
-                int(at_pos[j]),
-                int(deadline[j]),
-                lead_ids[lead],
-                names[int(self.e_stage[e])],
-                int(self.e_at[e]),
-            )
-
-        return esc[sorted(range(esc.shape[0]), key=key)]
-
-    # ------------------------------------------------------------ the log
-
-    def _write_log(self) -> None:  # noqa: PLR0915  (one array step per record kind, in order)
-        """Lay the records out in seq order; rows are written touch by touch, in time order."""
-        np, g, batch = self.np, self.g, self.batch
-        n_all = len(batch)
+    def _keep(self) -> None:  # noqa: PLR0915  (one array step per kept column)
+        """Keep what the log and the journeys need, in block position order."""
+        run, g = self.run, self.g
+        np, funnel = run.np, run.funnel
         n = g.order.shape[0]
-        positions = self.positions  # accepted touches, in time order
-        to_a = g.order  # sorted index -> accepted index
+        to_local = g.order  # lead-sorted index -> index in the block (ascending positions)
 
-        def by_a(values: Array) -> Array:
+        def local(values: Array) -> Array:
             out = np.empty_like(values)
-            out[to_a] = values
+            out[to_local] = values
             return out
 
-        first = by_a(g.first)
-        outcome = by_a(self.outcome)
-        crossings = [by_a(c) for c in self.crossings]
-        n_thr = np.zeros(n, np.int64)
-        for crossing in crossings:
-            n_thr += crossing
+        def ascending(sorted_index: Array, *values: Array) -> tuple[Array, ...]:
+            """Block indices of lead-sorted indices, ascending, with their values."""
+            index = to_local[sorted_index]
+            order = stable_order(np, index)
+            return (index[order], *(v[order] for v in values))
+
+        outcome = self.outcome
+        decided = outcome != _NONE
         handoff_sorted = np.zeros(n, bool)
         handoff_sorted[self.e_sorted[self.e_handoff]] = True
-        handoff = by_a(handoff_sorted)
-        move = outcome == _MOVE
-        refuse = outcome == _REFUSE
-        own = np.zeros(n_all, np.int64)
-        own[positions] = first.astype(np.int64) + 1 + n_thr + move + refuse + handoff
-        esc_count = np.bincount(self.esc_at_pos, minlength=n_all + 1)
-        own += esc_count[:n_all]
-        start = np.zeros(n_all + 1, np.int64)
-        np.cumsum(own, out=start[1:])
-        total = int(start[-1]) + int(esc_count[n_all])
-        dtypes = log_dtypes(
-            np,
-            leads=len(batch.lead_ids),
-            touches=n_all,
-            stages=len(self.funnel.stages),
-            teams=len(self.teams),
-            events=len(self.dec.events),
-            aux=max(n_all, len(self.dec.messages), len(self.thresholds)),
+        n_thr = np.zeros(n, np.int64)
+        for crossing in self.crossings:
+            n_thr += crossing
+        kept_records = g.first + 1 + n_thr + handoff_sorted  # state-changing records
+        kept_records += outcome == _MOVE
+        self.count = local(kept_records + (outcome == _REFUSE))
+        self.score = local(self.score_sorted)
+        self.crossed = [np.flatnonzero(local(c)) for c in self.crossings]
+        first_entry = self.e_created
+        self.created, self.created_team = ascending(g.starts, self.e_owner[first_entry])
+        d = np.flatnonzero(decided)
+        moved = outcome[d] == _MOVE
+        (
+            self.decided,
+            self.decided_kind,
+            self.decided_event,
+            self.decided_source,
+            self.decided_target,
+            self.decided_arg,
+        ) = ascending(
+            d,
+            np.where(moved, TRANSITION, REFUSED),
+            self.event[d],
+            self.before[d],
+            np.where(moved, self.after[d], -1),
+            self.arg[d],
         )
-        columns = new_log_columns(np, total, dtypes, kind=SCORED)
-        kind, lead, at, touch = (columns[c] for c in ("kind", "lead", "at", "touch"))
-        source, target, from_team, to_team = (
-            columns[c] for c in ("source", "target", "from_team", "to_team")
-        )
-        event, score, aux = (columns[c] for c in ("event", "score", "aux"))
-        leads = batch.lead[positions]
-        times = batch.at[positions]
-        base = start[positions] + esc_count[positions]
-        # every record of a touch shares its lead, time and touch: write them for
-        # all rows at once, then fix the escalations (dated at their deadline)
-        span = own[positions] - esc_count[positions]
-        rows = np.repeat(base - np.arange(n) * 0, span) if n else np.zeros(0, np.int64)
-        rows += np.arange(rows.shape[0]) - np.repeat(np.cumsum(span) - span, span)
-        lead[rows] = np.repeat(leads, span)
-        at[rows] = np.repeat(times, span)
-        touch[rows] = np.repeat(positions, span)
-        esc = self.esc
-        if esc.shape[0]:
-            at_pos = self.esc_at_pos
-            lead_first = np.ones(esc.shape[0], bool)
-            np.not_equal(at_pos[1:], at_pos[:-1], out=lead_first[1:])
-            group_start = np.flatnonzero(lead_first)[np.cumsum(lead_first) - 1]
-            seq = start[at_pos] + (np.arange(esc.shape[0]) - group_start)
-            kind[seq] = ESCALATION
-            lead[seq] = batch.lead[self.e_pos[esc]]
-            at[seq] = self.esc_deadline
-            touch[seq] = -1
-            source[seq] = self.e_stage[esc]
-            to_team[seq] = self.e_owner[esc]
-            aux[seq] = self.e_pos[esc]
-        # created
-        created = np.flatnonzero(first)
-        seq = base[created]
-        kind[seq] = CREATED
-        target[seq] = self.table.initial_index
-        to_team[seq] = self.e_owner[self.e_created]
-        # scored
-        seq = base + first
-        score[seq] = self.score[positions]
-        # thresholds, ascending
-        offset = seq + 1
-        for h, crossing in enumerate(crossings):
-            c = np.flatnonzero(crossing)
-            seq = offset[c]
-            kind[seq] = THRESHOLD
-            score[seq] = self.score[positions[c]]
-            aux[seq] = h
-            offset[c] += 1
-        # decisions (from lead-sorted arrays)
-        off_sorted = offset[to_a]
-        c = np.flatnonzero(self.outcome == _REFUSE)
-        seq = off_sorted[c]
-        kind[seq] = REFUSED
-        event[seq] = self.event[c]
-        source[seq] = self.before[c]
-        aux[seq] = self.arg[c]
-        c = np.flatnonzero(self.outcome == _MOVE)
-        seq = off_sorted[c]
-        kind[seq] = TRANSITION
-        event[seq] = self.event[c]
-        source[seq] = self.before[c]
-        target[seq] = self.after[c]
-        aux[seq] = self.arg[c]
         hand = self.e_handoff
         c = self.e_sorted[hand]
-        seq = off_sorted[c] + 1
-        kind[seq] = HANDOFF
-        target[seq] = self.after[c]
-        from_team[seq] = self.e_prev_owner[hand]
-        to_team[seq] = self.e_owner[hand]
-        self.log = ColumnarLog(
-            self.funnel,
-            columns,
-            lead_ids=self.batch.lead_ids,
-            teams=self.teams,
-            events=self.dec.events,
-            messages=self.dec.messages,
-            materialize=self._record,
+        self.handoff, self.handoff_stage, self.handoff_from, self.handoff_to = ascending(
+            c, self.after[c], self.e_prev_owner[hand], self.e_owner[hand]
         )
-        # per batch position: the lead's previous score (for the delta) and whether it is its first
-        self.old_by_pos = np.zeros(n_all, np.float64)
-        self.old_by_pos[self.pos_sorted] = self.old_sorted
-        self.first_by_pos = np.zeros(n_all, bool)
-        self.first_by_pos[positions] = first
-
-    # ------------------------------------------------------------ journeys
-
-    def _journeys(self) -> None:  # noqa: PLR0915  (one array step per journey column)
-        np, g, batch = self.np, self.g, self.batch
-        n_leads = len(batch.lead_ids)
-        funnel = self.funnel
-        log = self.log.columns
-        dtypes = journey_dtypes(
-            np, stages=len(funnel.stages), teams=len(self.teams), records=len(self.log)
-        )
-        counted = log["kind"] != REFUSED
-        version = np.bincount(log["lead"][counted], minlength=n_leads).astype(dtypes["version"])
-        rows = np.flatnonzero(counted)
-        updated = np.zeros(n_leads, np.int64)
-        last_row = np.full(n_leads, -1, np.int64)
-        np.maximum.at(last_row, log["lead"][rows], rows)
-        has = last_row >= 0
-        updated[has] = log["at"][last_row[has]]
+        # the journeys of the block's leads
         lead_of_group = g.lead[g.starts]
-        stage = np.zeros(n_leads, dtypes["stage"])
-        stage[lead_of_group] = self.state
-        score = np.zeros(n_leads, np.float64)
         last_touch = np.empty(len(g.starts), np.int64)
         if len(g.starts):
             last_touch[:-1] = g.starts[1:] - 1
-            last_touch[-1] = g.order.shape[0] - 1
-        score[lead_of_group] = self.score_sorted[last_touch]
-        created = np.zeros(n_leads, np.int64)
-        created[lead_of_group] = g.at[g.starts]
+            last_touch[-1] = n - 1
         last = np.flatnonzero(self.e_last)
-        owner = np.zeros(n_leads, dtypes["owner"])
-        entered = np.zeros(n_leads, np.int64)
-        escalated = np.zeros(n_leads, bool)
-        e_lead = lead_of_group[self.e_group]
-        owner[e_lead[last]] = self.e_owner[last]
-        entered[e_lead[last]] = self.e_at[last]
-        escalated[e_lead[last]] = self.e_escalated[last]
         # highest: the first entry of the highest rank, exits aside (the initial stage counts)
         rank = np.array([s.rank for s in funnel.stages], np.int64)
         is_exit = np.array([s.kind.is_exit for s in funnel.stages], bool)
-        e_first = self.e_created
         value = np.where(
-            is_exit[self.e_stage] & ~e_first, np.iinfo(np.int64).min, rank[self.e_stage]
+            is_exit[self.e_stage] & ~first_entry, np.iinfo(np.int64).min, rank[self.e_stage]
         )
+        highest = np.zeros(len(g.starts), np.int64)
         if value.shape[0]:
-            starts = np.flatnonzero(e_first)
+            starts = np.flatnonzero(first_entry)
             top = np.maximum.reduceat(value, starts)
             group_top = np.repeat(top, np.diff(np.append(starts, value.shape[0])))
             hit = np.flatnonzero(value == group_top)
             first_hit = np.ones(hit.shape[0], bool)
             np.not_equal(self.e_group[hit][1:], self.e_group[hit][:-1], out=first_hit[1:])
             best = hit[first_hit]
-            highest = np.zeros(n_leads, dtypes["highest"])
-            highest[e_lead[best]] = self.e_stage[best]
-        else:
-            highest = np.zeros(n_leads, dtypes["highest"])
-        gate = np.array([s.gate for s in funnel.stages], bool)
-        columns = {
-            "stage": stage, "highest": highest, "owner": owner, "score": score,
-            "version": version, "pending": gate[stage] & (version > 0), "escalated": escalated,
-            "created": created, "updated": updated, "entered": entered,
-        }  # fmt: skip
-        self.journeys = JourneyStore(columns, batch.lead_ids, self._journey)
-        self._rows_by_lead: tuple[Array, Array] | None = None
-        self._positions_by_lead: tuple[Array, Array] | None = None
+            highest[self.e_group[best]] = self.e_stage[best]
+        self.journeys = {
+            "lead": lead_of_group,
+            "stage": self.state,
+            "highest": highest,
+            "owner": self.e_owner[last],
+            "score": self.score_sorted[last_touch],
+            "version": (np.add.reduceat(kept_records, g.starts) if n else np.zeros(0, np.int64)),
+            "escalated": self.e_escalated[last],
+            "created": g.at[g.starts],
+            "updated": g.at[last_touch],
+            "entered": self.e_at[last],
+        }
+        for name in (
+            "crossings", "state", "before", "outcome", "arg", "event", "after", "e_sorted",
+            "e_created", "e_stage", "e_owner", "e_prev_owner", "e_handoff", "e_group", "e_at",
+            "e_escalated", "e_last",
+        ):  # fmt: skip
+            delattr(self, name)
 
-    def result(self, mode: str, reasons: tuple[str, ...]) -> Replay:
-        return Replay(
-            mode,
-            reasons,
-            self.log,
-            self.journeys,
-            quarantined=tuple(self.quarantined),
-            accepted=self.accepted,
+
+# ---------------------------------------------------------------- what a replay keeps
+
+
+class _Attributes:
+    """Lead attributes by touch position, as columns; each mapping is rebuilt on demand.
+
+    The caller's mappings cost a few hundred bytes each (a dict, its values);
+    a column of exact ``int``, ``bool``, ``float`` (not NaN) or ``str`` values
+    costs a few bytes per row. Any other value is kept as the object itself,
+    and each row keeps its keys in their order.
+    """
+
+    __slots__ = ("_columns", "_keys", "_row_keys", "positions")
+
+    def __init__(self, np: Any, attributes: Mapping[int, Mapping[str, Any]]) -> None:
+        positions = list(attributes)
+        if positions != sorted(positions):
+            positions.sort()
+            maps = list(map(attributes.__getitem__, positions))
+        else:
+            maps = list(attributes.values())
+        n = len(maps)
+        wide = bool(positions) and not 0 <= positions[0] <= positions[-1] < 2**31 - 1
+        self.positions: Array = np.array(positions, np.int64 if wide else np.int32)
+        # one pass over the caller's mappings per key, and one for the keys
+        # (each pass reads every mapping from memory)
+        keys_of_row = list(map(tuple, maps))
+        keysets = list(dict.fromkeys(keys_of_row))
+        self._keys: list[tuple[Any, ...]] = keysets
+        dtype = code_dtype(np, len(keysets))
+        if len(keysets) == 1:
+            self._row_keys: Array = np.zeros(n, dtype)
+        else:
+            index = {keys: i for i, keys in enumerate(keysets)}
+            self._row_keys = np.fromiter(map(index.__getitem__, keys_of_row), dtype, n)
+        del keys_of_row
+        self._columns: dict[Any, tuple[str, Any, Any]] = {}
+        for key in dict.fromkeys(k for keys in keysets for k in keys):
+            if all(key in keys for keys in keysets):
+                present: list[bool] | None = None
+                values = list(map(itemgetter(key), maps))
+            else:
+                has = np.array([key in keys for keys in keysets], bool)[self._row_keys]
+                present = has.tolist()
+                values = [m[key] if p else None for m, p in zip(maps, present, strict=True)]
+            self._columns[key] = _attribute_column(np, values, present)
+
+    def get(self, position: int) -> Mapping[str, Any] | None:
+        """The attributes learned at *position*, or ``None``."""
+        positions = self.positions
+        j = int(positions.searchsorted(position))
+        if j >= positions.shape[0] or int(positions[j]) != position:
+            return None
+        out: dict[Any, Any] = {}
+        for key in self._keys[int(self._row_keys[j])]:
+            tag, values, table = self._columns[key]
+            if tag == "object":
+                out[key] = values[j]
+            elif tag == "str":
+                out[key] = table[int(values[j])]
+            else:
+                out[key] = values[j].item()
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays (object values and string tables aside)."""
+        arrays = [self.positions, self._row_keys]
+        arrays += [v for tag, v, _ in self._columns.values() if tag != "object"]
+        return sum(int(a.nbytes) for a in arrays)
+
+
+def _attribute_column(
+    np: Any, values: list[Any], present: list[bool] | None
+) -> tuple[str, Any, Any]:
+    """One attribute's column: ``(tag, values, table)``, exact for every present row."""
+    n = len(values)
+    sample = values if present is None else [v for v, p in zip(values, present, strict=True) if p]
+    types = set(map(type, sample))
+    filled = (
+        values
+        if present is None
+        else [v if p else sample[0] for v, p in zip(values, present, strict=True)]
+    )
+    if types == {int} and min(sample) >= -(2**63) and max(sample) < 2**63:
+        return "int", np.fromiter(filled, np.int64, n), None
+    if types == {bool}:
+        return "bool", np.fromiter(filled, bool, n), None
+    if types == {float} and not any(map(math.isnan, sample)):  # NaN: kept as the object
+        return "float", np.fromiter(filled, np.float64, n), None
+    if types == {str}:
+        table = {v: i for i, v in enumerate(dict.fromkeys(sample))}
+        codes = np.fromiter(map(table.__getitem__, filled), code_dtype(np, len(table)), n)
+        return "str", codes, list(table)
+    return "object", values, None
+
+
+class _Touches:
+    """What materialising records needs of the batch's touches, without the batch.
+
+    A batch built from :class:`~buyerjourney.Touch` objects keeps them (they
+    hold the time zones and ids); a columnar batch keeps its kind codes, its
+    touch ids if it has any, its properties and its attributes as columns.
+    Each touch's lead and time are read from the log.
+    """
+
+    __slots__ = ("attributes", "kind", "kinds", "lead_ids", "objects", "properties", "touch_ids")
+
+    def __init__(self, np: Any, batch: TouchBatch) -> None:
+        self.lead_ids = batch.lead_ids
+        self.kinds = batch.kinds
+        self.objects = batch._touches
+        self.kind: Array | None = None
+        self.touch_ids: Sequence[str] | None = None
+        self.properties: Mapping[int, Mapping[str, Any]] = {}
+        self.attributes: _Attributes | None = None
+        if self.objects is None:
+            self.kind = batch.kind.astype(code_dtype(np, len(batch.kinds)))
+            self.touch_ids = batch.touch_ids
+            self.properties = batch.properties
+            if batch.attributes:
+                self.attributes = _Attributes(np, batch.attributes)
+
+    def touch(self, pos: int, lead: int, at: int) -> Touch:
+        """Touch *pos*, of lead code *lead*, at *at* microseconds (as its log row says)."""
+        if self.objects is not None:
+            return self.objects[pos]
+        assert self.kind is not None
+        return Touch(
+            f"t{pos}" if self.touch_ids is None else self.touch_ids[pos],
+            self.lead_ids[lead],
+            from_micros(at),
+            self.kinds[int(self.kind[pos])],
+            self.properties.get(pos, {}),
+            self.learned(pos),
         )
 
-    # ------------------------------------------------------------ materialising
+    def time(self, pos: int, at: int) -> datetime:
+        """The time of touch *pos*, *at* microseconds (in the touch's own time zone if known)."""
+        if self.objects is not None:
+            return self.objects[pos].at
+        return from_micros(at)
 
-    def _journey(self, code: int) -> Journey:
-        """Fold the lead's records (without the parts the fold does not read)."""
+    def learned(self, pos: int) -> Mapping[str, Any]:
+        """The lead attributes touch *pos* brings."""
+        if self.objects is not None:
+            return self.objects[pos].attributes
+        found = self.attributes.get(pos) if self.attributes is not None else None
+        return {} if found is None else found
+
+
+class _Kept:
+    """What a replay keeps to materialise records and journeys: the log, names, the touches.
+
+    Neither the run's intermediate arrays nor the input batch: a touch's
+    lead and time come from its log rows, a score's previous value from the
+    lead's previous SCORED row, the rest from :class:`_Touches`.
+    """
+
+    def __init__(self, run: _Run, columns: dict[str, Array]) -> None:
+        self.np = run.np
+        self.funnel = run.funnel
+        self.scorer = run.pipeline.scorer
+        self.policy = run.pipeline.policy
+        self.scorer_name = run.scorer_name
+        self.actor = run.actor
+        self.teams = run.teams
+        self.events = run.dec.events
+        self.messages = run.dec.messages
+        self.thresholds = run.thresholds
+        self.grades = run.grades
+        self.touches = _Touches(run.np, run.batch)
+        self.columns = columns
+        self.sla = {s.name: s.sla // MICROSECOND for s in self.funnel.stages if s.sla is not None}
+        self._transitions: dict[tuple[str, str, str], Transition] = {}
+        self._by_lead: tuple[Array, Array] | None = None
+
+    # ------------------------------------------------------------ lookups
+
+    def rows(self, lead: int) -> Array:
+        """The log rows of lead code *lead*, in seq order."""
         np = self.np
-        if self._rows_by_lead is None:
-            lead = self.log.columns["lead"]
-            order = stable_order(np, lead)
-            bounds = np.searchsorted(lead[order], np.arange(len(self.batch.lead_ids) + 1))
-            self._rows_by_lead = (order, bounds)
-        order, bounds = self._rows_by_lead
-        rows = order[bounds[code] : bounds[code + 1]].tolist()
-        journeys = rebuild(self.funnel, (self._record(seq, light=True) for seq in rows))
-        return journeys[self.batch.lead_ids[code]]
+        if self._by_lead is None:
+            column = self.columns["lead"]
+            order = stable_order(np, column)
+            bounds = np.searchsorted(column[order], np.arange(len(self.touches.lead_ids) + 1))
+            narrow = np.int32 if order.shape[0] < 2**31 else np.int64
+            self._by_lead = (order.astype(narrow), bounds.astype(narrow))
+        order, bounds = self._by_lead
+        return order[int(bounds[lead]) : int(bounds[lead + 1])]
 
-    def _decision_reason(self, pos: int, stage: int) -> str:
-        policy = self.pipeline.policy
+    def _scored_row(self, seq: int) -> int:
+        """The SCORED row of the touch whose records include row *seq*."""
+        kind = self.columns["kind"]
+        while int(kind[seq]) != SCORED:
+            seq -= 1
+        return seq
+
+    def _previous_score(self, seq: int, lead: int) -> float:
+        """The lead's score before the SCORED row *seq* (0 before its first)."""
+        rows = self.rows(lead)
+        kind = self.columns["kind"]
+        j = int(rows.searchsorted(seq)) - 1
+        while j >= 0:
+            row = int(rows[j])
+            if int(kind[row]) == SCORED:
+                return float(self.columns["score"][row])
+            j -= 1
+        return 0.0
+
+    def _lead_view(self, lead: int, pos: int) -> Any:
+        """The :class:`Lead` the scorer saw at touch *pos*: its accepted touches so far."""
+        from buyerjourney._core.scoring import Lead  # noqa: PLC0415
+
+        col = self.columns
+        rows = self.rows(lead)
+        rows = rows[(col["kind"][rows] == SCORED) & (col["touch"][rows] <= pos)]
+        touches = []
+        merged: dict[str, Any] = {}
+        for p, at in zip(col["touch"][rows].tolist(), col["at"][rows].tolist(), strict=True):
+            touches.append(self.touches.touch(p, lead, at))
+            merged.update(self.touches.learned(p))
+        return Lead(self.touches.lead_ids[lead], merged, tuple(touches))
+
+    def _decision_reason(self, seq: int, touch: Touch, stage: int) -> str:
+        policy = self.policy
         assert policy is not None
-        touch = self.batch.touch(pos)
         name = self.funnel.stage_names[stage]
         stub = Journey(
             lead_id=touch.lead_id,
@@ -1247,35 +1705,37 @@ class _Run:
             created=touch.at,
             updated=touch.at,
         )
-        return policy(stub, Score(float(self.score[pos])), touch).reason
+        value = float(self.columns["score"][self._scored_row(seq)])
+        return policy(stub, Score(value), touch).reason
 
-    def _lead_view(self, pos: int) -> Any:
-        from buyerjourney._core.scoring import Lead  # noqa: PLC0415
+    def _transition(self, source: str, event: str, target: str) -> Transition:
+        """The funnel transition a TRANSITION column row stands for (the first of its kind)."""
+        key = (source, event, target)
+        found = self._transitions.get(key)
+        if found is None:
+            found = next(t for t in self.funnel.transitions if (t.source, t.event, t.target) == key)
+            self._transitions[key] = found
+        return found
 
-        np = self.np
-        lead = int(self.batch.lead[pos])
-        if self._positions_by_lead is None:
-            order = stable_order(np, self.batch.lead)
-            bounds = np.searchsorted(
-                self.batch.lead[order], np.arange(len(self.batch.lead_ids) + 1)
-            )
-            self._positions_by_lead = (order, bounds)
-        order, bounds = self._positions_by_lead
-        rows = order[bounds[lead] : bounds[lead + 1]]
-        rows = rows[: int(np.searchsorted(rows, pos, side="right"))]
-        ok = getattr(self, "accepted_mask", None)
-        touches = tuple(self.batch.touch(p) for p in rows.tolist() if ok is None or ok[p])
-        return Lead(self.batch.lead_ids[lead], self._attributes_at(lead, pos), touches)
+    # ------------------------------------------------------------ materialising
 
-    def _record(self, seq: int, light: bool = False) -> Record:
+    def journey(self, code: int) -> Journey:
+        """Fold the lead's records (without the parts the fold does not read)."""
+        rows = self.rows(code).tolist()
+        journeys = rebuild(self.funnel, (self.record(seq, light=True) for seq in rows))
+        return journeys[self.touches.lead_ids[code]]
+
+    def record(self, seq: int, light: bool = False) -> Record:
         """Record *seq* of the log, built by the core's builders from the columns."""
-        col = self.log.columns
+        col = self.columns
         kind = int(col["kind"][seq])
-        lead_id = self.batch.lead_ids[int(col["lead"][seq])]
+        lead = int(col["lead"][seq])
+        lead_id = self.touches.lead_ids[lead]
         names = self.funnel.stage_names
+        at_micros = int(col["at"][seq])
         if kind == ESCALATION:
-            entered = self.batch.time(int(col["aux"][seq]))
             stage = names[int(col["source"][seq])]
+            entered = self.touches.time(int(col["aux"][seq]), at_micros - self.sla[stage])
             deadline = lifecycle.sla_deadline(self.funnel, stage, entered)
             assert deadline is not None
             return lifecycle.escalation(
@@ -1287,7 +1747,7 @@ class _Run:
                 team=self.teams[int(col["to_team"][seq])],
             )
         pos = int(col["touch"][seq])
-        touch = self.batch.touch(pos)
+        touch = self.touches.touch(pos, lead, at_micros)
         at = touch.at
         if kind == CREATED:
             return lifecycle.created(
@@ -1305,19 +1765,21 @@ class _Run:
             delta: float | None = None
             breakdown: tuple[ScoreItem, ...] | None = None
             if not light:
-                if self.pipeline.scorer is None:
+                if self.scorer is None:
                     result = Score(0.0)
                 else:
                     result = checked_score(
                         self.scorer_name,
-                        self.pipeline.scorer,
-                        self._lead_view(pos),
+                        self.scorer,
+                        self._lead_view(lead, pos),
                         at,
                         touch.touch_id,
                     )
-                delta = value - float(self.old_by_pos[pos])
+                delta = value - self._previous_score(seq, lead)
                 breakdown = result.breakdown
                 grade = result.grade
+            first = seq > 0 and int(col["kind"][seq - 1]) == CREATED
+            first = first and int(col["touch"][seq - 1]) == pos
             return lifecycle.scored(
                 lead_id,
                 seq,
@@ -1326,7 +1788,7 @@ class _Run:
                 delta=delta,
                 breakdown=breakdown,
                 grade=grade,
-                attributes=None if self.first_by_pos[pos] else touch.attributes,
+                attributes=None if first else touch.attributes,
                 touch_id=touch.touch_id,
             )
         if kind == THRESHOLD:
@@ -1344,16 +1806,16 @@ class _Run:
                 seq,
                 at,
                 actor=self.actor,
-                event=self.dec.events[int(col["event"][seq])],
+                event=self.events[int(col["event"][seq])],
                 stage=names[int(col["source"][seq])],
-                reason=self.dec.messages[int(col["aux"][seq])],
+                reason=self.messages[int(col["aux"][seq])],
                 touch_id=touch.touch_id,
             )
         if kind == TRANSITION:
             source = int(col["source"][seq])
             move = self._transition(
                 names[source],
-                self.dec.events[int(col["event"][seq])],
+                self.events[int(col["event"][seq])],
                 names[int(col["target"][seq])],
             )
             return lifecycle.transition(
@@ -1362,7 +1824,7 @@ class _Run:
                 at,
                 move=move,
                 actor=self.actor,
-                reason="" if light else self._decision_reason(pos, source),
+                reason="" if light else self._decision_reason(seq, touch, source),
                 touch_id=touch.touch_id,
             )
         assert kind == HANDOFF
@@ -1375,15 +1837,6 @@ class _Run:
             from_team=self.teams[int(col["from_team"][seq])],
             to_team=self.teams[int(col["to_team"][seq])],
             actor=self.actor,
-            reason="" if light else self._decision_reason(pos, source),
+            reason="" if light else self._decision_reason(seq, touch, source),
             touch_id=touch.touch_id,
         )
-
-    def _transition(self, source: str, event: str, target: str) -> Transition:
-        """The funnel transition a TRANSITION column row stands for (the first of its kind)."""
-        key = (source, event, target)
-        found = self._transitions.get(key)
-        if found is None:
-            found = next(t for t in self.funnel.transitions if (t.source, t.event, t.target) == key)
-            self._transitions[key] = found
-        return found
