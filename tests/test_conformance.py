@@ -267,12 +267,9 @@ def uneven(lead: Lead, at: datetime) -> Score:
     return Score(1.0, (ScoreItem("touches", 2.0),))
 
 
-@pytest.mark.xfail(
-    reason="the bulk hooks path does not quarantine a touch whose score's breakdown does not "
-    "add up, as the engine does (found by the conformance suite); once it does, remove this "
-    "mark and let the suite's own scorers break that rule again",
-)
 def test_the_bulk_hooks_path_quarantines_a_score_that_does_not_add_up() -> None:
+    """Regression, found by the conformance suite: the bulk path checked its own copy of the
+    scorer contract, which did not know the breakdown must add up."""
     pytest.importorskip("numpy")
     funnel = presets.hubspot_lifecycle()
     pipeline = Pipeline(funnel, OwnerRules.for_funnel(funnel), scorer=uneven)

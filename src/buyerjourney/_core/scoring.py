@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -1212,7 +1213,7 @@ def checked_call(
         ) from exc
     if trusted:
         return cast(Score, result)
-    problem = _score_problem(result)
+    problem = score_problem(result)
     if problem is not None:
         raise HookError(
             name, f"{problem} {_scoring(lead_id, at)}", subject=subject, received=result
@@ -1225,7 +1226,8 @@ def _scoring(lead_id: str, at: object) -> str:
     return f"scoring lead {lead_id!r} at {when}"
 
 
-def _score_problem(result: object) -> str | None:
+def score_problem(result: object) -> str | None:
+    """What is wrong with a scorer's *result*, or ``None``: the one home of the scorer contract."""
     if not isinstance(result, Score):
         return (
             f"scorer must return a Score (got {result!r} that is a {type(result).__name__}); "
@@ -1252,12 +1254,13 @@ def _score_problem(result: object) -> str | None:
             f"scorer returned a Score whose grade is neither None nor a str (got "
             f"{result.grade!r} that is a {type(result.grade).__name__})"
         )
-    additive = [item.points for item in result.breakdown if not item.rule.startswith("fit:")]
+    additive = [item.points for item in result.breakdown if not str(item.rule).startswith("fit:")]
     if additive:
-        total = sum(_micro(points) for points in additive)
-        if total != _micro(result.value):
+        # the documented promise: round(fsum(points), 6) == value (to 6 decimals)
+        total = round(math.fsum(additive), 6)
+        if total != round(result.value, 6):
             return (
-                f"scorer returned a Score whose breakdown adds up to {_fmt(_points(total))}, "
+                f"scorer returned a Score whose breakdown adds up to {_fmt(total)}, "
                 f"not its value {_fmt(result.value)} (items named 'fit:...' aside); build it "
                 "with Score.from_breakdown(items) so the two always agree"
             )

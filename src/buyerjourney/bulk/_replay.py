@@ -78,7 +78,7 @@ from buyerjourney._core.funnel import Funnel, Transition
 from buyerjourney._core.journey import Journey, rebuild
 from buyerjourney._core.protocols import Context, hook_name
 from buyerjourney._core.records import Record, Touch
-from buyerjourney._core.scoring import Score, ScoreItem, checked_score
+from buyerjourney._core.scoring import Score, ScoreItem, checked_score, score_problem
 from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from buyerjourney._engine import Quarantined
 from buyerjourney._pipeline import Pipeline
@@ -659,22 +659,11 @@ def _reference(
 
 
 def _valid_score(score: object) -> bool:
-    """A quick, conservative scorer contract check (``False``: ask ``checked_score``)."""
-    if type(score) is not Score:
-        return False
-    value = score.value
-    if type(value) is not float or value - value != 0.0:
-        return False
-    breakdown = score.breakdown
-    if type(breakdown) is not tuple:
-        return False
-    for item in breakdown:
-        if type(item) is not ScoreItem:
-            return False
-        points = item.points
-        if (type(points) is not float and type(points) is not int) or points - points != 0:
-            return False
-    return score.grade is None or type(score.grade) is str
+    """Whether *score* keeps the scorer contract (``False``: ask ``checked_score`` for the error).
+
+    The contract itself has one home, :func:`~buyerjourney._core.scoring.score_problem`.
+    """
+    return score_problem(score) is None
 
 
 _BLOCK_TOUCHES = 1 << 19
