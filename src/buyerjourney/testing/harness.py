@@ -137,6 +137,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "GENERIC_TOUCH_KINDS",
     "START",
+    "WALK_MOVES",
     "Advance",
     "Operation",
     "Outcome",
@@ -159,6 +160,9 @@ DEFAULT_LEADS: tuple[str, ...] = ("lead-1", "lead-2", "lead-3", "lead-4")
 
 DEFAULT_STEPS = 30
 """Steps per example of a machine's ``TestCase`` unless the class says otherwise."""
+
+WALK_MOVES = 32
+"""The most moves one ``walk`` step makes (it stops earlier at a terminal stage or a refusal)."""
 
 UNKNOWN_STAGE = "no_such_stage"
 """A stage name the override rule tries now and then; no funnel of the harness has it."""
@@ -986,9 +990,12 @@ class PipelineMachine(RuleBasedStateMachine):
         self.perform(Advance(self.now + gap))
 
     @precondition(_has_journeys)
-    @rule(lead=_current("lead"), moves=st.integers(1, 8), rnd=st.randoms(use_true_random=False))
-    def walk(self, lead: str, moves: int, rnd: random.Random) -> None:
-        """Move a lead up to *moves* steps toward stages this run has not reached.
+    @rule(lead=_current("lead"), rnd=st.randoms(use_true_random=False))
+    def walk(self, lead: str, rnd: random.Random) -> None:
+        """Walk a lead toward stages this run has not reached, until it ends or is refused.
+
+        At most :data:`WALK_MOVES` moves, so that a step costs the same on
+        a funnel of any size.
 
         Each step is an ordinary checked operation: the owning team accepts a
         waiting handoff, or sends an event leaving the journey's stage,
@@ -996,10 +1003,10 @@ class PipelineMachine(RuleBasedStateMachine):
         entered yet in this run, then any forward one, then any; one step
         in eight takes an exit not entered yet instead (lost, churned).
         *rnd* (drawn by Hypothesis, so the same on every replay) picks
-        among equals. Without this
-        rule most runs stay in the first stages of a long funnel. It stops at the first refusal.
+        among equals. Without this rule most runs stay in the first stages
+        of a long funnel.
         """
-        for _ in range(moves):
+        for _ in range(WALK_MOVES):
             journey = self.engine.journeys.get(lead)
             if journey is None:
                 return

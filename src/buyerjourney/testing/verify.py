@@ -55,23 +55,28 @@ that guards and hooks see them.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Final
 
 import attrs
-from hypothesis import HealthCheck, Phase, Verbosity, find, given
+from hypothesis import HealthCheck, Phase, Verbosity, configuration, find, given
 from hypothesis import settings as Settings  # noqa: N812  (the class, beside `settings` values)
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky, NoSuchExample
 
 from buyerjourney._adapters.files import load_unchecked_owner_rules
 from buyerjourney._checks import (
     CODES,
     DEFAULT_BUDGET,
+    CoverageCounter,
     Finding,
     MissingGuards,
     PathTree,
@@ -109,6 +114,7 @@ __all__ = [
     "Severity",
     "VerificationReport",
     "load_unchecked_owner_rules",
+    "project_root",
     "verify",
     "verify_pipeline",
 ]
@@ -144,6 +150,8 @@ def verify(
     derandomize: bool = True,
     missing_guards: MissingGuards = "error",
     harness: bool = True,
+    database: str | os.PathLike[str] | ExampleDatabase | None = None,
+    project: str | os.PathLike[str] | None = None,
 ) -> VerificationReport:
     """Find every problem of *funnel* with its owner rules and hooks.
 
@@ -176,6 +184,17 @@ def verify(
             (the command line, which has no code to register guards with).
         harness: Also run the stateful harness of
             :mod:`buyerjourney.testing.harness`.
+        database: Where Hypothesis keeps the examples it found: a
+            directory, or an :class:`~hypothesis.database.ExampleDatabase`.
+            By default, the database of the Hypothesis settings in effect
+            (your profile's) when *derandomize* is ``False``, and none when
+            it is ``True`` (derandomized runs do not need one).
+        project: A file or directory of your project (a funnel file, say):
+            Hypothesis's files go to ``.hypothesis`` in its root (see
+            :func:`project_root`), not into the current directory, unless
+            the Hypothesis home is already set (``HYPOTHESIS_STORAGE_DIRECTORY``
+            or :func:`hypothesis.configuration.set_hypothesis_home_dir`).
+            Default: the project of the current directory.
 
     Returns:
         The report; :attr:`VerificationReport.ok` when there is no error.
@@ -202,7 +221,9 @@ def verify(
         thresholds=tuple(thresholds),
         options=options,
     )
-    return run.run()
+    with _hypothesis_home(project):
+        run.options = attrs.evolve(options, database=_database(database, derandomize=derandomize))
+        return run.run()
 
 
 def verify_pipeline(
@@ -215,6 +236,8 @@ def verify_pipeline(
     derandomize: bool = True,
     missing_guards: MissingGuards = "error",
     harness: bool = True,
+    database: str | os.PathLike[str] | ExampleDatabase | None = None,
+    project: str | os.PathLike[str] | None = None,
 ) -> VerificationReport:
     """Verify a :class:`~buyerjourney.Pipeline`; see :func:`verify` for the options.
 
@@ -227,6 +250,8 @@ def verify_pipeline(
         derandomize: Explore the same examples on every call.
         missing_guards: How to report guards the hooks lack.
         harness: Also run the stateful harness.
+        database: Where Hypothesis keeps its examples.
+        project: A file or directory of the project that keeps ``.hypothesis``.
 
     Returns:
         The report.
@@ -245,7 +270,68 @@ def verify_pipeline(
         derandomize=derandomize,
         missing_guards=missing_guards,
         harness=harness,
+        database=database,
+        project=project,
     )
+
+
+_PROJECT_MARKERS: Final = ("pyproject.toml", "setup.cfg", "setup.py", ".git", ".hypothesis")
+
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The root of the project holding *start*: where its ``.hypothesis`` belongs.
+
+    The nearest directory, from *start* (a file's directory, or the
+    directory itself) up, that holds ``pyproject.toml``, ``setup.cfg``,
+    ``setup.py``, ``.git`` or ``.hypothesis``; *start* itself when none does.
+
+    Args:
+        start: A file or directory of the project (default: the current directory).
+
+    Returns:
+        The project's root directory.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    if not here.is_dir():
+        here = here.parent
+    for directory in (here, *here.parents):
+        if any((directory / marker).exists() for marker in _PROJECT_MARKERS):
+            return directory
+    return here
+
+
+@contextlib.contextmanager
+def _hypothesis_home(project: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Point Hypothesis's home at the project's ``.hypothesis`` while verifying.
+
+    A home the user chose (``HYPOTHESIS_STORAGE_DIRECTORY``, or one set in
+    code) is kept; Hypothesis's own default, ``.hypothesis`` in the directory
+    Python started in, is not.
+    """
+    key = "__hypothesis_home_directory"
+    current = getattr(configuration, key, None)
+    default = getattr(configuration, key + "_default", None)
+    chosen = current is not None and current != default
+    if chosen or (current is None and os.getenv("HYPOTHESIS_STORAGE_DIRECTORY")):
+        yield
+        return
+    configuration.set_hypothesis_home_dir(project_root(project) / ".hypothesis")
+    try:
+        yield
+    finally:
+        configuration.set_hypothesis_home_dir(current)
+
+
+def _database(
+    database: str | os.PathLike[str] | ExampleDatabase | None, *, derandomize: bool
+) -> ExampleDatabase | None:
+    if isinstance(database, ExampleDatabase):
+        return database
+    if database is not None:
+        return DirectoryBasedExampleDatabase(os.fspath(database))
+    if derandomize:
+        return None
+    return Settings().database  # the profile's, under the project's home by now
 
 
 def _positive(name: str, value: int) -> int:
@@ -264,12 +350,13 @@ class _Options:
     derandomize: bool
     missing_guards: MissingGuards
     harness: bool
+    database: ExampleDatabase | None = None
 
     def settings(self, *, verbosity: Verbosity = Verbosity.quiet) -> Settings:
         return Settings(
             max_examples=self.budget,
             derandomize=self.derandomize,
-            database=None,
+            database=self.database,
             deadline=None,
             print_blob=False,
             verbosity=verbosity,
@@ -397,6 +484,7 @@ class _Verification(Structure):
         self.thresholds = thresholds
         self.options = options
         self.observer = _Observer()
+        self.counter = CoverageCounter(funnel)
         self.hooks = _recording_hooks(funnel, hooks, self.observer)
         self.scores = _scores(self.hints)
         self.kinds = list(
@@ -441,7 +529,8 @@ class _Verification(Structure):
         if named:
             # The harness named the hook; the engine-wide finding says less about the same bug.
             self.findings.pop(("nondeterministic", "engine"), None)
-        return self.report(examples=self.examples, budget=self.options.budget)
+        coverage = self.counter.result() if self.counter.runs else None
+        return self.report(examples=self.examples, budget=self.options.budget, coverage=coverage)
 
     # ------------------------------------------------------------ model exploration
 
@@ -667,7 +756,10 @@ class _Verification(Structure):
                 raise _Found(code, where, what, detail)
 
         engine = self.engine([self.observer])
-        log = self._play(engine, steps, lines, found)
+        try:
+            log = self._play(engine, steps, lines, found)
+        finally:
+            self.counter.add(engine.records)
         if engine.rebuild() != dict(engine.journeys):
             found(
                 "invariant-violation",
@@ -830,9 +922,12 @@ class _Verification(Structure):
             name="VerifiedPipelineMachine",
         )
 
+        counter = self.counter
+
         def teardown(machine: PipelineMachine) -> None:
             for record in machine.records:
                 observer.on_record(record, None)
+            counter.add(machine.records)
             base.teardown(machine)
 
         machine_class = type(base.__name__, (base,), {"teardown": teardown})
