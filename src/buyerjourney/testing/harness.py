@@ -60,7 +60,16 @@ What every step checks
   :meth:`~PipelineMachine.sla_breaches_are_escalated` and
   :meth:`~PipelineMachine.same_operations_same_log`.
 
-Override an invariant with a plain method (no decorator) to switch it off.
+Name built-in rules and invariants in :attr:`PipelineMachine.disabled` (or
+``pipeline_machine(..., disabled=[...])``) to switch them off; overriding an
+invariant with a plain method (no decorator) works too.
+
+**Coverage and steering.** Random steps rarely get deep into a long funnel,
+so the ``walk`` rule takes one lead through it, toward stages the run has not
+entered yet. :func:`run_pipeline_machine` returns the
+:class:`~buyerjourney._checks.Coverage` of its runs (stages and transitions
+reached, with counts); :meth:`PipelineMachine.coverage` gives that of every
+run of a class.
 
 **Determinism.** The machine keeps every operation it performed
 (:attr:`PipelineMachine.operations`) and feeds each one, as it goes, to
