@@ -87,21 +87,24 @@ def test_find_problems_reports_what_the_walk_does_not_reach(
 
 def test_the_verifier_walks_with_the_same_functions(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
+    real_tree = graph.PathTree
+    real_back = graph.backward_reach
 
-    def spy_paths(moves: object, start: str, **options: object) -> object:
-        calls.append(f"paths {start}")
-        return graph.shortest_paths(moves, start, **options)  # type: ignore[arg-type]
+    class SpyTree(real_tree):  # type: ignore[misc, valid-type]
+        def __init__(self, moves: object, start: str, **options: object) -> None:
+            calls.append(f"paths {start}")
+            super().__init__(moves, start, **options)  # type: ignore[arg-type]
 
-    def spy_reach(moves: object, start: str, **options: object) -> set[str]:
-        calls.append(f"reach {start}")
-        return graph.reach(moves, start, **options)  # type: ignore[arg-type]
+    def spy_back(funnel: object, targets: object) -> set[str]:
+        calls.append("backward")
+        return real_back(funnel, targets)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("buyerjourney._checks.shortest_paths", spy_paths)
-    monkeypatch.setattr("buyerjourney._checks.reach", spy_reach)
+    monkeypatch.setattr("buyerjourney._checks.PathTree", SpyTree)
+    monkeypatch.setattr("buyerjourney._checks.backward_reach", spy_back)
     report = verify_structure(presets.demand_waterfall())
     assert report.ok
     assert "paths inquiry" in calls  # the example paths, and the gate-bypass search
-    assert "reach sal" in calls  # what lies behind the gate, and the loops
+    assert "backward" in calls  # the loops with no way out
 
 
 def _imports_and_names(module: str) -> tuple[set[str], set[str]]:

@@ -26,14 +26,14 @@ message texts.
 from __future__ import annotations
 
 import enum
-from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import attrs
 
 from buyerjourney._core.funnel import Direction, Funnel, Stage, StageKind, Transition
+from buyerjourney._core.graph import PathTree, backward_reach, components
 from buyerjourney._core.owners import Condition, OwnerRules
 from buyerjourney._core.policies import (
     AllOf,
@@ -56,7 +56,6 @@ __all__ = [
     "Finding",
     "Hints",
     "MissingGuards",
-    "PathTree",
     "Severity",
     "Structure",
     "VerificationReport",
@@ -288,136 +287,6 @@ class VerificationReport:
             "findings": [f.to_dict() for f in self.findings],
             "coverage": None if self.coverage is None else self.coverage.to_dict(),
         }
-
-
-# ---------------------------------------------------------------- linear walks
-
-
-class PathTree:
-    """Shortest paths from one stage, kept as a breadth-first tree: linear in the funnel.
-
-    :func:`buyerjourney._core.graph.shortest_paths` gives every stage its
-    whole path as a tuple, which on a chain of *n* stages costs *n*\u00b2/2;
-    the structural checks only ever need a few of those paths, so this walk
-    keeps each stage's last move and depth, and rebuilds a path when asked.
-    Ties go to the move found first, exactly as in ``shortest_paths``.
-
-    Args:
-        moves: The moves out of a stage, such as ``funnel.transitions_from``;
-            called once per stage reached.
-        start: Where every path starts.
-        avoid: Stages the paths never enter.
-        usable: If given, only the moves for which it is true are taken.
-    """
-
-    def __init__(
-        self,
-        moves: Callable[[str], Iterable[Transition]],
-        start: str,
-        *,
-        avoid: Collection[str] = (),
-        usable: Callable[[Transition], bool] | None = None,
-    ) -> None:
-        self.last: dict[str, Transition | None] = {start: None}
-        self.depth: dict[str, int] = {start: 0}
-        queue = deque([start])
-        while queue:
-            stage = queue.popleft()
-            for move in moves(stage):
-                target = move.target
-                if target in self.last or target in avoid:
-                    continue
-                if usable is not None and not usable(move):
-                    continue
-                self.last[target] = move
-                self.depth[target] = self.depth[stage] + 1
-                queue.append(target)
-
-    def __contains__(self, stage: object) -> bool:
-        return stage in self.last
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.last)
-
-    def path(self, stage: str) -> tuple[Transition, ...]:
-        """The moves from the start to *stage* (empty for the start or a stage not reached)."""
-        steps: list[Transition] = []
-        move = self.last.get(stage)
-        while move is not None:
-            steps.append(move)
-            move = self.last[move.source]
-        return tuple(reversed(steps))
-
-
-def _backward_reach(funnel: Funnel, targets: Iterable[str]) -> set[str]:
-    """The stages from which one of *targets* can be reached (them included), in one walk."""
-    incoming: dict[str, list[str]] = {}
-    for t in funnel.transitions:
-        incoming.setdefault(t.target, []).append(t.source)
-    seen = set(targets)
-    queue = deque(seen)
-    while queue:
-        for source in incoming.get(queue.popleft(), ()):
-            if source not in seen:
-                seen.add(source)
-                queue.append(source)
-    return seen
-
-
-def _components(funnel: Funnel, stages: Sequence[str]) -> dict[str, int]:
-    """The strongly connected component of each of *stages* (Tarjan's, iteratively).
-
-    Moves to stages not in *stages* are ignored.
-    """
-    among = set(stages)
-    idents = 0
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    component: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    counter = 0
-    for root in stages:
-        if root in index:
-            continue
-        work: list[tuple[str, Iterator[Transition]]] = []
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        work.append((root, iter(funnel.transitions_from(root))))
-        while work:
-            node, moves = work[-1]
-            advanced = False
-            for move in moves:
-                target = move.target
-                if target not in among:
-                    continue
-                if target not in index:
-                    index[target] = low[target] = counter
-                    counter += 1
-                    stack.append(target)
-                    on_stack.add(target)
-                    work.append((target, iter(funnel.transitions_from(target))))
-                    advanced = True
-                    break
-                if target in on_stack:
-                    low[node] = min(low[node], index[target])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component[member] = idents
-                    if member == node:
-                        break
-                idents += 1
-    return component
 
 
 # ---------------------------------------------------------------- coverage
@@ -1024,11 +893,11 @@ class Structure:
         """Loops of stages from which no terminal stage can be reached."""
         funnel = self.funnel
         terminal = [s.name for s in funnel.stages if s.terminal]
-        finishing = _backward_reach(funnel, terminal)
+        finishing = backward_reach(funnel, terminal)
         stuck = [n for n in funnel.stage_names if n not in finishing]
         # Every move out of a stuck stage leads to a stuck stage. A loop is reported once,
         # at its component, unless it leads into a closed loop further on (reported there).
-        of = _components(funnel, stuck)
+        of = components(funnel, stuck)
         open_ends = {
             of[name]
             for name in stuck
@@ -1066,7 +935,7 @@ class Structure:
                 f"funnel {funnel.name!r} has no won stage (kind='won'): no lead can ever buy",
             )
             return
-        winning = _backward_reach(funnel, won)
+        winning = backward_reach(funnel, won)
         for stage in funnel.stages:
             if stage.kind is not StageKind.OPEN or stage.name in self.trapped:
                 continue

@@ -79,7 +79,6 @@ from buyerjourney._checks import (
     CoverageCounter,
     Finding,
     MissingGuards,
-    PathTree,
     Severity,
     Structure,
     VerificationReport,
@@ -92,6 +91,7 @@ from buyerjourney._checks import (
     where_transition,
 )
 from buyerjourney._core.funnel import Funnel, Transition
+from buyerjourney._core.graph import PathTree
 from buyerjourney._core.lifecycle import policy_actor
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Policy
