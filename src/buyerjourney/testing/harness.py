@@ -148,6 +148,7 @@ __all__ = [
     "START",
     "WALK_MOVES",
     "Advance",
+    "NotDeterministic",
     "Operation",
     "Outcome",
     "OwnersOf",
@@ -282,10 +283,29 @@ def _same(first: Any, second: Any) -> bool:
     return repr(first) == repr(second)  # NaN is not equal to itself, but prints the same
 
 
+class NotDeterministic(AssertionError):
+    """The harness found a hook, or the engine, giving two answers to the same input.
+
+    Attributes:
+        hooks: The hooks that answered twice differently, as ``(kind, name)``
+            with kind ``"scorer"``, ``"policy"`` or ``"guard"``; empty when it
+            is the engine (two fresh engines fed the same operations wrote
+            different logs).
+    """
+
+    def __init__(self, notes: Sequence[tuple[str, str, str]], *, engine: bool = False) -> None:
+        self.hooks = () if engine else tuple((kind, name) for kind, name, _ in notes)
+        lines = [text for _, _, text in notes]
+        head = "the same input gave another output:\n" if engine else ""
+        super().__init__(head + "\n".join(lines))
+
+
 class _Twice:
     """Call a hook twice with the same arguments; note the hook if the answers differ."""
 
-    def __init__(self, kind: str, name: str, fn: Callable[..., Any], notes: list[str]) -> None:
+    def __init__(
+        self, kind: str, name: str, fn: Callable[..., Any], notes: list[tuple[str, str, str]]
+    ) -> None:
         self.kind = kind
         self.name = name
         self.fn = fn
@@ -297,9 +317,13 @@ class _Twice:
         second = _call(self.fn, args)
         if not _same(first, second):
             self.notes.append(
-                f"the {self.kind} {self.name!r} is not deterministic: called twice with the same "
-                f"arguments it gave {first!r}, then {second!r}. Hooks must not read the clock, "
-                "draw random numbers or keep state between calls."
+                (
+                    self.kind,
+                    self.name,
+                    f"the {self.kind} {self.name!r} is not deterministic: called twice with the "
+                    f"same arguments it gave {first!r}, then {second!r}. Hooks must not read the "
+                    "clock, draw random numbers or keep state between calls.",
+                )
             )
         if isinstance(first, _Raised):
             raise first.exc
@@ -674,9 +698,9 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._hook_notes: list[str] = []
+        self._hook_notes: list[tuple[str, str, str]] = []
         self._operations: list[Operation] = []
-        self._replay_notes: list[str] = []
+        self._replay_notes: list[tuple[str, str, str]] = []
         self._ingested: list[Touch] = []
         self._touches_made = 0
         self._checked_legal = 0
@@ -824,7 +848,7 @@ class PipelineMachine(RuleBasedStateMachine):
         except BuyerJourneyError as exc:
             error = exc
         if self._hook_notes:
-            raise AssertionError("\n".join(self._hook_notes))
+            raise NotDeterministic(self._hook_notes)
         outcome = Outcome(operation, tuple(self.engine.records[count:]), error)
         for record in outcome.records:
             if record.kind in (RecordKind.CREATED, RecordKind.TRANSITION) and record.target:
@@ -901,11 +925,15 @@ class PipelineMachine(RuleBasedStateMachine):
             same_error = type(error) is type(outcome.error) and str(error) == str(outcome.error)
             if tuple(shadow.records[count:]) != outcome.records or not same_error:
                 self._replay_notes.append(
-                    f"step {len(self._operations)} ({_describe(op)}): a fresh "
-                    f"{shadow.backend!r} engine fed the same operations wrote "
-                    f"{[_show(r) for r in shadow.records[count:]]} and raised {error!r}; "
-                    f"the live engine wrote {[_show(r) for r in outcome.records]} and raised "
-                    f"{outcome.error!r}"
+                    (
+                        "engine",
+                        shadow.backend,
+                        f"step {len(self._operations)} ({_describe(op)}): a fresh "
+                        f"{shadow.backend!r} engine fed the same operations wrote "
+                        f"{[_show(r) for r in shadow.records[count:]]} and raised {error!r}; "
+                        f"the live engine wrote {[_show(r) for r in outcome.records]} and "
+                        f"raised {outcome.error!r}",
+                    )
                 )
 
     def _choices(self, what: str) -> st.SearchStrategy[Any]:
@@ -1225,9 +1253,7 @@ class PipelineMachine(RuleBasedStateMachine):
     def same_operations_same_log(self) -> None:
         """Fresh engines fed the same operations (on each replay backend) write the same log."""
         if self._replay_notes:
-            raise AssertionError(
-                "the same input gave another output:\n" + "\n".join(self._replay_notes)
-            )
+            raise NotDeterministic(self._replay_notes, engine=True)
         live = self.engine.records
         for shadow in self._shadows:
             if shadow.records != live:

@@ -102,7 +102,12 @@ from buyerjourney._core.table import CompiledFunnel
 from buyerjourney._engine import Engine
 from buyerjourney._pipeline import DEFAULT_POINTS, Pipeline
 from buyerjourney.errors import ActionRefused, HookError, TransitionNotAllowed
-from buyerjourney.testing.harness import PipelineMachine, pipeline_machine, run_pipeline_machine
+from buyerjourney.testing.harness import (
+    NotDeterministic,
+    PipelineMachine,
+    pipeline_machine,
+    run_pipeline_machine,
+)
 from buyerjourney.testing.strategies import LEAD_ATTRIBUTES, contexts
 
 __all__ = [
@@ -1041,9 +1046,6 @@ class _Verification(Structure):
             )
 
 
-_NOT_DETERMINISTIC = re.compile(r"the (scorer|policy|guard) '([^']*)' is not deterministic")
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -1052,14 +1054,14 @@ def _first_line(exc: BaseException) -> str:
 def _harness_failure(exc: AssertionError) -> tuple[str, str, str]:
     """The code, where and what of a failure of the stateful harness."""
     message = str(exc)
-    match = _NOT_DETERMINISTIC.search(message)
-    if match is not None:
-        return (
-            "nondeterministic",
-            f"{match[1]} {match[2]}",
-            f"{message.splitlines()[0]} (found by the stateful harness)",
-        )
-    if message.startswith("the same input gave another output"):
+    if isinstance(exc, NotDeterministic):
+        if exc.hooks:
+            kind, name = exc.hooks[0]
+            return (
+                "nondeterministic",
+                f"{kind} {name}",
+                f"{message.splitlines()[0]} (found by the stateful harness)",
+            )
         return "nondeterministic", "engine", message
     failed = [
         frame.name
