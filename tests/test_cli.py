@@ -702,3 +702,24 @@ def test_a_byte_order_mark_is_tolerated(
     status, out, err = run(capsys, "validate", str(path))
     assert (status, err) == (0, "")
     assert out == f"{path}: ok (7 stages, 9 transitions)\n"
+
+
+def test_verify_keeps_hypothesis_files_beside_the_funnel_s_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: Hypothesis's database went into whatever directory verify ran from."""
+    project = tmp_path / "project"
+    (project / "funnels").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
+    funnel_file = project / "funnels" / "seed.toml"
+    dump_funnel(presets.seed(), funnel_file)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["verify", str(funnel_file), "--budget", "5"]) == 0
+    assert (project / ".hypothesis").is_dir()
+    assert not (elsewhere / ".hypothesis").exists()
+    chosen = tmp_path / "examples-db"
+    assert main(["verify", str(funnel_file), "--budget", "5", "--database", str(chosen)]) == 0
+    assert chosen.is_dir()
+    capsys.readouterr()

@@ -706,6 +706,15 @@ def _add_verify(subparsers: _SubParsers) -> None:
         action="store_true",
         help="run only the structural checks: nothing is explored, Hypothesis is not needed",
     )
+    parser.add_argument(
+        "--database",
+        metavar="PATH",
+        help=(
+            "explore with new random examples on every run and keep the failing ones in PATH "
+            "(default: the same derandomized examples every run, with Hypothesis's files in "
+            ".hypothesis/ at the project root of the funnel or pipeline file)"
+        ),
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
     parser.set_defaults(run=_run_verify)
 
@@ -730,7 +739,14 @@ def _run_verify(args: argparse.Namespace) -> int:
         except MissingExtra as exc:
             missing = exc
         else:
-            report = explore(pipeline, budget=args.budget, missing_guards=missing_guards)
+            report = explore(
+                pipeline,
+                budget=args.budget,
+                missing_guards=missing_guards,
+                database=args.database,
+                derandomize=args.database is None,
+                project=_definition_file(args),
+            )
     if report is None:
         skipped = (
             "exploration was skipped: it needs Hypothesis, from the 'testing' extra "
@@ -754,6 +770,14 @@ def _run_verify(args: argparse.Namespace) -> int:
         _error(str(missing))
         return EXIT_FAILURE
     return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _definition_file(args: argparse.Namespace) -> Path | None:
+    """The funnel or pipeline file a command was given, whose project keeps Hypothesis's files."""
+    for value in (getattr(args, "pipeline", None), getattr(args, "funnel", None)):
+        if value and Path(value).exists():
+            return Path(value)
+    return None
 
 
 def _exploring_verifier() -> Callable[..., VerificationReport]:
