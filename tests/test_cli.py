@@ -707,19 +707,25 @@ def test_a_byte_order_mark_is_tolerated(
 def test_verify_keeps_hypothesis_files_beside_the_funnel_s_project(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Regression: Hypothesis's database went into whatever directory verify ran from."""
-    project = tmp_path / "project"
-    (project / "funnels").mkdir(parents=True)
-    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
-    funnel_file = project / "funnels" / "seed.toml"
+    """Regression: Hypothesis's files went into whatever directory verify ran from."""
+    from buyerjourney import cli  # noqa: PLC0415
+    from buyerjourney.testing import verify as verifying  # noqa: PLC0415
+
+    funnel_file = tmp_path / "project" / "funnels" / "seed.toml"
+    funnel_file.parent.mkdir(parents=True)
     dump_funnel(presets.seed(), funnel_file)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
+    seen: list[dict[str, object]] = []
+
+    def spy(pipeline: object, **options: object) -> object:
+        seen.append(options)
+        return verifying.verify_pipeline(pipeline, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "_exploring_verifier", lambda: spy)
+    monkeypatch.chdir(tmp_path)
     assert main(["verify", str(funnel_file), "--budget", "5"]) == 0
-    assert (project / ".hypothesis").is_dir()
-    assert not (elsewhere / ".hypothesis").exists()
+    assert seen[-1]["project"] == funnel_file
+    assert (seen[-1]["database"], seen[-1]["derandomize"]) == (None, True)
     chosen = tmp_path / "examples-db"
     assert main(["verify", str(funnel_file), "--budget", "5", "--database", str(chosen)]) == 0
-    assert chosen.is_dir()
+    assert (seen[-1]["database"], seen[-1]["derandomize"]) == (str(chosen), False)
     capsys.readouterr()
