@@ -163,3 +163,12 @@ def test_the_default_group_needs_no_declaration() -> None:
     assert score.value == 6  # web capped at 5, plus one uncapped visit
     with pytest.raises(ValueError, match="'wbe' is used by a rule but not declared"):
         PointsScorer([PointsRule("x", 1, group="wbe")], groups=[ScoreGroup("web")])
+
+
+def test_a_breakdown_item_with_a_detail_that_is_not_text_is_a_hook_error() -> None:
+    def listy(lead: Lead, at: datetime) -> Score:
+        return Score(5, (ScoreItem("a", 5, ["not", "text"]),))  # type: ignore[arg-type]
+
+    report = _engine_with(listy).ingest([Touch("t1", "acme", T0, "visit")])
+    assert len(report.quarantined) == 1
+    assert "rule or detail that is not a str" in report.quarantined[0].reason

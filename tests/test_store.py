@@ -161,9 +161,10 @@ def test_a_first_release_file_is_migrated(tmp_path: Path) -> None:
     assert store.load().records == ()
     (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
     assert version == 2
-    engine = Engine(presets.seed(), store=store)
-    engine.send  # noqa: B018  (an engine opens on a migrated file)
+    engine = Engine(presets.seed(), store=store)  # an engine opens on the migrated file
     assert engine.records == ()
+    engine.ingest([Touch("t1", "a", T0, "visit")])
+    assert [r.seq for r in SQLiteStore(path).load().records] == [0, 1]
 
 
 def test_the_store_keeps_touch_kinds_so_scores_rebuild(tmp_path: Path) -> None:

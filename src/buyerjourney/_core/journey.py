@@ -155,7 +155,7 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
             pending_acceptance=lifecycle.waits_after_move(funnel, record.target),
         )
     kind = record.kind
-    if kind is RecordKind.REFUSED:
+    if not kind.changes_journey:  # a refusal
         return journey
     changes: dict[str, Any] = {"version": journey.version + 1, "updated": record.at}
     if kind is RecordKind.CREATED:
@@ -212,7 +212,7 @@ def rebuild(funnel: Funnel, records: Iterable[Record]) -> dict[str, Journey]:
     journeys: dict[str, Journey] = {}
     for record in records:
         current = journeys.get(record.lead_id)
-        if current is None and record.kind is RecordKind.REFUSED:
+        if current is None and not record.kind.changes_journey:
             continue  # an action refused because the lead had no journey yet
         journeys[record.lead_id] = apply(funnel, current, record)
     return journeys

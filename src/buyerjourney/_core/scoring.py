@@ -1249,12 +1249,17 @@ def score_problem(result: object) -> str | None:
                 f"scorer returned a Score whose breakdown[{i}] is not a ScoreItem with "
                 f"finite points (got {item!r})"
             )
+        if not isinstance(item.rule, str) or not isinstance(item.detail, str):
+            return (
+                f"scorer returned a Score whose breakdown[{i}] has a rule or detail that is "
+                f"not a str (got {item!r}); name the rule and explain it in words"
+            )
     if result.grade is not None and not isinstance(result.grade, str):
         return (
             f"scorer returned a Score whose grade is neither None nor a str (got "
             f"{result.grade!r} that is a {type(result.grade).__name__})"
         )
-    additive = [item.points for item in result.breakdown if not str(item.rule).startswith("fit:")]
+    additive = [item.points for item in result.breakdown if not item.rule.startswith("fit:")]
     if additive:
         # the documented promise: round(fsum(points), 6) == value (to 6 decimals)
         total = round(math.fsum(additive), 6)
