@@ -31,7 +31,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("buyerjourney._adapters",)),
     ("checks", ("buyerjourney._checks",)),
     ("testing", ("buyerjourney.testing",)),
-    ("face and command", ("buyerjourney", "buyerjourney.cli", "buyerjourney.__main__")),
+    (
+        "face and command",
+        ("buyerjourney", "buyerjourney.cli", "buyerjourney._commands", "buyerjourney.__main__"),
+    ),
 ]
 
 CORE_MAY_IMPORT = {"attrs", "statemachine", "buyerjourney"}

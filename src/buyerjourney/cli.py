@@ -46,7 +46,7 @@ how to install the extra, and exits with status 1.
 Adding a subcommand: write ``_add_<name>(subparsers)``, which creates the
 subparser and sets ``run=_run_<name>`` as its default, and
 ``_run_<name>(args) -> int``; append ``_add_<name>`` to ``_SUBCOMMANDS``. Use
-:func:`_load_funnel_arg` to turn a ``FILE|PRESET`` argument into a funnel.
+:func:`load_funnel_arg` to turn a ``FILE|PRESET`` argument into a funnel.
 :func:`main` prints any :class:`~buyerjourney.errors.BuyerJourneyError`,
 :class:`OSError` or :class:`CommandError` that ``_run_<name>`` lets through as
 a message without traceback and exits with status 1 (status 2 for a
@@ -56,24 +56,31 @@ a message without traceback and exits with status 1 (status 2 for a
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buyerjourney import presets
-from buyerjourney._adapters.files import (
-    dumps_funnel,
-    load_funnel,
-    load_owner_rules,
-    load_pipeline,
-    load_unchecked_owner_rules,
+from buyerjourney._adapters.files import dumps_funnel
+from buyerjourney._commands.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    FUNNEL_ARG_HELP,
+    HOOKS_ATTRIBUTE,
+    PROG,
+    CommandError,
+    add_pipeline_options,
+    describe_error,
+    error,
+    guard_hint,
+    load_funnel_arg,
+    load_hooks_module,
+    pipeline_arg,
+    silence_stdout,
+    write_output,
 )
-from buyerjourney._core.protocols import Hooks
 from buyerjourney._version import __version__
 from buyerjourney.errors import (
     BuyerJourneyError,
@@ -86,24 +93,10 @@ from buyerjourney.errors import (
 
 if TYPE_CHECKING:
     from buyerjourney._checks import MissingGuards, VerificationReport
+    from buyerjourney._commands.common import SubParsers
     from buyerjourney._core.funnel import Funnel
-    from buyerjourney._core.owners import OwnerRules
-    from buyerjourney._pipeline import Pipeline
-
-    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["HOOKS_ATTRIBUTE", "CommandError", "load_hooks_module", "main"]
-
-HOOKS_ATTRIBUTE = "hooks"
-"""The module-level name a ``--hooks`` module binds to its :class:`~buyerjourney.Hooks`."""
-
-PROG = "buyerjourney"
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-_FUNNEL_SUFFIXES = (".toml", ".json")
-_FUNNEL_ARG_HELP = "a preset name (see `buyerjourney presets`) or a .toml / .json funnel file"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,31 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return EXIT_FAILURE
     except CommandError as exc:
-        _error(str(exc))
+        error(str(exc))
         return EXIT_USAGE if exc.usage else EXIT_FAILURE
     except (BuyerJourneyError, OSError) as exc:
-        _error(_describe_error(exc))
+        error(describe_error(exc))
         return EXIT_FAILURE
-
-
-class CommandError(Exception):
-    """A failure of the command itself, reported as a message without traceback.
-
-    Args:
-        message: What went wrong and what to do.
-        usage: Whether it is a usage error (exit status 2) rather than a
-            failure (exit status 1).
-
-    Attributes:
-        usage: Whether it is a usage error.
-    """
-
-    def __init__(self, message: str, *, usage: bool = False) -> None:
-        super().__init__(message)
-        self.usage = usage
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -168,210 +144,10 @@ def _exit_status(code: object) -> int:
     return code if isinstance(code, int) else EXIT_USAGE
 
 
-# ---------------------------------------------------------------- shared helpers
-
-
-def _load_funnel_arg(value: str) -> Funnel:
-    """Return the funnel a ``FILE|PRESET`` argument names.
-
-    A preset name wins; anything with a ``.toml`` / ``.json`` suffix, or any
-    existing path, is read as a funnel file.
-
-    Raises:
-        UnknownPreset: *value* is neither a preset nor a file; the message
-            lists the presets.
-        FunnelFormatError: The file is malformed or has another suffix.
-        InvalidFunnel: The file describes a funnel with problems.
-        OSError: The file cannot be read.
-    """
-    if value in presets.names():
-        return presets.get(value)
-    path = Path(value)
-    if path.suffix.lower() in _FUNNEL_SUFFIXES or path.exists():
-        return load_funnel(path)
-    raise UnknownPreset(value, presets.names())
-
-
-def load_hooks_module(value: str) -> Hooks:
-    """Import the module a ``--hooks`` option names and return its guard registry.
-
-    The contract: *value* is a module name (``my_hooks`` or
-    ``my_pkg.hooks``), imported with the current directory first on
-    ``sys.path``, or the path of a ``.py`` file (``hooks/guards.py``). The
-    module must bind, at module level, the name ``hooks`` (see
-    :data:`HOOKS_ATTRIBUTE`) to a :class:`~buyerjourney.Hooks` holding every
-    guard the funnel names::
-
-        # my_hooks.py
-        from buyerjourney import Context, Hooks
-
-        hooks = Hooks()
-
-
-        @hooks.guard("is_enterprise")
-        def is_enterprise(ctx: Context) -> bool:
-            return ctx.attributes.get("employees", 0) >= 1000
-
-    Importing the module runs its code, once per command: name only modules
-    you trust. A funnel or pipeline file never makes the command import code.
-
-    Args:
-        value: The module name or ``.py`` path.
-
-    Returns:
-        The module's ``hooks``.
-
-    Raises:
-        CommandError: The module cannot be found or imported, raised while
-            being imported, or does not bind ``hooks`` to a ``Hooks``.
-    """
-    is_path = value.endswith(".py") or os.sep in value or "/" in value
-    try:
-        module = _import_path(value) if is_path else _import_name(value)
-    except CommandError:
-        raise
-    except Exception as exc:
-        msg = f"--hooks {value}: importing the module raised {type(exc).__name__}: {exc}"
-        raise CommandError(msg) from None
-    hooks = getattr(module, HOOKS_ATTRIBUTE, None)
-    if not isinstance(hooks, Hooks):
-        found = (
-            "does not define it"
-            if hooks is None
-            else f"binds it to {type(hooks).__name__} {hooks!r:.60}"
-        )
-        msg = (
-            f"--hooks {value}: the module must bind {HOOKS_ATTRIBUTE!r} to a buyerjourney.Hooks "
-            f"holding the guards (hooks = Hooks(); @hooks.guard('name') ...), but it {found}"
-        )
-        raise CommandError(msg)
-    return hooks
-
-
-def _import_path(value: str) -> Any:
-    path = Path(value)
-    if not path.is_file():
-        raise CommandError(f"--hooks {value}: no such file")
-    spec = importlib.util.spec_from_file_location(f"_buyerjourney_hooks_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise CommandError(f"--hooks {value}: cannot import a module from this file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _import_name(value: str) -> Any:
-    if not all(part.isidentifier() for part in value.split(".")):
-        msg = f"--hooks {value}: not a module name (such as my_hooks) nor a .py file"
-        raise CommandError(msg)
-    sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(value)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and value.startswith(exc.name):
-            msg = (
-                f"--hooks {value}: no module named {exc.name!r} in the current directory "
-                "or on sys.path; give the module name or the path of its .py file"
-            )
-            raise CommandError(msg) from None
-        raise
-    finally:
-        sys.path.remove(os.getcwd())
-
-
-def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--pipeline",
-        metavar="FILE",
-        help="a pipeline file (.toml or .json): funnel, owners, scorer, policy, thresholds",
-    )
-    parser.add_argument(
-        "--hooks",
-        metavar="MODULE",
-        help="a module name or .py file that binds `hooks` to a buyerjourney.Hooks "
-        "registering the funnel's guards (its code runs)",
-    )
-
-
-def _pipeline_arg(
-    args: argparse.Namespace, funnel_arg: str | None, *, check_owners: bool
-) -> Pipeline:
-    """The pipeline the options name: ``--pipeline``, or the funnel with the default pipeline.
-
-    Raises:
-        CommandError: ``--pipeline`` is combined with a funnel or ``--owners``
-            (a usage error), or the ``--hooks`` module cannot be used.
-    """
-    from buyerjourney._checks import funnel_owners  # noqa: PLC0415  (keep `--help` fast)
-    from buyerjourney._pipeline import default_pipeline  # noqa: PLC0415
-
-    # Usage first, so that a usage error imports no --hooks module.
-    if args.pipeline:
-        if funnel_arg is not None or args.owners:
-            given = "a funnel" if funnel_arg is not None else "--owners"
-            msg = (
-                f"--pipeline gives the funnel and the owner rules; it cannot be combined with "
-                f"{given} (put them in the pipeline file)"
-            )
-            raise CommandError(msg, usage=True)
-        hooks = load_hooks_module(args.hooks) if args.hooks else None
-        return load_pipeline(args.pipeline, hooks=hooks, check_owners=check_owners)
-    if funnel_arg is None:
-        raise CommandError("give a funnel (FILE|PRESET) or --pipeline FILE", usage=True)
-    hooks = load_hooks_module(args.hooks) if args.hooks else None
-    funnel = _load_funnel_arg(funnel_arg)
-    owners: OwnerRules | None = None
-    if args.owners:
-        load = load_owner_rules if check_owners else load_unchecked_owner_rules
-        owners = load(args.owners, funnel)
-    elif not check_owners:
-        owners = funnel_owners(funnel)
-    return default_pipeline(funnel, owners=owners, hooks=hooks)
-
-
-def _guard_hint(exc: UnknownHook) -> CommandError:
-    """*exc*, a guard nobody registered, with what to do on the command line."""
-    return CommandError(
-        f"{exc} On the command line, pass --hooks MODULE, a module that binds `hooks` to a "
-        "buyerjourney.Hooks registering it (see `buyerjourney replay --help`)."
-    )
-
-
-def _describe_error(exc: BaseException) -> str:
-    """A message for an expected error: no traceback, the file name included."""
-    if isinstance(exc, OSError) and exc.filename is not None:
-        reason = exc.strerror or str(exc)
-        return f"{os.fsdecode(exc.filename)}: cannot open: {reason}"
-    return str(exc)
-
-
-def _error(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _write_output(text: str, output: str | None) -> None:
-    """Write *text* to the file *output*, or to standard output if it is ``None``."""
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    with open(output, "w", encoding="utf-8", newline="\n") as file:
-        file.write(text)
-
-
-def _silence_stdout() -> None:
-    """After a broken pipe, point stdout at devnull so exiting does not raise again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        return
-
-
 # ---------------------------------------------------------------- validate
 
 
-def _add_validate(subparsers: _SubParsers) -> None:
+def _add_validate(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check funnel files and report every problem",
@@ -380,7 +156,7 @@ def _add_validate(subparsers: _SubParsers) -> None:
             "every file is a valid funnel, 1 otherwise."
         ),
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help=_FUNNEL_ARG_HELP)
+    parser.add_argument("files", nargs="+", metavar="FILE", help=FUNNEL_ARG_HELP)
     parser.add_argument(
         "--format",
         choices=("text", "json"),
@@ -410,7 +186,7 @@ def _validate_one(value: str) -> tuple[dict[str, Any], list[str]]:
         return {"file": value, "ok": False, "problems": problems}, lines
 
     try:
-        funnel = _load_funnel_arg(value)
+        funnel = load_funnel_arg(value)
     except InvalidFunnel as exc:
         problems = [
             {"code": p.code, "message": p.message, "subject": p.subject} for p in exc.problems
@@ -437,7 +213,7 @@ def _validate_one(value: str) -> tuple[dict[str, Any], list[str]]:
 # ---------------------------------------------------------------- diagram
 
 
-def _add_diagram(subparsers: _SubParsers) -> None:
+def _add_diagram(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "diagram",
         help="draw a funnel as Mermaid, Graphviz DOT or SVG",
@@ -446,7 +222,7 @@ def _add_diagram(subparsers: _SubParsers) -> None:
             "and Graphviz's `dot` program."
         ),
     )
-    parser.add_argument("funnel", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP)
+    parser.add_argument("funnel", metavar="FILE|PRESET", help=FUNNEL_ARG_HELP)
     parser.add_argument(
         "--format",
         choices=("mermaid", "dot", "svg"),
@@ -467,15 +243,15 @@ def _run_diagram(args: argparse.Namespace) -> int:
         "dot": diagram.to_dot,
         "svg": diagram.to_svg,
     }
-    text = renderers[args.format](_load_funnel_arg(args.funnel))
-    _write_output(text if text.endswith("\n") else text + "\n", args.output)
+    text = renderers[args.format](load_funnel_arg(args.funnel))
+    write_output(text if text.endswith("\n") else text + "\n", args.output)
     return EXIT_OK
 
 
 # ---------------------------------------------------------------- presets
 
 
-def _add_presets(subparsers: _SubParsers) -> None:
+def _add_presets(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "presets",
         help="list the preset funnels",
@@ -496,7 +272,7 @@ def _run_presets(_: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- show
 
 
-def _add_show(subparsers: _SubParsers) -> None:
+def _add_show(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "show",
         help="print a funnel in the file format (start a custom funnel from a preset)",
@@ -505,18 +281,18 @@ def _add_show(subparsers: _SubParsers) -> None:
             "to start a custom funnel from a preset."
         ),
     )
-    parser.add_argument("funnel", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP)
+    parser.add_argument("funnel", metavar="FILE|PRESET", help=FUNNEL_ARG_HELP)
     parser.add_argument("--format", choices=("toml", "json"), default="toml", help="default: toml")
     parser.set_defaults(run=_run_show)
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    funnel = _load_funnel_arg(args.funnel)
-    _write_output(dumps_funnel(funnel, format=args.format), None)
+    funnel = load_funnel_arg(args.funnel)
+    write_output(dumps_funnel(funnel, format=args.format), None)
     return EXIT_OK
 
 
-def _add_replay(subparsers: _SubParsers) -> None:
+def _add_replay(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "replay",
         help="replay a stream of touches and actions; print stages, handoffs, SLAs, refusals",
@@ -540,7 +316,7 @@ def _add_replay(subparsers: _SubParsers) -> None:
         help="the funnel (default: waterfall with --sample, else seed)",
     )
     parser.add_argument("--owners", metavar="FILE", help="owner rules (.toml or .json)")
-    _add_pipeline_options(parser)
+    add_pipeline_options(parser)
     parser.add_argument(
         "--db",
         metavar="PATH",
@@ -571,7 +347,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     funnel_arg = args.funnel
     if funnel_arg is None and not args.pipeline:
         funnel_arg = "waterfall" if args.sample else "seed"
-    pipeline = _pipeline_arg(args, funnel_arg, check_owners=True)
+    pipeline = pipeline_arg(args, funnel_arg, check_owners=True)
     funnel = pipeline.funnel
     if args.replace and args.db != ":memory:":
         Path(args.db).unlink(missing_ok=True)
@@ -579,7 +355,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         with SQLiteStore(args.db) as existing:
             held = len(existing)
         if held:
-            _error(
+            error(
                 f"{args.db} already holds a log of {held} records; choose another --db "
                 "or delete the file"
             )
@@ -588,7 +364,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         try:
             engine = pipeline.engine(listeners=[store])
         except UnknownHook as exc:
-            raise (_guard_hint(exc) if exc.kind == "guard" else exc) from None
+            raise (guard_hint(exc) if exc.kind == "guard" else exc) from None
         if args.sample:
             from importlib.resources import files  # noqa: PLC0415
 
@@ -637,7 +413,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             "records": summary.records,
             "log_verified": verified,
         }
-        _write_output(json.dumps(payload, indent=2) + "\n", None)
+        write_output(json.dumps(payload, indent=2) + "\n", None)
         return EXIT_OK if verified else EXIT_FAILURE
     lines = [
         f"funnel {funnel.name!r}: {result.touches} touches; "
@@ -658,7 +434,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     where = "memory" if args.db == ":memory:" else args.db
     state = "equals" if verified else "DIFFERS FROM"
     lines += ["", f"log: {summary.records} records in {where}; rebuilt state {state} live state"]
-    _write_output("\n".join(lines) + "\n", None)
+    write_output("\n".join(lines) + "\n", None)
     return EXIT_OK if verified else EXIT_FAILURE
 
 
@@ -668,7 +444,7 @@ def _quarantine_entry(entry: Any) -> dict[str, Any]:
     return {"position": entry.position, "reason": entry.reason}
 
 
-def _add_verify(subparsers: _SubParsers) -> None:
+def _add_verify(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "verify",
         help="find every problem of a funnel with its owner rules (exploring needs 'testing')",
@@ -686,14 +462,14 @@ def _add_verify(subparsers: _SubParsers) -> None:
         ),
     )
     parser.add_argument(
-        "funnel", nargs="?", metavar="FILE|PRESET", help=_FUNNEL_ARG_HELP + " (or --pipeline)"
+        "funnel", nargs="?", metavar="FILE|PRESET", help=FUNNEL_ARG_HELP + " (or --pipeline)"
     )
     parser.add_argument(
         "--owners",
         metavar="FILE",
         help="owner rules (.toml or .json); checked, not refused, when they have problems",
     )
-    _add_pipeline_options(parser)
+    add_pipeline_options(parser)
     parser.add_argument(
         "--budget",
         type=int,
@@ -721,13 +497,13 @@ def _add_verify(subparsers: _SubParsers) -> None:
 
 def _run_verify(args: argparse.Namespace) -> int:
     if args.budget < 1:
-        _error(f"--budget must be a positive integer (got {args.budget})")
+        error(f"--budget must be a positive integer (got {args.budget})")
         return EXIT_USAGE
     # Imported here to keep `buyerjourney --help` fast.
     from buyerjourney._checks import verify_structure  # noqa: PLC0415
 
     # Owners unchecked on purpose: a problem of the rules becomes a finding, not an error.
-    pipeline = _pipeline_arg(args, args.funnel, check_owners=False)
+    pipeline = pipeline_arg(args, args.funnel, check_owners=False)
     funnel = pipeline.funnel
     # With --hooks, a guard the module lacks is an error; without, it cannot be had.
     missing_guards: MissingGuards = "error" if args.hooks else "warning"
@@ -763,11 +539,11 @@ def _run_verify(args: argparse.Namespace) -> int:
             not_explored=skipped if missing is not None else "",
         )
     if args.format == "json":
-        _write_output(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", None)
+        write_output(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", None)
     else:
-        _write_output(str(report) + "\n", None)
+        write_output(str(report) + "\n", None)
     if missing is not None:
-        _error(str(missing))
+        error(str(missing))
         return EXIT_FAILURE
     return EXIT_OK if report.ok else EXIT_FAILURE
 
@@ -799,7 +575,7 @@ def _exploring_verifier() -> Callable[..., VerificationReport]:
     return verify_pipeline
 
 
-_SUBCOMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
+_SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     _add_validate,
     _add_diagram,
     _add_presets,

@@ -1,0 +1,1 @@
+"""The ``buyerjourney`` command's subcommands beyond the core ones in :mod:`buyerjourney.cli`."""
