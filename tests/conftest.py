@@ -60,3 +60,25 @@ def olist_dir() -> Path:
         source = f"${OLIST_ENV_VAR}" if override else "the default location"
         pytest.skip(f"Olist data set not found at {path} (from {source})")
     return path
+
+
+REQUIRE_ENV_VAR = "BUYERJOURNEY_REQUIRE_BACKENDS"
+"""Comma-separated backends that must be present (``.ci/run`` sets it): missing ones fail."""
+
+
+def required_backends() -> frozenset[str]:
+    """The backends this run must have (postgres, spark, dask, chromium), from the environment."""
+    value = os.environ.get(REQUIRE_ENV_VAR, "")
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def missing_backend(backend: str, reason: str) -> None:
+    """Skip the calling test because *backend* is not available, or fail if this run requires it.
+
+    Locally a missing PostgreSQL server, Spark, Dask or Chromium skips the
+    tests that need it; in CI (``BUYERJOURNEY_REQUIRE_BACKENDS``) it is a
+    failure, so that a broken setup never passes as skipped.
+    """
+    if backend in required_backends():
+        pytest.fail(f"{backend} is required in this run ({REQUIRE_ENV_VAR}) but {reason}")
+    pytest.skip(f"{backend} not available: {reason}")
