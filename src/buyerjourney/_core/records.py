@@ -187,6 +187,9 @@ class Action:
         event: The funnel event, for ``send``.
         stage: The target stage, for ``override``.
         reason: Why (required for rejections, overrides and backward events).
+        action_id: An id that makes the action idempotent: an action whose id
+            a store has seen is skipped and counted as a duplicate (``None``:
+            no id, the action is applied each time it is given).
     """
 
     action: str
@@ -196,13 +199,14 @@ class Action:
     event: str | None = None
     stage: str | None = None
     reason: str = ""
+    action_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, position: int | None = None) -> Action:
         """Build an action from a JSON-like mapping.
 
         Keys: ``action``, ``lead_id``, ``at``, ``actor`` (a person id),
-        optional ``team``, ``event``, ``stage``, ``reason``.
+        optional ``team``, ``event``, ``stage``, ``reason``, ``action_id``.
 
         Raises:
             InvalidTouch: Names the field, the value received and the position.
@@ -230,16 +234,37 @@ class Action:
         reason = data.get("reason", "")
         if not isinstance(reason, str):
             raise InvalidTouch("reason", reason, "a str", position=position)
+        action_id = data.get("action_id")
+        if action_id is not None:
+            _check_id("action_id", action_id, position)
         extra = sorted(
             set(data)
-            - {"type", "action", "lead_id", "at", "actor", "team", "event", "stage", "reason"}
+            - {
+                "type",
+                "action",
+                "lead_id",
+                "at",
+                "actor",
+                "team",
+                "event",
+                "stage",
+                "reason",
+                "action_id",
+            }
         )
         if extra:
             raise InvalidTouch(
                 extra[0], data[extra[0]], "absent (unknown field)", position=position
             )
         return cls(
-            action, lead_id, at, Actor(actor, team), data.get("event"), data.get("stage"), reason
+            action,
+            lead_id,
+            at,
+            Actor(actor, team),
+            data.get("event"),
+            data.get("stage"),
+            reason,
+            action_id,
         )
 
 
