@@ -20,6 +20,7 @@ from buyerjourney import (
     presets,
     read_stream,
 )
+from buyerjourney._adapters.sqlite import SCHEMA_VERSION
 from buyerjourney.errors import ListenerFailed
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
@@ -93,18 +94,15 @@ def test_a_duplicate_touch_after_resume_is_refused_like_before(tmp_path: Path) -
     assert "duplicate" in report.quarantined[0].reason
 
 
-class _FailingStore:
+class _FailingStore(MemoryStore):
     def __init__(self) -> None:
-        self.inner = MemoryStore()
+        super().__init__()
         self.fail = False
 
-    def load(self):  # type: ignore[no-untyped-def]
-        return self.inner.load()
-
-    def commit(self, records, touches) -> None:  # type: ignore[no-untyped-def]
+    def commit(self, records, touches=(), actions=(), *, expected=None, journeys=None) -> None:  # type: ignore[no-untyped-def]
         if self.fail:
             raise StoreError("disk full")
-        self.inner.commit(records, touches)
+        super().commit(records, touches, actions, expected=expected, journeys=journeys)
 
 
 def test_an_operation_the_store_refuses_changes_nothing() -> None:
@@ -121,7 +119,7 @@ def test_an_operation_the_store_refuses_changes_nothing() -> None:
     store.fail = False
     engine.ingest_one(Touch("t2", "a", T0 + timedelta(hours=1), "engage"))  # not a duplicate
     assert engine.journey("a").stage == "consideration"
-    assert list(store.inner.load().records) == list(engine.records)
+    assert list(store.load().records) == list(engine.records)
 
 
 def test_a_fresh_engine_on_a_non_empty_store_as_a_listener_fails_early(tmp_path: Path) -> None:
@@ -160,7 +158,7 @@ def test_a_first_release_file_is_migrated(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     assert store.load().records == ()
     (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
-    assert version == 2
+    assert version == SCHEMA_VERSION == 3
     engine = Engine(presets.seed(), store=store)  # an engine opens on the migrated file
     assert engine.records == ()
     engine.ingest([Touch("t1", "a", T0, "visit")])

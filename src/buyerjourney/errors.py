@@ -20,6 +20,8 @@ code that already catches ``ValueError`` or ``KeyError`` keeps working::
     ├── InvalidAction (ValueError)          a manual action's time or fields cannot be used
     ├── ListenerFailed (RuntimeError)       a listener raised; the operation was committed
     ├── StoreError (OSError)                a store cannot be opened, read or written
+    │   ├── StoreConflict                   another writer appended first; catch up and retry
+    │   └── StoreInUse                      a destructive command met a store others have open
     ├── ModeNotPossible (ValueError)        a forced bulk replay mode cannot replay this pipeline
     ├── CorruptLog (ValueError)             a log record does not fit its journey
     └── MissingExtra (ImportError)          an optional dependency is not installed
@@ -51,7 +53,9 @@ __all__ = [
     "PipelineFormatError",
     "Problem",
     "ReasonRequired",
+    "StoreConflict",
     "StoreError",
+    "StoreInUse",
     "TransitionNotAllowed",
     "UnknownHook",
     "UnknownPreset",
@@ -439,4 +443,32 @@ class StoreError(BuyerJourneyError, OSError):
 
     The message names the store, what failed and what to do; the database
     driver's own error is never shown as a traceback.
+    """
+
+
+class StoreConflict(StoreError):
+    """Another writer appended to the store since this engine last read it; nothing was stored.
+
+    Optimistic concurrency: an engine commits an operation saying how long it
+    knows the log to be; when the store's log is longer (another process went
+    first) or already holds a touch or action id, the commit is refused with
+    this error. The engine catches it itself: it reads what the others wrote,
+    folds it in and applies the operation again, so callers see it only from
+    :meth:`~buyerjourney.Store.commit` directly.
+
+    Attributes:
+        expected: The log length the writer assumed.
+        stored: The store's log length (``None`` if the conflict was on an id).
+    """
+
+    def __init__(self, message: str, *, expected: int, stored: int | None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.stored = stored
+
+
+class StoreInUse(StoreError):
+    """A destructive operation (rebuild, replace) met a store other processes have open.
+
+    Close the other engines and commands using the store, then try again.
     """

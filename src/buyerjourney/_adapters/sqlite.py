@@ -19,18 +19,39 @@ loss too, at the cost of an fsync per commit. The schema is versioned
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from buyerjourney._core._values import thaw
+import attrs
+
+from buyerjourney._adapters.codec import (
+    ACTION_COLUMNS,
+    RECORD_COLUMNS,
+    TOUCH_COLUMNS,
+    action_from_row,
+    action_row,
+    journey_from_json,
+    journey_to_json,
+    record_from_row,
+    record_row,
+    touch_from_row,
+    touch_row,
+)
 from buyerjourney._core.journey import Journey
-from buyerjourney._core.protocols import StoredLog
-from buyerjourney._core.records import Record, Touch, parse_time
-from buyerjourney.errors import StoreError
+from buyerjourney._core.protocols import QuarantineEntry, StoredLog
+from buyerjourney._core.records import Action, Record, Touch
+from buyerjourney.errors import StoreConflict, StoreError, StoreInUse
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  (not POSIX: no cross-process lock)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -40,7 +61,7 @@ __all__ = [
     "write_jsonl_records",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the store's schema; older files are migrated on open."""
 
 _RECORDS = """
@@ -65,7 +86,7 @@ CREATE INDEX IF NOT EXISTS records_lead ON records (lead_id, seq);
 CREATE INDEX IF NOT EXISTS records_kind ON records (kind, at);
 """
 
-_TOUCHES = """
+_TOUCHES_V2 = """
 CREATE TABLE IF NOT EXISTS touches (
     position   INTEGER PRIMARY KEY,
     touch_id   TEXT    NOT NULL UNIQUE,
@@ -78,89 +99,204 @@ CREATE TABLE IF NOT EXISTS touches (
 CREATE INDEX IF NOT EXISTS touches_lead ON touches (lead_id, position);
 """
 
-_MIGRATIONS: dict[int, str] = {
-    0: _RECORDS + _TOUCHES,  # a new file
-    1: _TOUCHES,  # version 1 kept only the records
+_V3 = """
+ALTER TABLE touches ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS touches_log_seq ON touches (log_seq);
+CREATE TABLE IF NOT EXISTS actions (
+    position   INTEGER PRIMARY KEY,
+    action_id  TEXT    UNIQUE,
+    lead_id    TEXT    NOT NULL,
+    at         TEXT    NOT NULL,
+    action     TEXT    NOT NULL,
+    actor      TEXT    NOT NULL,
+    team       TEXT,
+    event      TEXT,
+    stage      TEXT,
+    reason     TEXT    NOT NULL DEFAULT '',
+    log_seq    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actions_lead ON actions (lead_id, position);
+CREATE TABLE IF NOT EXISTS journeys (
+    lead_id    TEXT    PRIMARY KEY,
+    stage      TEXT    NOT NULL,
+    owner      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    updated    TEXT    NOT NULL,
+    journey    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journeys_stage ON journeys (stage);
+CREATE TABLE IF NOT EXISTS quarantine (
+    entry_id   INTEGER PRIMARY KEY,
+    source     TEXT    NOT NULL,
+    line       INTEGER NOT NULL,
+    code       TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    text       TEXT    NOT NULL
+);
+"""
+
+_MIGRATIONS: dict[int, tuple[str, int]] = {
+    0: (_RECORDS + _TOUCHES_V2, 2),  # a new file
+    1: (_TOUCHES_V2, 2),  # version 1 kept only the records
+    2: (_V3, 3),  # version 2 had no actions, journeys snapshot or quarantine
 }
+"""From each older version: the script that upgrades it, and the version it leads to."""
 
-_COLUMNS = (
-    "seq", "lead_id", "at", "kind", "actor", "actor_team", "reason", "event", "source",
-    "target", "from_team", "to_team", "score", "touch_id", "data",
-)  # fmt: skip
-_TOUCH_COLUMNS = ("position", "touch_id", "lead_id", "at", "kind", "properties", "attributes")
+_COLUMNS = RECORD_COLUMNS
+_TOUCH_COLUMNS = ("position", *TOUCH_COLUMNS, "log_seq")
+_ACTION_COLUMNS = ("position", *ACTION_COLUMNS, "log_seq")
+_JOURNEY_COLUMNS = ("lead_id", "stage", "owner", "version", "updated", "journey")
+_QUARANTINE_COLUMNS = ("source", "line", "code", "reason", "text")
 
 
-def _row(record: Record) -> tuple[Any, ...]:
+def _journey_row(journey: Journey) -> tuple[Any, ...]:
     return (
-        record.seq,
-        record.lead_id,
-        record.at.isoformat(),
-        record.kind.value,
-        record.actor.name,
-        record.actor.team,
-        record.reason,
-        record.event,
-        record.source,
-        record.target,
-        record.from_team,
-        record.to_team,
-        record.score,
-        record.touch_id,
-        json.dumps(thaw(record.data), sort_keys=True, default=str),
+        journey.lead_id,
+        journey.stage,
+        journey.owner,
+        journey.version,
+        journey.updated.isoformat(),
+        journey_to_json(journey),
     )
 
 
-def _touch_row(position: int, touch: Touch) -> tuple[Any, ...]:
-    return (
-        position,
-        touch.touch_id,
-        touch.lead_id,
-        touch.at.isoformat(),
-        touch.kind,
-        json.dumps(thaw(touch.properties), sort_keys=True),
-        json.dumps(thaw(touch.attributes), sort_keys=True),
-    )
+def _insert(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+def _check_seq(stored: int, expected: int | None, records: Sequence[Record], where: str) -> None:
+    """Refuse a commit written against another length of the log than the store's."""
+    first = records[0].seq if records else stored
+    if expected is None:
+        expected = first
+    if expected != stored or first != stored:
+        msg = (
+            f"the {where} store holds {stored} records but the writer knows {expected} and "
+            f"writes record {first}: another writer appended first. An engine opened on the "
+            "store (Engine(..., store=store)) catches up and retries by itself"
+        )
+        raise StoreConflict(msg, expected=expected, stored=stored)
 
 
 class MemoryStore:
-    """A :class:`~buyerjourney.Store` in memory: for tests, and to hand a log between engines."""
+    """A :class:`~buyerjourney.Store` in memory: for tests, and to hand a log between engines.
+
+    It behaves like the durable stores in everything but durability:
+    optimistic concurrency, idempotent ids, the journeys snapshot and the
+    quarantine. It is not shared between processes.
+    """
 
     def __init__(self) -> None:
         self._records: list[Record] = []
-        self._touches: list[Touch] = []
+        self._touches: list[tuple[int, Touch]] = []
+        self._actions: list[tuple[int, Action]] = []
+        self._ids: set[str] = set()
+        self._action_ids: set[str] = set()
+        self._journeys: dict[str, Journey] = {}
+        self._quarantine: list[QuarantineEntry] = []
+        self._next_entry = 1
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._records)} records, {len(self._touches)} touches)"
 
-    def load(self) -> StoredLog:
-        """The stored log and applied touches."""
-        return StoredLog(tuple(self._records), tuple(self._touches))
-
-    def commit(self, records: Sequence[Record], touches: Sequence[Touch]) -> None:
-        """Append whole operations (a list append cannot fail half-way)."""
-        _check_seq(len(self._records), records, "memory")
-        self._records.extend(records)
-        self._touches.extend(touches)
-
-
-def _check_seq(stored: int, records: Sequence[Record], where: str) -> None:
-    if records and records[0].seq != stored:
-        msg = (
-            f"the {where} store holds {stored} records but the engine writes record "
-            f"{records[0].seq}: another engine wrote to it, or this engine did not resume "
-            "from it; open the engine with Engine(..., store=store) to continue a stored log"
+    def load(self, *, after: int = 0) -> StoredLog:
+        """The log from seq *after* on, with the touches and actions of those operations."""
+        return StoredLog(
+            tuple(self._records[after:]),
+            tuple(t for seq, t in self._touches if seq >= after),
+            tuple(a for seq, a in self._actions if seq >= after),
         )
-        raise StoreError(msg)
+
+    def commit(
+        self,
+        records: Sequence[Record],
+        touches: Sequence[Touch] = (),
+        actions: Sequence[Action] = (),
+        *,
+        expected: int | None = None,
+        journeys: Mapping[str, Journey] | None = None,
+    ) -> None:
+        """Append whole operations, or refuse them all (see :class:`~buyerjourney.Store`)."""
+        stored = len(self._records)
+        _check_seq(stored, expected, records, "memory")
+        _check_ids(
+            [t.touch_id for t in touches],
+            [a.action_id for a in actions if a.action_id is not None],
+            self._ids,
+            self._action_ids,
+            stored,
+        )
+        self._records.extend(records)
+        self._touches.extend((stored, t) for t in touches)
+        self._actions.extend((stored, a) for a in actions)
+        self._ids.update(t.touch_id for t in touches)
+        self._action_ids.update(a.action_id for a in actions if a.action_id is not None)
+        if journeys:
+            self._journeys.update(journeys)
+
+    def journeys(self) -> dict[str, Journey]:
+        """The snapshot of the current journeys."""
+        return dict(self._journeys)
+
+    def journey(self, lead_id: str) -> Journey | None:
+        """The snapshot of one lead's journey (``None``: no such lead)."""
+        return self._journeys.get(lead_id)
+
+    def replace_journeys(self, journeys: Mapping[str, Journey]) -> None:
+        """Replace the snapshot."""
+        self._journeys = dict(journeys)
+
+    def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
+        """Keep inputs that did not land."""
+        for entry in entries:
+            self._quarantine.append(attrs.evolve(entry, entry_id=self._next_entry))
+            self._next_entry += 1
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """The quarantine, oldest first."""
+        return list(self._quarantine)
+
+    def release(self, entry_ids: Iterable[int]) -> None:
+        """Drop quarantine entries."""
+        drop = set(entry_ids)
+        self._quarantine = [e for e in self._quarantine if e.entry_id not in drop]
+
+
+def _check_ids(
+    touch_ids: Sequence[str],
+    action_ids: Sequence[str],
+    touches: set[str] | None,
+    actions: set[str] | None,
+    stored: int,
+) -> None:
+    """Refuse ids stored already, or given twice in one commit."""
+    for kind, ids, known in (("touch", touch_ids, touches), ("action", action_ids, actions)):
+        seen: set[str] = set()
+        for value in ids:
+            if (known is not None and value in known) or value in seen:
+                msg = (
+                    f"the store already holds the {kind} id {value!r}: another writer "
+                    "applied it first"
+                )
+                raise StoreConflict(msg, expected=stored, stored=None)
+            seen.add(value)
 
 
 class SQLiteStore:
     """The embedded default :class:`~buyerjourney.Store`: the log in a SQLite database file.
 
     Open an engine on it (``Engine(funnel, store=SQLiteStore(path))``) and
-    every operation is stored in one transaction with its touch, and the next
-    process resumes from the file. It still works as an engine listener
-    (records only, written in batches of *batch*), for a log of an engine that
-    does not resume; that mode refuses a file that already holds a log.
+    every operation is stored in one transaction with its touch or action,
+    the journeys snapshot is updated in the same transaction, and the next
+    process resumes from the file. Several processes may write one file at
+    once: commits are optimistic (see :class:`~buyerjourney.Store`), and an
+    engine that meets a conflict catches up and retries. Every open store
+    holds a shared lock on ``PATH.lock``; :meth:`exclusive` (used by the
+    destructive commands) refuses while another process has the file open.
+
+    It still works as an engine listener (records only, written in batches of
+    *batch*), for a log of an engine that does not resume; that mode refuses
+    a file that already holds a log.
 
     Args:
         path: The database file, or ``":memory:"``.
@@ -185,13 +321,24 @@ class SQLiteStore:
         self._buffer: list[tuple[Any, ...]] = []
         self._batch = batch
         self._count: int | None = None
+        self._lock: int | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "open", exc) from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             self._migrate()
+            self._lock = _shared_lock(self.path)
+            if self._lock is not None:  # released with the store, even if never closed
+                self._release = weakref.finalize(self, os.close, self._lock)
         except sqlite3.Error as exc:
+            self._db.close()
             raise _store_error(self.path, "open", exc) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -201,19 +348,23 @@ class SQLiteStore:
                 f"buyerjourney's {SCHEMA_VERSION}; upgrade buyerjourney to open it"
             )
             raise StoreError(msg)
-        if version == 0 and self._has_table("records"):
-            version = 1  # a file of the first release: records only, no version set
-        if version < SCHEMA_VERSION:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executescript(_MIGRATIONS[version])
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()  # another process?
+            if version == 0 and self._has_table("records"):
+                version = 1  # a file of the first release: records only, no version set
+            while version < SCHEMA_VERSION:
+                script, version = _MIGRATIONS[version]
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _has_table(self, name: str) -> bool:
         row = self._db.execute(
@@ -232,34 +383,169 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- the store
 
-    def load(self) -> StoredLog:
-        """The stored log and applied touches, in order."""
+    def load(self, *, after: int = 0) -> StoredLog:
+        """The log from seq *after* on, with the touches and actions of those operations."""
         self.flush()
-        return StoredLog(tuple(self.read()), tuple(self.touches()))
+        try:
+            self._db.execute("BEGIN")  # one snapshot of all three tables
+            try:
+                records = tuple(self._records("WHERE seq >= ?", (after,)))
+                touches = tuple(self._touches("WHERE log_seq >= ?", (after,)))
+                actions = tuple(self._actions("WHERE log_seq >= ?", (after,)))
+            finally:
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "read", exc) from None
+        return StoredLog(records, touches, actions)
 
-    def commit(self, records: Sequence[Record], touches: Sequence[Touch]) -> None:
+    def commit(
+        self,
+        records: Sequence[Record],
+        touches: Sequence[Touch] = (),
+        actions: Sequence[Action] = (),
+        *,
+        expected: int | None = None,
+        journeys: Mapping[str, Journey] | None = None,
+    ) -> None:
         """Store whole operations in one transaction: all of them, or none.
 
         Raises:
-            StoreError: The write failed (nothing was stored), or the file holds
-                records this engine did not resume from.
+            StoreConflict: Another writer appended first, or an id is stored
+                already; nothing was stored.
+            StoreError: The write failed; nothing was stored.
         """
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                # MAX of the integer primary key is a lookup, not a scan
-                (stored,) = self._db.execute(
-                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM records"
-                ).fetchone()
-                _check_seq(int(stored), records, "SQLite")
+                stored = self._length()
+                _check_seq(stored, expected, records, "SQLite")
+                self._insert_records([record_row(r) for r in records])
+                self._insert_inputs(stored, touches, actions)
+                if journeys:
+                    self._db.executemany(
+                        _insert("journeys", _JOURNEY_COLUMNS, "INSERT OR REPLACE"),
+                        [_journey_row(j) for j in journeys.values()],
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "write to", exc) from None
+
+    def _length(self) -> int:
+        # MAX of the integer primary key is a lookup, not a scan
+        (stored,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM records").fetchone()
+        return int(stored)
+
+    def _insert_inputs(
+        self, stored: int, touches: Sequence[Touch], actions: Sequence[Action]
+    ) -> None:
+        try:
+            if touches:
                 (position,) = self._db.execute(
                     "SELECT COALESCE(MAX(position) + 1, 0) FROM touches"
                 ).fetchone()
-                self._insert_records([_row(r) for r in records])
                 self._db.executemany(
-                    f"INSERT INTO touches ({', '.join(_TOUCH_COLUMNS)}) VALUES "
-                    f"({', '.join('?' for _ in _TOUCH_COLUMNS)})",
-                    [_touch_row(int(position) + i, t) for i, t in enumerate(touches)],
+                    _insert("touches", _TOUCH_COLUMNS),
+                    [(int(position) + i, *touch_row(t), stored) for i, t in enumerate(touches)],
+                )
+            if actions:
+                (position,) = self._db.execute(
+                    "SELECT COALESCE(MAX(position) + 1, 0) FROM actions"
+                ).fetchone()
+                self._db.executemany(
+                    _insert("actions", _ACTION_COLUMNS),
+                    [(int(position) + i, *action_row(a), stored) for i, a in enumerate(actions)],
+                )
+        except sqlite3.IntegrityError:
+            # a UNIQUE id: find which, for the message (the transaction is rolled back)
+            _check_ids(
+                [t.touch_id for t in touches],
+                [a.action_id for a in actions if a.action_id is not None],
+                self._known("touches", "touch_id", [t.touch_id for t in touches]),
+                self._known("actions", "action_id", [a.action_id for a in actions if a.action_id]),
+                stored,
+            )
+            raise
+
+    def _known(self, table: str, column: str, ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            ).fetchall()
+            known.update(row[0] for row in rows)
+        return known
+
+    def touches(self, *, lead_id: str | None = None) -> Iterator[Touch]:
+        """Yield the applied touches in the order they were applied (only *lead_id*'s)."""
+        where, params = ("WHERE lead_id = ?", (lead_id,)) if lead_id is not None else ("", ())
+        try:
+            items = list(self._touches(where, params))
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "read", exc) from None
+        yield from items
+
+    def actions(self, *, lead_id: str | None = None) -> Iterator[Action]:
+        """Yield the performed actions in the order they were performed (only *lead_id*'s)."""
+        where, params = ("WHERE lead_id = ?", (lead_id,)) if lead_id is not None else ("", ())
+        try:
+            items = list(self._actions(where, params))
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "read", exc) from None
+        yield from items
+
+    def _records(self, where: str, params: tuple[Any, ...]) -> Iterator[Record]:
+        query = f"SELECT {', '.join(_COLUMNS)} FROM records {where} ORDER BY seq"
+        for row in self._db.execute(query, params).fetchall():
+            yield record_from_row(row)
+
+    def _touches(self, where: str, params: tuple[Any, ...]) -> Iterator[Touch]:
+        query = f"SELECT {', '.join(TOUCH_COLUMNS)} FROM touches {where} ORDER BY position"
+        for row in self._db.execute(query, params).fetchall():
+            yield touch_from_row(row)
+
+    def _actions(self, where: str, params: tuple[Any, ...]) -> Iterator[Action]:
+        query = f"SELECT {', '.join(ACTION_COLUMNS)} FROM actions {where} ORDER BY position"
+        for row in self._db.execute(query, params).fetchall():
+            yield action_from_row(row)
+
+    # ---------------------------------------------------------------- snapshot, quarantine
+
+    def journeys(self) -> dict[str, Journey]:
+        """The snapshot of the current journeys, by lead id."""
+        try:
+            rows = self._db.execute("SELECT journey FROM journeys ORDER BY lead_id").fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "read", exc) from None
+        out = {}
+        for (text,) in rows:
+            journey = journey_from_json(text)
+            out[journey.lead_id] = journey
+        return out
+
+    def journey(self, lead_id: str) -> Journey | None:
+        """The snapshot of one lead's journey (``None``: no such lead)."""
+        try:
+            row = self._db.execute(
+                "SELECT journey FROM journeys WHERE lead_id = ?", (lead_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "read", exc) from None
+        return None if row is None else journey_from_json(row[0])
+
+    def replace_journeys(self, journeys: Mapping[str, Journey]) -> None:
+        """Replace the whole snapshot in one transaction."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM journeys")
+                self._db.executemany(
+                    _insert("journeys", _JOURNEY_COLUMNS),
+                    [_journey_row(j) for j in journeys.values()],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -268,26 +554,78 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _store_error(self.path, "write to", exc) from None
 
-    def touches(self, *, lead_id: str | None = None) -> Iterator[Touch]:
-        """Yield the applied touches in the order they were applied (only *lead_id*'s)."""
-        query = f"SELECT {', '.join(_TOUCH_COLUMNS)} FROM touches"
-        params: tuple[str, ...] = ()
-        if lead_id is not None:
-            query += " WHERE lead_id = ?"
-            params = (lead_id,)
+    def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
+        """Keep inputs that did not land (in one transaction)."""
+        if not entries:
+            return
         try:
-            rows = self._db.execute(query + " ORDER BY position", params).fetchall()
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    _insert("quarantine", _QUARANTINE_COLUMNS),
+                    [(e.source, e.line, e.code, e.reason, e.text) for e in entries],
+                )
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "write to", exc) from None
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """The quarantine, oldest first, with each entry's id."""
+        try:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_QUARANTINE_COLUMNS)}, entry_id FROM quarantine "
+                "ORDER BY entry_id"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(self.path, "read", exc) from None
-        for _, touch_id, lead, at, kind, properties, attributes in rows:
-            yield Touch(
-                touch_id,
-                lead,
-                parse_time(at),
-                kind,
-                properties=json.loads(properties),
-                attributes=json.loads(attributes),
+        return [QuarantineEntry(*row) for row in rows]
+
+    def release(self, entry_ids: Iterable[int]) -> None:
+        """Drop quarantine entries (once retried successfully)."""
+        ids = [(int(i),) for i in entry_ids]
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("DELETE FROM quarantine WHERE entry_id = ?", ids)
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "write to", exc) from None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store alone for a destructive operation (rebuild, clear).
+
+        Raises:
+            StoreInUse: Another process has the store open.
+        """
+        if self._lock is None or fcntl is None:
+            yield
+            return
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            msg = (
+                f"store {self.path!r} is open in another process (an engine, an ingest, a "
+                "report); stop it, then run this command again"
             )
+            raise StoreInUse(msg) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
+
+    def clear(self) -> None:
+        """Delete everything the store holds (the log too). Needs the store alone.
+
+        Raises:
+            StoreInUse: Another process has the store open.
+        """
+        with self.exclusive():
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for table in ("records", "touches", "actions", "journeys", "quarantine"):
+                        self._db.execute(f"DELETE FROM {table}")
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, "write to", exc) from None
 
     # ---------------------------------------------------------------- as a listener
 
@@ -303,13 +641,13 @@ class SQLiteStore:
             )
             raise StoreError(msg)
         self._count += 1
-        self._buffer.append(_row(record))
+        self._buffer.append(record_row(record))
         if len(self._buffer) >= self._batch:
             self.flush()
 
     def append(self, records: Iterable[Record]) -> None:
         """Append records and write them at once."""
-        self._buffer.extend(_row(r) for r in records)
+        self._buffer.extend(record_row(r) for r in records)
         self.flush()
 
     def flush(self) -> None:
@@ -329,42 +667,54 @@ class SQLiteStore:
         self._buffer.clear()
 
     def _insert_records(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        self._db.executemany(
-            f"INSERT INTO records ({', '.join(_COLUMNS)}) VALUES ({placeholders})", rows
-        )
+        self._db.executemany(_insert("records", _COLUMNS), rows)
 
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush and close the database (and release the lock)."""
         try:
             self.flush()
         finally:
             self._db.close()
+            if self._lock is not None:
+                self._release()
+                self._lock = None
 
     def __len__(self) -> int:
         self.flush()
         try:
-            (count,) = self._db.execute("SELECT COUNT(*) FROM records").fetchone()
+            return self._length()
         except sqlite3.Error as exc:
             raise _store_error(self.path, "read", exc) from None
-        return int(count)
 
     def read(self, *, lead_id: str | None = None) -> Iterator[Record]:
         """Yield the records in log order (only *lead_id*'s when given)."""
         self.flush()
-        query = f"SELECT {', '.join(_COLUMNS)} FROM records"
-        params: tuple[str, ...] = ()
-        if lead_id is not None:
-            query += " WHERE lead_id = ?"
-            params = (lead_id,)
+        where, params = ("WHERE lead_id = ?", (lead_id,)) if lead_id is not None else ("", ())
         try:
-            rows = self._db.execute(query + " ORDER BY seq", params).fetchall()
+            items = list(self._records(where, params))
         except sqlite3.Error as exc:
             raise _store_error(self.path, "read", exc) from None
-        for row in rows:
-            values = dict(zip(_COLUMNS, row, strict=True))
-            values["data"] = json.loads(values["data"])
-            yield Record.from_dict({k: v for k, v in values.items() if v is not None})
+        yield from items
+
+
+def _shared_lock(path: str) -> int | None:
+    """Open ``PATH.lock`` and hold a shared lock on it while the store is open (its fd)."""
+    if path == ":memory:" or path.startswith("file:") or fcntl is None:
+        return None
+    try:
+        handle = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None  # a read-only directory: no lock, as SQLite itself would allow reading
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        msg = (
+            f"store {path!r} is held alone by another process (a rebuild or clear); wait "
+            "for it to finish, then try again"
+        )
+        raise StoreInUse(msg) from None
+    return handle
 
 
 def _store_error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:

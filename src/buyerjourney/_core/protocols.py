@@ -23,7 +23,7 @@ from buyerjourney.errors import HookError, UnknownHook
 if TYPE_CHECKING:
     from buyerjourney._core.journey import Journey
     from buyerjourney._core.policies import Decision
-    from buyerjourney._core.records import Record, Touch
+    from buyerjourney._core.records import Action, Record, Touch
     from buyerjourney._core.scoring import Lead, Score
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "IncrementalScorer",
     "Listener",
     "Policy",
+    "QuarantineEntry",
     "Scorer",
     "Store",
     "StoredLog",
@@ -94,35 +95,106 @@ class Policy(Protocol):
 
 @attrs.frozen
 class StoredLog:
-    """What a :class:`Store` holds: the log and the touches that were applied, in order.
+    """What a :class:`Store` holds: the log, and the touches and actions that were applied.
 
     Attributes:
-        records: Every committed record, by ``seq``.
-        touches: Every applied touch, in the order it was applied.
+        records: Committed records, by ``seq`` (from the ``after`` asked for).
+        touches: The touches those operations applied, in the order applied.
+        actions: The actions those operations performed, in the order performed.
     """
 
     records: tuple[Record, ...] = ()
     touches: tuple[Touch, ...] = ()
+    actions: tuple[Action, ...] = ()
+
+
+@attrs.frozen
+class QuarantineEntry:
+    """An input that did not land, kept in a store's quarantine with where it came from.
+
+    Attributes:
+        source: Where it came from (a file name as given, or ``"<api>"``).
+        line: Its 1-based line (or row) in the source; 0 when unknown.
+        code: A stable code for why (``"json"``, ``"late"``, ``"hook"`` ...).
+        reason: Why, in words: what was wrong, what was received, what to do.
+        text: The input itself (the raw line, shortened, or the touch as JSON).
+        entry_id: The store's id of the entry (``None`` until it is stored).
+    """
+
+    source: str
+    line: int
+    code: str
+    reason: str
+    text: str
+    entry_id: int | None = None
 
 
 @runtime_checkable
 class Store(Protocol):
-    """Where an engine keeps its log durably, so that another process can resume it.
+    """Where an engine keeps its log durably, so that other processes can resume and share it.
 
     An engine opened with ``Engine(..., store=store)`` loads the store once
     (:meth:`load`) and then hands it every operation's records, with the touch
-    that caused them, through :meth:`commit`: an operation's records are
-    stored together or not at all. The log is append-only and the source of
-    truth; everything else (journeys, scores, the clock, SLA deadlines) is
-    rebuilt from it.
+    or action that caused them, through :meth:`commit`: an operation's records
+    are stored together or not at all. The log is append-only and the source
+    of truth; the journeys kept beside it (:meth:`journeys`) are a snapshot
+    for fast reads that :meth:`replace_journeys` rebuilds from the log.
+
+    Concurrency is optimistic: :meth:`commit` names the log length the writer
+    knows (*expected*) and the store refuses the commit with
+    :class:`~buyerjourney.errors.StoreConflict` when its log is longer or a
+    touch or action id is already stored. The engine then catches up with
+    ``load(after=...)`` and applies the operation again, so several processes
+    writing one store give the result of a serial run.
     """
 
-    def load(self) -> StoredLog:
-        """The whole stored log and the applied touches."""
+    def load(self, *, after: int = 0) -> StoredLog:
+        """The log from ``seq`` *after* on, with the touches and actions of those operations."""
         ...
 
-    def commit(self, records: Sequence[Record], touches: Sequence[Touch]) -> None:
-        """Store one or more whole operations atomically (all of it, or none)."""
+    def commit(
+        self,
+        records: Sequence[Record],
+        touches: Sequence[Touch] = (),
+        actions: Sequence[Action] = (),
+        *,
+        expected: int | None = None,
+        journeys: Mapping[str, Journey] | None = None,
+    ) -> None:
+        """Store whole operations atomically (all of it, or none).
+
+        Args:
+            records: The records, numbered from the store's log length on.
+            touches: The touches the operations applied.
+            actions: The actions the operations performed.
+            expected: The log length the writer knows (``None``: the first
+                record's ``seq``). A store whose log is longer refuses.
+            journeys: The journeys after the operations, for the snapshot.
+
+        Raises:
+            StoreConflict: Another writer went first; nothing was stored.
+            StoreError: The write failed; nothing was stored.
+        """
+        ...
+
+    def journeys(self) -> dict[str, Journey]:
+        """The snapshot of the current journeys, by lead id."""
+        ...
+
+    def replace_journeys(self, journeys: Mapping[str, Journey]) -> None:
+        """Replace the whole snapshot (after rebuilding it from the log)."""
+        ...
+
+    def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
+        """Keep inputs that did not land."""
+        ...
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """The quarantine, oldest first, with each entry's ``entry_id``."""
+        ...
+
+    def release(self, entry_ids: Iterable[int]) -> None:
+        """Drop quarantine entries (once retried successfully)."""
         ...
 
 
