@@ -111,6 +111,7 @@ from buyerjourney.bulk._schema import (
 )
 from buyerjourney.errors import (
     HookError,
+    InvalidAction,
     InvalidTouch,
     ModeNotPossible,
     TransitionNotAllowed,
@@ -518,6 +519,7 @@ class Replay:
         *,
         quarantined: tuple[Quarantined, ...],
         accepted: int,
+        kept: _Kept | None = None,
     ) -> None:
         self.mode = mode
         self.reasons = reasons
@@ -525,6 +527,7 @@ class Replay:
         self.journeys = journeys
         self.quarantined = quarantined
         self.accepted = accepted
+        self._kept = kept  # what the columnar paths keep (the batch replay reads its touches)
 
     def __repr__(self) -> str:
         return (
@@ -560,12 +563,14 @@ def replay(
     *,
     mode: Mode = "auto",
     errors: Literal["quarantine", "raise"] = "quarantine",
+    until: datetime | None = None,
 ) -> Replay:
     """Replay a time-ordered batch of touches into a fresh log and fresh journeys.
 
     The result equals ``pipeline.engine()`` fed the same touches with
-    :meth:`~buyerjourney.Engine.ingest`: the same records, journeys
-    and quarantined touches.
+    :meth:`~buyerjourney.Engine.ingest` (and, with *until*, then advanced
+    to *until* with :meth:`~buyerjourney.Engine.advance`): the same
+    records, journeys and quarantined touches.
 
     Args:
         pipeline: The funnel, owners, hooks, scorer, policy and thresholds.
@@ -580,15 +585,24 @@ def replay(
             (a lead whose score could leave the exact range), still takes
             the slower exact path, and :attr:`Replay.reasons` says why.
         errors: As for :meth:`~buyerjourney.Engine.ingest`.
+        until: The clock at the end of the replay (an aware datetime): every
+            SLA deadline up to and including it is escalated, as
+            ``engine.advance(until)`` does. ``None``: the clock stops at the
+            batch's last touch. A batch that is one part of a larger stream
+            needs the stream's end here, or the escalations due after its
+            own last touch are missing.
 
     Raises:
         MissingExtra: NumPy is not installed.
         ModeNotPossible: The forced mode is not possible for this pipeline (a
             ``ValueError``); its reasons are :attr:`Plan.reasons`.
         HookError: With ``errors="raise"``, a hook failed.
+        InvalidAction: *until* is not an aware time, or is before the
+            batch's last touch.
     """
     np = numpy_or_raise()
     batch = touches if isinstance(touches, TouchBatch) else TouchBatch.from_touches(touches)
+    clock = _clock(batch, until)
     compiled = compile_plan(pipeline)
     chosen = compiled.plan
     if mode != "auto" and _RANK[mode] < _RANK[chosen.mode]:
@@ -604,14 +618,38 @@ def replay(
                     path, reasons = "hooks", (*reasons, limit)
             try:
                 run = _Run(
-                    np, pipeline, batch, compiled, columnar=path == "columnar", errors=errors
+                    np,
+                    pipeline,
+                    batch,
+                    compiled,
+                    columnar=path == "columnar",
+                    errors=errors,
+                    until=clock,
                 )
                 return run.result(path, reasons)
             except _Fallback as exc:
                 reasons = (*reasons, str(exc))
         else:
             reasons = (*reasons, problem)
-    return _reference(pipeline, batch, reasons, errors)
+    return _reference(pipeline, batch, reasons, errors, until)
+
+
+def _clock(batch: TouchBatch, until: datetime | None) -> int | None:
+    """*until* in microseconds, checked against the batch's last touch (``None``: no clock)."""
+    if until is None:
+        return None
+    if not isinstance(until, datetime) or until.utcoffset() is None:
+        raise InvalidAction("replay", "until", until, "a timezone-aware datetime")
+    micros = to_micros(until)
+    last = int(batch.at.max()) if len(batch) else None
+    if last is not None and micros < last:
+        raise InvalidAction(
+            "replay",
+            "until",
+            until,
+            f"a time not before the batch's last touch ({from_micros(last).isoformat()})",
+        )
+    return micros
 
 
 def _not_possible(pipeline: Pipeline, mode: str, chosen: Plan) -> ModeNotPossible:
@@ -643,9 +681,12 @@ def _reference(
     batch: TouchBatch,
     reasons: tuple[str, ...],
     errors: Literal["quarantine", "raise"],
+    until: datetime | None = None,
 ) -> Replay:
     engine = pipeline.engine()
     report = engine.ingest(batch.touches(), errors=errors)
+    if until is not None:
+        engine.advance(until)
     records = engine.records
     log = ColumnarLog.from_records(pipeline.funnel, records)
     return Replay(
@@ -697,6 +738,7 @@ class _Run:
         columnar: bool,
         errors: Literal["quarantine", "raise"],
         block: int | None = None,
+        until: int | None = None,
     ) -> None:
         self.np = np
         self.pipeline = pipeline
@@ -727,6 +769,8 @@ class _Run:
         self.accepted = int(positions.shape[0])
         self.dec = _Decisions(np, pipeline, self.table, batch.kinds, compiled.limits)
         self.clock = int(batch.at[-1]) if n else 0
+        if until is not None:
+            self.clock = max(self.clock, until)
         spec = compiled.scorer if columnar else None
         size = _BLOCK_TOUCHES if block is None else block
         blocks = [
@@ -734,7 +778,7 @@ class _Run:
             for part, attributes in self._blocks(positions, size, spec)
         ]
         columns = self._write_log(blocks)
-        kept = _Kept(self, columns)
+        kept = self.kept = _Kept(self, columns)
         self.log = ColumnarLog(
             self.funnel,
             columns,
@@ -754,6 +798,7 @@ class _Run:
             self.journeys,
             quarantined=tuple(self.quarantined),
             accepted=self.accepted,
+            kept=self.kept,
         )
 
     # ------------------------------------------------------------ blocks
