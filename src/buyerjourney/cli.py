@@ -81,6 +81,7 @@ from buyerjourney._commands.common import (
     silence_stdout,
     write_output,
 )
+from buyerjourney._commands.report import add_report
 from buyerjourney._version import __version__
 from buyerjourney.errors import (
     BuyerJourneyError,
@@ -582,5 +583,6 @@ _SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     _add_show,
     _add_replay,
     _add_verify,
+    add_report,
 )
 """The functions that add each subcommand to the parser, in help order."""
