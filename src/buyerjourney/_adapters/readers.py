@@ -906,7 +906,11 @@ def _read_csv(
             continue
         assert convert is not None
         try:
-            items = list(convert(dict(zip(header, record, strict=True)), location))
+            row = {
+                column: cell if cell.strip() else None
+                for column, cell in zip(header, record, strict=True)
+            }
+            items = list(convert(row, location))
         except _Bad as bad:
             yield location, Rejected(location, bad.code, bad.reason, text)
             continue
