@@ -73,8 +73,8 @@ CHART_KINDS: tuple[str, ...] = (
     "funnel",
     "flows",
     "time-in-stage",
-    "handoffs",
     "cohorts",
+    "handoffs",
     "backtest",
 )
 """The name of each kind of chart (:attr:`Chart.kind`), in the order the HTML report shows them."""
@@ -482,7 +482,7 @@ def cohort_chart(cohorts: Cohorts) -> Chart:
         ]
         for cohort in rows
     ]
-    image = ax.pcolormesh(
+    ax.pcolormesh(  # each cell is labelled with its figure: no colour bar
         [j - 0.5 for j in range(len(path) + 1)],
         [i - 0.5 for i in range(len(rows) + 1)],
         matrix,
@@ -507,9 +507,8 @@ def cohort_chart(cohorts: Cohorts) -> Chart:
             )
     ax.set_xticks(range(len(path)), [_label(s) for s in path], fontsize=8)
     ax.set_yticks(range(len(rows)), [_label(c.label) for c in rows], fontsize=8)
-    ax.set_xlabel("step")
+    ax.set_xlabel("step (darker: a higher share of the cohort reached it)")
     ax.set_ylabel(f"entry {cohorts.period}")
-    figure.colorbar(image, ax=ax, label="overall conversion", shrink=0.8)
     return Chart("cohorts", title, figure)
 
 

@@ -73,6 +73,9 @@ _Draw = Callable[[Callable[[Any], Chart], Any], str]
 
 _XML_PROLOGUE = re.compile(r"\A(?:<\?xml[^>]*\?>\s*)?(?:<!DOCTYPE[^>]*>\s*)?", re.DOTALL)
 _SVG_COMMENT = re.compile(r"<!--.*?-->\s*", re.DOTALL)
+_SVG_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
+_SVG_ID = re.compile(r'\b(id)="([^"]+)"')
+_SVG_REF = re.compile(r'(url\(|xlink:href="|\bhref=")#([^)"]+)')
 
 
 def _text(value: object) -> str:
@@ -125,6 +128,12 @@ def _table(name: str, caption: str, header: Sequence[str], rows: Iterable[Sequen
 def _inline_svg(chart: Chart) -> str:
     svg = _XML_PROLOGUE.sub("", chart.to_svg().strip())
     svg = _SVG_COMMENT.sub("", svg)
+    svg = _SVG_METADATA.sub("", svg)
+    # Every chart names its groups figure_1, axes_1 ...: prefix the ids (and the references
+    # to them) with the chart's kind, so that ids stay unique in the page.
+    prefix = f"bj-{chart.kind}-"
+    svg = _SVG_ID.sub(lambda m: f'{m.group(1)}="{prefix}{m.group(2)}"', svg)
+    svg = _SVG_REF.sub(lambda m: f"{m.group(1)}#{prefix}{m.group(2)}", svg)
     return svg.replace("<svg ", f'<svg role="img" aria-label="{_text(chart.title)}" ', 1)
 
 
