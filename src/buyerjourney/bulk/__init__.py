@@ -10,9 +10,25 @@ types, limits of the dtypes) and is the only place that does;
 ``_kernels`` is the vectorised points arithmetic, a deliberate second
 implementation of :class:`~buyerjourney.scoring.PointsScorer` held equal to
 it by the differential tests; ``_replay`` is the vectorised lifecycle;
-``_schema`` is the column schema and ``_columnar`` the columnar log.
+``_schema`` is the column schema and ``_columnar`` the columnar log;
+``_batch`` is the batch entry point of distributed runs (:func:`replay_batch`,
+:func:`replay_partition`: whole leads in, named columns out, an explicit
+clock) and ``_funnel`` the per-lead part of a distributed funnel report.
 """
 
+from buyerjourney.bulk._batch import (
+    JOURNEY_FRAME_COLUMNS,
+    RECORD_FRAME_COLUMNS,
+    TOUCH_FIELDS,
+    BatchNotInTimeOrder,
+    BatchResult,
+    InvalidBatch,
+    LeadNotWhole,
+    journeys_frame,
+    records_frame,
+    replay_batch,
+    replay_partition,
+)
 from buyerjourney.bulk._columnar import (
     ColumnarLog,
     numpy_or_raise,
@@ -25,17 +41,28 @@ from buyerjourney.bulk._schema import EPOCH, KINDS, from_micros, to_micros
 
 __all__ = [
     "EPOCH",
+    "JOURNEY_FRAME_COLUMNS",
     "KINDS",
+    "RECORD_FRAME_COLUMNS",
+    "TOUCH_FIELDS",
+    "BatchNotInTimeOrder",
+    "BatchResult",
     "ColumnarLog",
+    "InvalidBatch",
     "JourneyStore",
+    "LeadNotWhole",
     "Mode",
     "Plan",
     "Replay",
     "TouchBatch",
     "from_micros",
+    "journeys_frame",
     "numpy_or_raise",
     "plan",
+    "records_frame",
     "replay",
+    "replay_batch",
+    "replay_partition",
     "stable_order",
     "summarize_columnar",
     "to_micros",

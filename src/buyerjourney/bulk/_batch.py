@@ -35,6 +35,9 @@ pandas is the ``frames`` extra (the ``spark`` and ``dask`` extras include it).
 
 from __future__ import annotations
 
+import base64
+import importlib
+import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -64,8 +67,10 @@ __all__ = [
     "BatchResult",
     "InvalidBatch",
     "LeadNotWhole",
+    "carry_error",
     "journeys_frame",
     "pandas_or_raise",
+    "raised_error",
     "records_frame",
     "replay_batch",
     "replay_partition",
@@ -747,3 +752,68 @@ def records_frame(records: Iterable[Record]) -> Any:
     data["score"] = np.asarray([np.nan if r.score is None else r.score for r in items], np.float64)
     data["touch_id"] = np.asarray([r.touch_id for r in items], object)
     return pd.DataFrame(data)
+
+
+# ---------------------------------------------------------------- errors across processes
+
+_CARRIED = "buyerjourney-error:"
+
+
+def carry_error(exc: BuyerJourneyError) -> str:
+    """*exc* as text that survives a worker's traceback (for :func:`raised_error` on the driver).
+
+    The library's errors take their details as constructor arguments, which
+    plain pickling does not replay; this keeps the class, the message and
+    the attributes that can be pickled.
+
+    Args:
+        exc: The error raised on a worker.
+
+    Returns:
+        One line: a marker and the error's state, base64-encoded.
+    """
+    state: dict[str, Any] = {}
+    for name, value in vars(exc).items():
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: BLE001, S112  (an attribute that cannot travel is left out)
+            continue
+        state[name] = value
+    kind = type(exc)
+    payload = pickle.dumps((kind.__module__, kind.__qualname__, str(exc), state))
+    return f"{_CARRIED}{base64.b64encode(payload).decode('ascii')}:"
+
+
+def raised_error(text: str) -> BuyerJourneyError | None:
+    """The error :func:`carry_error` put in *text* (a worker's traceback), or ``None``.
+
+    Only classes of this library are rebuilt.
+
+    Args:
+        text: Text that may hold a carried error.
+
+    Returns:
+        An instance of the same class, with the same message and attributes.
+    """
+    start = text.find(_CARRIED)
+    if start < 0:
+        return None
+    start += len(_CARRIED)
+    end = text.find(":", start)
+    try:
+        module, qualname, message, state = pickle.loads(  # noqa: S301  (our own payload)
+            base64.b64decode(text[start:end])
+        )
+    except Exception:  # noqa: BLE001  (not ours after all)
+        return None
+    if not module.startswith("buyerjourney."):
+        return None
+    kind: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        kind = getattr(kind, part)
+    if not (isinstance(kind, type) and issubclass(kind, BuyerJourneyError)):
+        return None
+    error: BuyerJourneyError = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
