@@ -24,7 +24,7 @@ Definitions:
   candidate hands off nobody); **recall** = won and handed off ÷ won
   (``None`` when no lead was won); **F1** = their harmonic mean (``None``
   when either is undefined, 0 when both are 0).
-- **shift** = candidate's handoff time − actual handoff time, for the leads
+- **shift** = candidate's handoff time - actual handoff time, for the leads
   handed off in both; negative is earlier.
 - **weekly workload** = handoffs per ISO week (Monday, UTC), over every week
   from the first touch to the last (weeks without handoffs count as 0).
@@ -41,11 +41,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from buyerjourney._analytics._stats import format_duration, format_rate, optional_time, seconds
+from buyerjourney._analytics.frames import Table, Tabular, backtest_tables
 from buyerjourney._analytics.predictive import PredictiveModel
 from buyerjourney._core._values import frozen_mapping
 from buyerjourney._core.funnel import Funnel, StageKind
@@ -87,11 +88,12 @@ __all__ = [
 ]
 
 CANDIDATE_KINDS: tuple[str, ...] = ("threshold", "matrix", "predictive", "custom")
-"""The kinds of candidate: a score threshold, a fit × engagement matrix, a predictive score
+"""The kinds of candidate: a score threshold, a fit-by-engagement matrix, a predictive score
 threshold, or the user's own policy."""
 
 OBJECTIVES: tuple[str, ...] = ("f1", "precision", "recall")
-"""The objectives named by a string; also ``"precision@recall>=X"`` (see :func:`precision_at_recall`)."""
+"""The objectives named by a string; ``"precision@recall>=X"`` is one too
+(see :func:`precision_at_recall`)."""
 
 _WON_KINDS = (StageKind.WON, StageKind.AFTER_PURCHASE)
 
@@ -122,7 +124,8 @@ def handoff_stage(funnel: Funnel) -> str:
             return stage.name
     msg = (
         f"funnel {funnel.name!r} has no success-path stage owned by another team than its "
-        f"initial stage ({first!r}); pass the handoff stage, e.g. stage={funnel.success_path[-1].name!r}"
+        f"initial stage ({first!r}); pass the handoff stage, "
+        f"e.g. stage={funnel.success_path[-1].name!r}"
     )
     raise ValueError(msg)
 
@@ -317,6 +320,10 @@ class WithoutEvent:
         return Decision() if decision.event == self.event else decision
 
 
+def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class ScoreThresholdPolicy:
     """Send *event* when another scorer (a :class:`PredictiveModel`) reaches *threshold*.
@@ -336,7 +343,7 @@ class ScoreThresholdPolicy:
     scorer: Scorer
     threshold: float
     event: str
-    stages: tuple[str, ...] = attrs.field(converter=tuple)
+    stages: tuple[str, ...] = attrs.field(converter=_as_tuple, kw_only=True)
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Decide for *journey* from the other scorer's score.
@@ -353,7 +360,9 @@ class ScoreThresholdPolicy:
             return Decision()
         value = self.scorer(Lead(journey.lead_id, journey.attributes, (touch,)), touch.at).value
         if value >= self.threshold:
-            return Decision(self.event, f"{hook_name(self.scorer, 'scorer')} {value:.4g} ≥ {self.threshold:g}")
+            return Decision(
+                self.event, f"{hook_name(self.scorer, 'scorer')} {value:.4g} ≥ {self.threshold:g}"
+            )
         return Decision()
 
 
@@ -457,7 +466,7 @@ def matrix_candidate(
     stages: Sequence[str] | None = None,
     name: str = "matrix",
 ) -> PolicyCandidate:
-    """A candidate that hands off the accepted cells of the fit × engagement matrix.
+    """A candidate that hands off the accepted cells of the fit-by-engagement matrix.
 
     Args:
         pipeline: The pipeline whose policy the candidate changes.
@@ -510,7 +519,7 @@ def predictive_candidates(
     return tuple(
         PolicyCandidate(
             f"predictive>={t:g}",
-            _replacing(pipeline, name, ScoreThresholdPolicy(model, float(t), name, where)),
+            _replacing(pipeline, name, ScoreThresholdPolicy(model, float(t), name, stages=where)),
             kind="predictive",
             threshold=float(t),
         )
@@ -649,9 +658,7 @@ class CandidateResult:
     same: int
     weekly: tuple[tuple[str, int], ...]
     quarantined: int
-    handoffs: Mapping[str, datetime] = attrs.field(
-        converter=frozen_mapping, eq=False, repr=False
-    )
+    handoffs: Mapping[str, datetime] = attrs.field(converter=frozen_mapping, eq=False, repr=False)
 
     @property
     def median_shift(self) -> timedelta | None:
@@ -731,7 +738,7 @@ class CurvePoint:
 
 
 @attrs.frozen
-class Backtest:
+class Backtest(Tabular):
     """The results of a backtest: one row per candidate, the best, and the trade-off curve.
 
     Attributes:
@@ -748,6 +755,12 @@ class Backtest:
         curve: Precision and recall of every candidate with a threshold,
             by kind then threshold: the trade-off curve.
     """
+
+    TABLES: ClassVar[tuple[str, ...]] = ("candidates", "curve", "weekly", "handoffs")
+    """The tables of :meth:`to_pandas` and :meth:`to_arrow`; the first is the default."""
+
+    def _tables(self) -> Mapping[str, Callable[[], Table]]:
+        return backtest_tables(self)
 
     funnel: str
     stage: str
@@ -779,7 +792,8 @@ class Backtest:
         for result in self.candidates:
             if result.name == name:
                 return result
-        msg = f"no candidate {name!r}; the candidates are {', '.join(r.name for r in self.candidates)}"
+        known = ", ".join(r.name for r in self.candidates)
+        msg = f"no candidate {name!r}; the candidates are {known}"
         raise KeyError(msg)
 
     def best_result(self) -> CandidateResult | None:
@@ -976,7 +990,9 @@ def backtest(
         results.append(attrs.evolve(result, objective=value))
     scored = [(i, r) for i, r in enumerate(results) if r.objective is not None]
     best = (
-        min(scored, key=lambda item: (-float(item[1].objective or 0), item[1].handed_off, item[0]))[1].name
+        min(scored, key=lambda item: (-float(item[1].objective or 0), item[1].handed_off, item[0]))[
+            1
+        ].name
         if scored
         else None
     )

@@ -40,9 +40,9 @@ The definitions follow the domain reference (DOMAIN §5) exactly:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import attrs
 
@@ -55,6 +55,13 @@ from buyerjourney._analytics._stats import (
     rate,
     seconds,
     value_key,
+)
+from buyerjourney._analytics.frames import (
+    Table,
+    Tabular,
+    breakdown_tables,
+    cohort_tables,
+    funnel_tables,
 )
 from buyerjourney._core._values import thaw
 from buyerjourney._core.funnel import Funnel
@@ -199,7 +206,7 @@ class StepRow:
 
 
 @attrs.frozen
-class FunnelReport:
+class FunnelReport(Tabular):
     """Conversion along a path of stages, from the log, as of a date (cohort-based).
 
     Attributes:
@@ -215,6 +222,12 @@ class FunnelReport:
         basis: Always ``"cohort"``: leads that entered step 1 between *since*
             and *as_of*, followed to *as_of*.
     """
+
+    TABLES: ClassVar[tuple[str, ...]] = ("steps", "exits", "histograms", "durations")
+    """The tables of :meth:`to_pandas` and :meth:`to_arrow`; the first is the default."""
+
+    def _tables(self) -> Mapping[str, Callable[[], Table]]:
+        return funnel_tables(self)
 
     funnel: str
     path: tuple[str, ...]
@@ -352,7 +365,7 @@ class BreakdownGroup:
 
 
 @attrs.frozen
-class Breakdown:
+class Breakdown(Tabular):
     """The funnel report broken down by a lead property.
 
     Attributes:
@@ -363,6 +376,12 @@ class Breakdown:
         groups: One group per value, most leads first; leads without the
             property form their own group, last, never merged into a value.
     """
+
+    TABLES: ClassVar[tuple[str, ...]] = ("steps", "exits")
+    """The tables of :meth:`to_pandas` and :meth:`to_arrow`; the first is the default."""
+
+    def _tables(self) -> Mapping[str, Callable[[], Table]]:
+        return breakdown_tables(self)
 
     attribute: str
     attribution: str
@@ -428,7 +447,7 @@ class Cohort:
 
 
 @attrs.frozen
-class Cohorts:
+class Cohorts(Tabular):
     """The funnel report per entry period: cohort-based conversion, labelled so.
 
     Attributes:
@@ -437,6 +456,12 @@ class Cohorts:
         cohorts: One cohort per period with leads, oldest first.
         basis: Always ``"cohort"``.
     """
+
+    TABLES: ClassVar[tuple[str, ...]] = ("steps", "exits")
+    """The tables of :meth:`to_pandas` and :meth:`to_arrow`; the first is the default."""
+
+    def _tables(self) -> Mapping[str, Callable[[], Table]]:
+        return cohort_tables(self)
 
     period: str
     total: FunnelReport

@@ -28,9 +28,9 @@ state at the as-of date, folded from the log with :func:`~buyerjourney.rebuild`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -41,6 +41,7 @@ from buyerjourney._analytics._stats import (
     optional_time,
     rate,
 )
+from buyerjourney._analytics.frames import Table, Tabular, handoff_tables
 from buyerjourney._core._values import frozen_mapping
 from buyerjourney._core.funnel import Direction, Funnel
 from buyerjourney._core.journey import rebuild
@@ -160,7 +161,7 @@ class ActorLoad:
 
 
 @attrs.frozen
-class HandoffReport:
+class HandoffReport(Tabular):
     """Handoff metrics of a log (period-based; see the module documentation).
 
     Attributes:
@@ -180,6 +181,20 @@ class HandoffReport:
         actors: Workload per person, by name.
         basis: Always ``"period"``.
     """
+
+    TABLES: ClassVar[tuple[str, ...]] = (
+        "teams",
+        "actors",
+        "routes",
+        "breaches",
+        "rejections",
+        "recycles",
+        "summary",
+    )
+    """The tables of :meth:`to_pandas` and :meth:`to_arrow`; the first is the default."""
+
+    def _tables(self) -> Mapping[str, Callable[[], Table]]:
+        return handoff_tables(self)
 
     as_of: datetime | None
     since: datetime | None

@@ -34,10 +34,10 @@ with ``seed``, so the same arguments give the same stream):
   given are the rates the engine will show.
 
 Defaults follow the figures the domain reference quotes (DOMAIN §3), by
-position along the success path: 20 % of inquiries become MQLs (10–25 %),
-50 % of MQLs are handed off (40–60 %), 60 % of accepted leads become SQLs
-(50–70 %), and 50 % per later step (SQL → opportunity → won: 25 %, in
-20–30 %). Acceptance is 90 % (the target), answered within 8 hours at the
+position along the success path: 20 % of inquiries become MQLs (10-25 %),
+50 % of MQLs are handed off (40-60 %), 60 % of accepted leads become SQLs
+(50-70 %), and 50 % per later step (SQL → opportunity → won: 25 %, in
+20-30 %). Acceptance is 90 % (the target), answered within 8 hours at the
 median (24 hours is best practice).
 """
 
@@ -55,10 +55,16 @@ import attrs
 from buyerjourney._analytics.backtest import ScoreThresholdPolicy, WithoutEvent
 from buyerjourney._core.funnel import Direction, Funnel, Transition
 from buyerjourney._core.journey import Journey, StageTime
-from buyerjourney._core.policies import AllOf, AnyOf, MatrixPolicy, ThresholdPolicy, checked_decision
+from buyerjourney._core.policies import (
+    AllOf,
+    AnyOf,
+    MatrixPolicy,
+    ThresholdPolicy,
+    checked_decision,
+)
 from buyerjourney._core.protocols import Policy, hook_name
 from buyerjourney._core.records import Action, Actor, Touch, parse_time
-from buyerjourney._core.scoring import Lead, Score, Scorer
+from buyerjourney._core.scoring import Lead, Score
 from buyerjourney._pipeline import Pipeline, default_pipeline
 
 __all__ = [
@@ -102,10 +108,15 @@ DEFAULT_ATTRIBUTES: Mapping[str, Mapping[str, tuple[float, float]]] = {
         "event": (0.15, 1.2),
         "referral": (0.15, 1.5),
     },
-    "employees": {"1-10": (0.4, 0.9), "11-50": (0.35, 1.0), "51-500": (0.2, 1.2), "500+": (0.05, 1.3)},
+    "employees": {
+        "1-10": (0.4, 0.9),
+        "11-50": (0.35, 1.0),
+        "51-500": (0.2, 1.2),
+        "500+": (0.05, 1.3),
+    },
 }
 """Lead attributes: value → ``(weight, lift)``; a lead that will make *n* steps draws a value
-with probability ∝ weight × lift**n, so attributes carry a signal a predictive model can learn."""
+with probability ∝ weight * lift**n, so attributes carry a signal a predictive model can learn."""
 
 _BOOST_LIMIT = 20
 _TAIL = timedelta(days=14)
@@ -268,9 +279,8 @@ class _Lead:
         self.items: list[Touch | Action] = []
         self.touches: list[Touch] = []
         scorer = sim.pipeline.scorer
-        self.incremental = (
-            scorer is not None
-            and all(hasattr(scorer, name) for name in ("start", "score_next", "add"))
+        self.incremental = scorer is not None and all(
+            hasattr(scorer, name) for name in ("start", "score_next", "add")
         )
         self.state: Any = scorer.start() if self.incremental else None  # type: ignore[union-attr]
         self.stage = sim.funnel.initial.name
@@ -434,7 +444,12 @@ class _Simulator:
         return steps
 
     def run_lead(
-        self, lead_id: str, arrival: datetime, attributes: Mapping[str, Any], steps: int, path: Sequence[str]
+        self,
+        lead_id: str,
+        arrival: datetime,
+        attributes: Mapping[str, Any],
+        steps: int,
+        path: Sequence[str],
     ) -> list[Touch | Action]:
         lead = _Lead(self, lead_id, attributes)
         lead.first_touch(arrival, [self.rng.choices(self.kinds, self.kind_weights)[0], *self.kinds])
@@ -556,7 +571,9 @@ def simulate(
         or not math.isfinite(touches_per_week)
         or touches_per_week < 0
     ):
-        msg = f"'touches_per_week' must be a finite number of zero or more (got {touches_per_week!r})"
+        msg = (
+            f"'touches_per_week' must be a finite number of zero or more (got {touches_per_week!r})"
+        )
         raise ValueError(msg)
     funnel = pipeline.funnel
     path = [s.name for s in funnel.success_path]
