@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -424,7 +425,7 @@ def test_derived_ids_are_deterministic_and_identical_rows_are_one_touch(tmp_path
     assert ids[3] != ids[0]
     assert ids[0].startswith("export.csv:")
     other = csv_file(tmp_path, text, "other.csv")
-    assert [t.touch_id for t in good(items(other, columns=columns))][0] != ids[0]
+    assert good(items(other, columns=columns))[0].touch_id != ids[0]
 
 
 def test_csv_unknown_columns(tmp_path: Path) -> None:
@@ -610,7 +611,7 @@ def test_parquet_naive_times_integer_ids_and_a_column_of_the_wrong_type(tmp_path
         {
             "touch_id": [1, 2],
             "lead_id": [10, 20],
-            "at": [datetime(2024, 7, 1, 9), datetime(2024, 7, 1, 10)],  # noqa: DTZ001
+            "at": [datetime(2024, 7, 1, 9), datetime(2024, 7, 1, 10)],
             "kind": ["v", "v"],
         }
     )
@@ -632,8 +633,6 @@ def test_a_file_that_is_not_parquet(tmp_path: Path) -> None:
 
 
 def test_parquet_without_pyarrow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import builtins
-
     real = builtins.__import__
 
     def no_arrow(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -642,7 +641,7 @@ def test_parquet_without_pyarrow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_arrow)
-    monkeypatch.setattr("importlib.import_module", lambda name: no_arrow(name))
+    monkeypatch.setattr("importlib.import_module", no_arrow)
     path = tmp_path / "x.parquet"
     path.write_bytes(b"PAR1")
     with pytest.raises(MissingExtra, match="arrow"):
