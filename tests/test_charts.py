@@ -108,7 +108,8 @@ def test_the_funnel_chart_labels_each_step_with_its_conversion(made: list[Chart]
     words = texts(svg_tree(made[0]))
     for stage in ("inquiry", "mql", "sal", "sql", "opportunity", "won"):
         assert stage in words
-    assert "overall 60.0%" in words and "step 75.0%" in words
+    assert "overall 60.0%" in words
+    assert "step 75.0%" in words
     assert "step 33.3%" in words  # sal -> sql: 1 of 3
 
 
@@ -122,13 +123,15 @@ def test_the_flow_chart_shows_recycles_and_what_stayed(made: list[Chart]) -> Non
 def test_the_handoff_chart_shows_the_acceptance_rate_and_breaches(made: list[Chart]) -> None:
     words = texts(svg_tree(made[4]))
     assert "acceptance rate 50.0%" in words  # acme accepted, bolt rejected
-    assert "SLA breaches per stage" in words and "sal" in words
+    assert "SLA breaches per stage" in words
+    assert "sal" in words
     assert "median 4.0h" in words
 
 
 def test_the_cohort_heatmap_has_a_row_per_week(made: list[Chart]) -> None:
     words = texts(svg_tree(made[3]))
-    assert "2024-W10" in words and "2024-W11" in words
+    assert "2024-W10" in words
+    assert "2024-W11" in words
     assert "cohort-based" in words
 
 
@@ -217,7 +220,8 @@ def test_valid_backtest_points_are_kept_in_order(points: list[tuple[str, object,
     checked = backtest_points(points)
     assert [label for label, _, _ in checked] == [label for label, _, _ in points]
     for (_, p, r), (_, p0, r0) in zip(checked, points, strict=True):
-        assert p == p0 and r == r0
+        assert p == p0
+        assert r == r0
         assert p is None or isinstance(p, float)
 
 

@@ -107,7 +107,8 @@ def test_headline_numbers_and_figures(full_page: str) -> None:
     assert "20.0%" in text  # overall conversion: acme of five
     assert "no budget this year" in text  # the rejection's reason
     assert "(missing: no value recorded)" in text  # dyna has no segment, its own group
-    assert "cohort-based" in text and "period-based" in text
+    assert "cohort-based" in text
+    assert "period-based" in text
 
 
 def test_the_page_is_self_contained(full_page: str) -> None:
@@ -117,8 +118,10 @@ def test_the_page_is_self_contained(full_page: str) -> None:
     for _, attributes in elements.tags:
         for name, value in attributes.items():
             if name in {"src", "href", "xlink:href"}:
-                assert value is not None and value.startswith("#"), (name, value)
-    assert "@import" not in full_page and "url(http" not in full_page
+                assert value is not None, name
+                assert value.startswith("#"), (name, value)
+    assert "@import" not in full_page
+    assert "url(http" not in full_page
     assert re.search(r"url\((?!#)", full_page) is None
 
 
@@ -142,13 +145,16 @@ def test_names_from_the_log_are_escaped() -> None:
 
 def test_without_charts_the_page_has_the_tables_only() -> None:
     html = page(charts=False, backtest=POINTS)
-    assert "<figure" not in html and "<svg" not in html
-    assert 'data-table="steps"' in html and 'data-table="backtest"' in html
+    assert "<figure" not in html
+    assert "<svg" not in html
+    assert 'data-table="steps"' in html
+    assert 'data-table="backtest"' in html
 
 
 def test_the_backtest_section_only_with_a_backtest() -> None:
     html = page()
-    assert 'data-chart="backtest"' not in html and 'id="backtest"' not in html
+    assert 'data-chart="backtest"' not in html
+    assert 'id="backtest"' not in html
 
 
 def test_an_empty_log_gives_a_page() -> None:
@@ -227,7 +233,9 @@ def test_every_chart_is_drawn_in_chromium(browser: Any, tmp_path: Path, full_pag
             assert figure.count() == 1, kind
             svg = figure.locator("svg")
             box = svg.bounding_box()
-            assert box is not None and box["width"] > 100 and box["height"] > 100, kind
+            assert box is not None, kind
+            assert box["width"] > 100, kind
+            assert box["height"] > 100, kind
             drawn = svg.evaluate(
                 """svg => Array.from(svg.querySelectorAll('path')).filter(p => {
                     const b = p.getBBox(); return b.width > 0 || b.height > 0;
