@@ -21,7 +21,7 @@ from buyerjourney import (
     read_stream,
 )
 from buyerjourney._adapters.sqlite import SCHEMA_VERSION
-from buyerjourney.errors import ListenerFailed
+from buyerjourney.errors import Duplicate, ListenerFailed
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
 SAMPLE = Path(__file__).resolve().parents[1] / "src/buyerjourney/data/sample_touches.jsonl"
@@ -84,14 +84,17 @@ def test_a_resumed_engine_keeps_sla_deadlines_and_escalates_them(tmp_path: Path)
     assert resumed.records == reference.records
 
 
-def test_a_duplicate_touch_after_resume_is_refused_like_before(tmp_path: Path) -> None:
+def test_a_duplicate_touch_after_resume_is_skipped_and_counted(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "j.db")
     Engine(presets.seed(), store=store).ingest([Touch("t1", "a", T0, "visit")])
     store.close()
     engine = Engine(presets.seed(), store=SQLiteStore(tmp_path / "j.db"))
     report = engine.ingest([Touch("t1", "a", T0 + timedelta(hours=1), "visit")])
-    assert len(report.quarantined) == 1
-    assert "duplicate" in report.quarantined[0].reason
+    assert (report.read, report.applied, report.duplicates, report.quarantined) == (1, 0, 1, ())
+    assert report.records == 0
+    with pytest.raises(Duplicate) as info:
+        engine.ingest_one(Touch("t1", "a", T0 + timedelta(hours=2), "visit"))
+    assert info.value.input_id == "t1"
 
 
 class _FailingStore(MemoryStore):

@@ -19,7 +19,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol, TypeVar
 
 import attrs
 
@@ -51,10 +51,12 @@ from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
     CorruptLog,
+    Duplicate,
     HookError,
     InvalidAction,
     InvalidTouch,
     ListenerFailed,
+    StoreConflict,
     StoreError,
     TransitionNotAllowed,
 )
@@ -85,15 +87,29 @@ class Quarantined:
 class IngestReport:
     """What :meth:`Engine.ingest` did.
 
+    Every touch read is counted once: ``read == accepted + duplicates +
+    len(quarantined)``.
+
     Attributes:
-        accepted: How many touches were ingested.
+        accepted: How many touches were applied.
         records: How many records were appended to the log.
         quarantined: The touches set aside, with position and reason.
+        duplicates: How many touches were skipped because their id was
+            applied before (by this engine, or by another process on the
+            same store).
+        read: How many touches were given.
     """
 
     accepted: int
     records: int
     quarantined: tuple[Quarantined, ...] = ()
+    duplicates: int = 0
+    read: int = 0
+
+    @property
+    def applied(self) -> int:
+        """How many touches were applied (the same as :attr:`accepted`)."""
+        return self.accepted
 
 
 @attrs.frozen
@@ -223,37 +239,56 @@ class Engine:
         self._records_view: tuple[Record, ...] | None = None
         self._deadlines: list[_Deadline] = []
         self._clock: datetime | None = None
+        self._action_ids: set[str] = set()
+        self._acting: Action | None = None
+        """The action being performed, stored with the records it causes."""
+        self._action_id: str | None = None
         self.store = store
         """Where every operation is stored durably (``None``: in memory only)."""
-        self._deferred: tuple[list[Record], list[Touch]] | None = None
+        self._deferred: _Batch | None = None
         self._broken: Exception | None = None
         if store is not None:
-            self._resume(store.load())
+            self._absorb(store.load())
 
-    def _resume(self, stored: StoredLog) -> None:
-        """Continue from a stored log: the state an uninterrupted run would have now."""
-        records = list(stored.records)
-        for expected, record in enumerate(records):
-            if record.seq != expected:
-                raise CorruptLog(record, f"the stored log has a gap: expected seq {expected}")
-        self._records = records
-        self._journeys = rebuild(self.funnel, records)
-        by_lead: dict[str, list[Touch]] = {}
-        for touch in stored.touches:
-            by_lead.setdefault(touch.lead_id, []).append(touch)
-            self._touch_ids.add(touch.touch_id)
+    def _absorb(self, stored: StoredLog) -> None:
+        """Fold in what a store holds beyond this engine's log (all of it, on opening).
+
+        Journeys, scorer states, applied ids, the clock and SLA deadlines
+        become what an engine that had applied those operations itself would
+        have: resuming a stored log, or catching up with another writer.
+        """
+        records = stored.records
+        base = len(self._records)
+        for offset, record in enumerate(records):
+            if record.seq != base + offset:
+                msg = f"the stored log has a gap: expected seq {base + offset}"
+                raise CorruptLog(record, msg)
+        touched: set[str] = set()
+        journeys = self._journeys
+        for record in records:
+            current = journeys.get(record.lead_id)
+            if current is None and not record.kind.changes_journey:
+                continue  # an action refused because the lead had no journey yet
+            journeys[record.lead_id] = apply(self.funnel, current, record)
+            touched.add(record.lead_id)
+        self._records.extend(records)
         incremental = self._incremental
-        if incremental is not None:
-            for lead_id, touches in by_lead.items():
-                state = incremental.start()
-                for touch in touches:
-                    incremental.add(state, touch)
-                self._states[lead_id] = state
-        elif self.scorer is not None:
-            self._touches = by_lead
+        for touch in stored.touches:
+            self._touch_ids.add(touch.touch_id)
+            if incremental is not None:
+                state = self._states.get(touch.lead_id)
+                if state is None:
+                    state = self._states[touch.lead_id] = incremental.start()
+                incremental.add(state, touch)
+            elif self.scorer is not None:
+                self._touches.setdefault(touch.lead_id, []).append(touch)
+        self._action_ids.update(a.action_id for a in stored.actions if a.action_id is not None)
         times = [r.at for r in records] + [t.at for t in stored.touches]
+        if self._clock is not None:
+            times.append(self._clock)
         self._clock = max(times) if times else None
-        for journey in self._journeys.values():
+        for lead_id in touched:
+            journey = journeys[lead_id]
             for entry in _deadlines(self.funnel, journey, journey.stages[journey.stage].entered):
                 sla = entry[3]
                 if (sla == lifecycle.STAGE_SLA and not journey.escalated) or (
@@ -262,6 +297,38 @@ class Engine:
                     and not journey.acceptance_escalated
                 ):
                     heapq.heappush(self._deadlines, entry)
+
+    def _reload(self) -> None:
+        """Forget the in-memory state and resume from the store (after a refused batch)."""
+        assert self.store is not None
+        self._journeys = {}
+        self._touches = {}
+        self._states = {}
+        self._touch_ids = set()
+        self._action_ids = set()
+        self._records = []
+        self._records_view = None
+        self._deadlines = []
+        self._clock = None
+        self._absorb(self.store.load())
+
+    def _catch_up(self) -> None:
+        """Fold in what other writers appended to the store since this engine last read it."""
+        assert self.store is not None
+        self._absorb(self.store.load(after=len(self._records)))
+
+    def _retrying(self, operation: Callable[[], _T]) -> _T:
+        """Run one operation; when another writer went first, catch up and run it again."""
+        for _ in range(_MAX_CONFLICTS):
+            try:
+                return operation()
+            except _Conflict:
+                self._catch_up()
+        msg = (
+            f"gave up after {_MAX_CONFLICTS} conflicts with other writers of the store; "
+            "nothing of this operation was stored: try again"
+        )
+        raise StoreError(msg)
 
     # ------------------------------------------------------------------ reading
 
@@ -314,65 +381,129 @@ class Engine:
     ) -> IngestReport:
         """Ingest touches in order, for any number of leads.
 
-        Touches must come in time order. A touch that cannot be ingested (a
-        duplicate id, a time before the engine's clock, a hook that fails on
-        it) changes nothing; with ``errors="quarantine"`` (the default) it is
-        set aside with its position and reason and the rest still land, with
-        ``errors="raise"`` the error is raised at once.
+        Touches must come in time order. A touch whose id was applied before
+        (by this engine, or by another process on the same store) is skipped
+        and counted as a duplicate. A touch that cannot be ingested (a time
+        before the engine's clock, a hook that fails on it) changes nothing;
+        with ``errors="quarantine"`` (the default) it is set aside with its
+        position and reason and the rest still land, with ``errors="raise"``
+        the error is raised at once.
+
+        With a store, operations are stored a few thousand to a transaction,
+        and listeners hear each batch's records once it is stored. When
+        another process wrote to the store meanwhile, the engine reloads the
+        store and applies the batch again (then one operation per
+        transaction for the rest of the call), so the result is that of a
+        serial run.
         """
-        accepted = 0
+        counts = _Counts()
         before = len(self._records)
-        quarantined: list[Quarantined] = []
         deferring = self.store is not None and self._deferred is None
         if deferring:
-            self._deferred = ([], [])
+            self._deferred = _Batch()
         try:
             for position, touch in enumerate(touches):
+                counts.read += 1
                 try:
-                    self.ingest_one(touch)
-                except (InvalidTouch, HookError) as exc:
-                    if errors == "raise":
-                        raise
-                    quarantined.append(Quarantined(position, str(exc), touch, exc))
-                else:
-                    accepted += 1
+                    self._ingest_counted(position, touch, counts, errors)
+                except _BatchConflict as conflict:
+                    self._redo(conflict.batch, counts, errors)
         finally:
-            if deferring:
-                self._flush_deferred()
-                self._deferred = None
-        return IngestReport(accepted, len(self._records) - before, tuple(quarantined))
+            if deferring and self._deferred is not None:
+                try:
+                    self._flush_deferred()
+                except _BatchConflict as conflict:
+                    self._redo(conflict.batch, counts, errors)
+                finally:
+                    self._deferred = None
+        return IngestReport(
+            counts.accepted,
+            len(self._records) - before,
+            tuple(counts.quarantined),
+            counts.duplicates,
+            counts.read,
+        )
+
+    def _ingest_counted(self, position: int, touch: Touch, counts: _Counts, errors: str) -> None:
+        try:
+            self.ingest_one(touch)
+        except Duplicate:
+            counts.duplicates += 1
+        except (InvalidTouch, HookError) as exc:
+            if errors == "raise":
+                raise
+            counts.quarantined.append(Quarantined(position, str(exc), touch, exc))
+        else:
+            counts.accepted += 1
+            batch = self._deferred
+            if batch is not None:
+                batch.inputs.append((position, touch))
+                if len(batch.inputs) >= _DEFER_LIMIT:
+                    self._flush_deferred()
+
+    def _redo(self, batch: _Batch, counts: _Counts, errors: str) -> None:
+        """Apply a batch the store refused again, one operation per transaction."""
+        self._deferred = None
+        self._reload()
+        for position, touch in batch.inputs:
+            counts.accepted -= 1
+            self._ingest_counted(position, touch, counts, errors)
 
     def _flush_deferred(self) -> None:
-        """Store the operations of an ingest that are not stored yet, in one transaction."""
+        """Store the operations of an ingest that are not stored yet, in one transaction.
+
+        Raises:
+            _BatchConflict: Another writer went first; nothing was stored.
+            StoreError: The store failed; the engine stops (it is ahead of its store).
+        """
         assert self.store is not None
-        assert self._deferred is not None
-        records, touches = self._deferred
-        if not records and not touches:
-            return
-        try:
-            self.store.commit(records, touches)
-        except Exception as exc:
-            self._broken = exc
-            msg = (
-                f"the store refused {len(touches)} ingested touches ({exc}); this engine is "
-                "now ahead of its store and stops: open a new engine on the store and ingest "
-                "again (touches already stored are recognised as duplicates)"
-            )
-            raise StoreError(msg) from exc
-        records.clear()
-        touches.clear()
+        batch = self._deferred
+        assert batch is not None
+        if batch.records or batch.touches:
+            try:
+                self.store.commit(
+                    batch.records,
+                    batch.touches,
+                    expected=batch.records[0].seq if batch.records else len(self._records),
+                    journeys=batch.journeys,
+                )
+            except StoreConflict:
+                self._deferred = _Batch()
+                raise _BatchConflict(batch) from None
+            except Exception as exc:
+                self._broken = exc
+                msg = (
+                    f"the store refused {len(batch.touches)} ingested touches ({exc}); this "
+                    "engine is now ahead of its store and stops: open a new engine on the "
+                    "store and ingest again (touches already stored are recognised as "
+                    "duplicates)"
+                )
+                raise StoreError(msg) from exc
+        self._deferred = _Batch()
+        failures: list[tuple[object, Record, Exception]] = []
+        for record, journey in batch.notices:
+            _notify(self.listeners, record, journey, failures)
+        if failures:
+            listener, record, error = failures[0]
+            raise ListenerFailed(hook_name(listener, "listener"), record, len(failures)) from error
 
     def ingest_one(self, touch: Touch) -> Journey:
         """Ingest one touch and return the lead's journey afterwards.
 
         Raises:
-            InvalidTouch: The touch is a duplicate or older than the engine's clock.
+            Duplicate: The touch's id was applied before; nothing changed.
+            InvalidTouch: The touch is older than the engine's clock.
             HookError: The scorer or the policy failed; nothing changed.
         """
         if not isinstance(touch, Touch):
             raise InvalidTouch("<touch>", touch, "a buyerjourney.Touch")
+        if self.store is None or self._deferred is not None:
+            return self._ingest_one(touch)
+        return self._retrying(lambda: self._ingest_one(touch))
+
+    def _ingest_one(self, touch: Touch) -> Journey:
         if touch.touch_id in self._touch_ids:
-            raise InvalidTouch("touch_id", touch.touch_id, "an id not seen before (duplicate)")
+            raise Duplicate("touch_id", touch.touch_id)
         self._check_clock(touch.at, "touch")
         self.advance(touch.at)
         pending = _Pending(self)
@@ -451,7 +582,6 @@ class Engine:
             self._states[lead_id] = state
         elif self.scorer is not None:
             self._touches.setdefault(lead_id, []).append(touch)
-        self._touch_ids.add(touch.touch_id)
         pending.commit()
         return journey
 
@@ -511,6 +641,30 @@ class Engine:
             HookError: A guard failed.
             InvalidAction: *at* is not an aware time, or is before the engine's clock.
         """
+        return self._act(
+            "send",
+            lead_id,
+            at,
+            actor,
+            lambda: self._send(lead_id, event, actor=actor, at=at, reason=reason),
+            event=event,
+            reason=reason,
+        )
+
+    def _send(
+        self, lead_id: str, event: str, *, actor: Actor, at: datetime, reason: str | None
+    ) -> Journey:
+        """Move a journey by hand with a funnel event.
+
+        Only a person of the owning team may do it (or the system actor).
+
+        Raises:
+            ActionRefused: The actor may not act, or the journey waits for acceptance.
+            TransitionNotAllowed: The event is not legal from the current stage.
+            ReasonRequired: A backward event without a reason.
+            HookError: A guard failed.
+            InvalidAction: *at* is not an aware time, or is before the engine's clock.
+        """
         at = self._manual_time(at, event)
         journey = self._require(lead_id, event, actor, at)
         self._permit(journey, event, actor, at)
@@ -526,7 +680,7 @@ class Engine:
             transition = self._step(journey.stage, event, self._context(journey, event, at), reason)
         except (TransitionNotAllowed, HookError) as exc:
             self._refuse(journey.lead_id, event, actor, at, str(exc), cause=exc)
-        pending = _Pending(self)
+        pending = _Pending(self, self._acting)
         journey = self._move(
             pending, journey, transition, at=at, actor=actor, reason=reason or "", touch_id=None
         )
@@ -539,8 +693,18 @@ class Engine:
         Raises:
             ActionRefused: Nothing to accept, or the actor is not of the receiving team.
         """
+        return self._act(
+            "accept",
+            lead_id,
+            at,
+            actor,
+            lambda: self._accept(lead_id, actor=actor, at=at, reason=reason),
+            reason=reason,
+        )
+
+    def _accept(self, lead_id: str, *, actor: Actor, at: datetime, reason: str) -> Journey:
         journey, at = self._waiting_handoff(lead_id, "accept", actor, at)
-        pending = _Pending(self)
+        pending = _Pending(self, self._acting)
         journey = pending.add(
             lifecycle.accepted(
                 lead_id,
@@ -565,6 +729,16 @@ class Engine:
             ActionRefused: Nothing to reject, no reason, or the actor is not of
                 the receiving team.
         """
+        return self._act(
+            "reject",
+            lead_id,
+            at,
+            actor,
+            lambda: self._reject(lead_id, actor=actor, at=at, reason=reason),
+            reason=reason,
+        )
+
+    def _reject(self, lead_id: str, *, actor: Actor, at: datetime, reason: str) -> Journey:
         journey, at = self._waiting_handoff(lead_id, "reject", actor, at)
         if not isinstance(reason, str) or not reason.strip():
             self._refuse(lead_id, "reject", actor, at, lifecycle.REJECTION_NEEDS_REASON)
@@ -572,7 +746,7 @@ class Engine:
         if recycle is None:
             stage = journey.stage
             self._refuse(lead_id, "reject", actor, at, lifecycle.NO_RECYCLE.format(stage=stage))
-        pending = _Pending(self)
+        pending = _Pending(self, self._acting)
         journey = pending.add(
             lifecycle.rejected(
                 lead_id,
@@ -604,6 +778,19 @@ class Engine:
             UnknownStage: The funnel has no such stage.
             InvalidAction: *at* is not an aware time, or is before the engine's clock.
         """
+        return self._act(
+            "override",
+            lead_id,
+            at,
+            actor,
+            lambda: self._override(lead_id, stage, actor=actor, at=at, reason=reason),
+            stage=stage,
+            reason=reason,
+        )
+
+    def _override(
+        self, lead_id: str, stage: str, *, actor: Actor, at: datetime, reason: str
+    ) -> Journey:
         at = self._manual_time(at, "override")
         target = self.funnel.stage(stage)
         journey = self._require(lead_id, "override", actor, at)
@@ -614,7 +801,7 @@ class Engine:
             self._refuse(
                 lead_id, "override", actor, at, lifecycle.ALREADY_IN.format(stage=target.name)
             )
-        pending = _Pending(self)
+        pending = _Pending(self, self._acting)
         source = journey.stage
         journey = pending.add(
             lifecycle.override(
@@ -635,8 +822,21 @@ class Engine:
         """Perform a manual :class:`~buyerjourney.Action` (as read from a stream).
 
         The one place an action value is dispatched to :meth:`send`,
-        :meth:`accept`, :meth:`reject` or :meth:`override`; raises what they raise.
+        :meth:`accept`, :meth:`reject` or :meth:`override`; raises what they
+        raise. An action with an ``action_id`` is applied once: given again
+        (here, or to another engine on the same store), it raises
+        :class:`~buyerjourney.errors.Duplicate` and changes nothing.
         """
+        action_id = action.action_id
+        if action_id is not None and action_id in self._action_ids:
+            raise Duplicate("action_id", action_id)
+        self._action_id = action_id
+        try:
+            return self._dispatch(action)
+        finally:
+            self._action_id = None
+
+    def _dispatch(self, action: Action) -> Journey:
         if action.action == "send":
             return self.send(
                 action.lead_id,
@@ -660,6 +860,42 @@ class Engine:
             at=action.at,
             reason=action.reason,
         )
+
+    def _act(
+        self,
+        action: str,
+        lead_id: str,
+        at: datetime,
+        actor: Actor,
+        run: Callable[[], _T],
+        *,
+        event: str | None = None,
+        stage: str | None = None,
+        reason: str | None = "",
+    ) -> _T:
+        """Run a manual action as one operation, stored with its :class:`Action`.
+
+        With a store, an operation another writer beat is retried after catching up.
+        """
+
+        def attempt() -> _T:
+            action_id = self._action_id
+            if action_id is not None and action_id in self._action_ids:
+                raise Duplicate("action_id", action_id)  # another writer applied it meanwhile
+            try:
+                self._acting = Action(
+                    action, lead_id, at, actor, event, stage, reason or "", action_id
+                )
+            except (InvalidTouch, TypeError):
+                self._acting = None  # a bad time: the action itself raises InvalidAction
+            try:
+                return run()
+            finally:
+                self._acting = None
+
+        if self.store is None:
+            return attempt()
+        return self._retrying(attempt)
 
     # ------------------------------------------------------------------ time
 
@@ -823,7 +1059,7 @@ class Engine:
         cause: BuyerJourneyError | None = None,
     ) -> NoReturn:
         journey = self._journeys.get(lead_id)
-        pending = _Pending(self)
+        pending = _Pending(self, self._acting)
         pending.note(
             lifecycle.refused(
                 lead_id,
@@ -886,6 +1122,45 @@ def _incremental(scorer: Scorer | None) -> IncrementalScorer | None:
     return None
 
 
+class _Conflict(Exception):
+    """Another writer committed first; the operation must be run again after catching up."""
+
+
+class _BatchConflict(Exception):
+    """Another writer committed while an ingest batch was held back: redo the batch."""
+
+    def __init__(self, batch: _Batch) -> None:
+        super().__init__("the store refused a batch: another writer went first")
+        self.batch = batch
+
+
+_T = TypeVar("_T")
+
+_MAX_CONFLICTS = 1_000
+"""How many times one operation is retried after conflicts before the engine gives up."""
+
+
+@attrs.define
+class _Batch:
+    """The operations of an ingest held back to be stored in one transaction."""
+
+    records: list[Record] = attrs.Factory(list)
+    touches: list[Touch] = attrs.Factory(list)
+    journeys: dict[str, Journey] = attrs.Factory(dict)
+    notices: list[tuple[Record, Journey | None]] = attrs.Factory(list)
+    """What listeners hear once the batch is stored."""
+    inputs: list[tuple[int, Touch]] = attrs.Factory(list)
+    """The touches applied in the batch, with their positions (to apply them again)."""
+
+
+@attrs.define
+class _Counts:
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: list[Quarantined] = attrs.Factory(list)
+
+
 class _Pending:
     """Records of one operation, folded as they are added and committed together.
 
@@ -893,16 +1168,19 @@ class _Pending:
     fails half-way (a hook raising) leaves the engine unchanged.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, action: Action | None = None) -> None:
         self.engine = engine
         self.records: list[Record] = []
         self.journeys: dict[str, Journey] = {}
         self.seq = len(engine._records)
         """The place in the log of the next record."""
+        self.first = self.seq
         self.deadlines: dict[str, list[_Deadline]] = {}
         """The SLA deadlines of the stage each journey entered last in this operation."""
         self.touches: list[Touch] = []
         """The touch the operation applies, kept with its records in the store."""
+        self.actions: list[Action] = [action] if action is not None else []
+        """The action the operation performs, kept with its records in the store."""
         self.persisted = False
 
     def add(self, record: Record) -> Journey:
@@ -930,8 +1208,12 @@ class _Pending:
     def persist(self) -> None:
         """Store the operation (once), before anything in memory changes: all or nothing.
 
-        During :meth:`Engine.ingest` operations are stored together, a few
-        thousand to a transaction: whole operations either way, never part of one.
+        During :meth:`Engine.ingest` operations are held back and stored
+        together, a few thousand to a transaction: whole operations either
+        way, never part of one.
+
+        Raises:
+            _Conflict: Another writer committed first; nothing was stored.
         """
         engine = self.engine
         store = engine.store
@@ -939,14 +1221,22 @@ class _Pending:
             if engine._broken is not None:
                 msg = "this engine is ahead of its store; open a new engine on the store"
                 raise StoreError(msg) from engine._broken
-            deferred = engine._deferred
-            if deferred is None:
-                store.commit(self.records, self.touches)
+            batch = engine._deferred
+            if batch is None:
+                try:
+                    store.commit(
+                        self.records,
+                        self.touches,
+                        self.actions,
+                        expected=self.first,
+                        journeys=self.journeys,
+                    )
+                except StoreConflict:
+                    raise _Conflict from None
             else:
-                deferred[0].extend(self.records)
-                deferred[1].extend(self.touches)
-                if len(deferred[1]) >= _DEFER_LIMIT:
-                    engine._flush_deferred()
+                batch.records.extend(self.records)
+                batch.touches.extend(self.touches)
+                batch.journeys.update(self.journeys)
         self.persisted = True
 
     def commit(self) -> list[Record]:
@@ -964,11 +1254,17 @@ class _Pending:
             for entry in entries:
                 if engine._journeys[lead_id].stage == entry[1]:
                     heapq.heappush(engine._deadlines, entry)
+        engine._touch_ids.update(t.touch_id for t in self.touches)
+        engine._action_ids.update(a.action_id for a in self.actions if a.action_id is not None)
         failures: list[tuple[object, Record, Exception]] = []
+        batch = engine._deferred if engine.store is not None else None
         for record in self.records:
             if engine._clock is None or record.at > engine._clock:
                 engine._clock = record.at
-            _notify(engine.listeners, record, engine._journeys.get(record.lead_id), failures)
+            if batch is not None:  # heard once the batch is stored
+                batch.notices.append((record, engine._journeys.get(record.lead_id)))
+            elif engine.listeners:
+                _notify(engine.listeners, record, engine._journeys.get(record.lead_id), failures)
         if failures:
             listener, record, error = failures[0]
             raise ListenerFailed(hook_name(listener, "listener"), record, len(failures)) from error

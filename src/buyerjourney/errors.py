@@ -17,6 +17,7 @@ code that already catches ``ValueError`` or ``KeyError`` keeps working::
     ├── InvalidOwnerRules (ValueError)      owner rules leave a gap or name unknown teams
     ├── ActionRefused (PermissionError)     an actor may not perform a manual action
     ├── InvalidTouch (ValueError)           an engagement event is malformed
+    │   └── Duplicate                       its id was applied before (skipped, counted)
     ├── InvalidAction (ValueError)          a manual action's time or fields cannot be used
     ├── ListenerFailed (RuntimeError)       a listener raised; the operation was committed
     ├── StoreError (OSError)                a store cannot be opened, read or written
@@ -41,6 +42,7 @@ __all__ = [
     "ActionRefused",
     "BuyerJourneyError",
     "CorruptLog",
+    "Duplicate",
     "FunnelFormatError",
     "HookError",
     "InvalidAction",
@@ -337,6 +339,24 @@ class InvalidTouch(BuyerJourneyError, ValueError):
             f"{at}touch field {field!r} must be {expected} (got {value!r} that is a "
             f"{type(value).__name__})"
         )
+
+
+class Duplicate(InvalidTouch):
+    """A touch or action whose id was applied before: it is skipped, nothing changes.
+
+    Ingesting is idempotent: :meth:`Engine.ingest <buyerjourney.Engine.ingest>`
+    and ``buyerjourney ingest`` count duplicates rather than quarantine them;
+    :meth:`Engine.ingest_one <buyerjourney.Engine.ingest_one>` and
+    :meth:`Engine.perform <buyerjourney.Engine.perform>` raise this, so a caller
+    that retries (a webhook) can tell a repeat from a new input.
+
+    Attributes:
+        input_id: The repeated id.
+    """
+
+    def __init__(self, field: str, input_id: str, *, position: int | None = None) -> None:
+        super().__init__(field, input_id, "an id not seen before (duplicate)", position=position)
+        self.input_id = input_id
 
 
 class CorruptLog(BuyerJourneyError, ValueError):

@@ -57,8 +57,8 @@ Time
 
 Touches
 
-3. A touch whose id was ingested before is refused with ``InvalidTouch``
-   before anything, time included, moves.
+3. A touch whose id was ingested before is refused with ``Duplicate`` (an
+   ``InvalidTouch``) before anything, time included, moves.
 4. A lead's first ingested touch starts its journey in the initial stage,
    owned by the owner of that stage for the touch's attributes (``CREATED``).
 5. Every ingested touch is scored. The scorer sees the lead with its
@@ -158,6 +158,7 @@ from buyerjourney._core.scoring import Lead, Score, ScoreItem, Scorer
 from buyerjourney.errors import (
     ActionRefused,
     BuyerJourneyError,
+    Duplicate,
     HookError,
     InvalidAction,
     InvalidTouch,
@@ -546,7 +547,9 @@ class Oracle:
     # ------------------------------------------------------------ rules 3 to 8
 
     def _touch(self, touch: Touch) -> Expectation:
-        if touch.touch_id in self._ingested or self._late(touch.at):
+        if touch.touch_id in self._ingested:
+            return Expectation(touch, Duplicate)
+        if self._late(touch.at):
             return Expectation(touch, InvalidTouch)
         escalations = self._escalate(touch.at)
         draft = _Draft(self)
