@@ -1,0 +1,545 @@
+"""A Monte Carlo forecast of conversions over the next weeks, from rates and durations in the log.
+
+**Estimates, as of a date** (records after it are ignored), per step of the
+success path up to the target stage (default: the first won stage):
+
+- a lead **reached** a step at its first entry into the step's stage;
+- it **converted** when it reached the next step afterwards, after the
+  **duration** between the two; it is **open** when it is still in the
+  step's stage at the as-of date, for its **age** since it reached it;
+  the others left for another stage and did not convert;
+- the **rate** counts the open leads for what they are, not as failures:
+  with *S* the share of observed times to convert longer than an age, and
+  *T* the share of observed stays of the leads that left for another stage
+  longer than it (1 when none left: a lead that does not convert may stay
+  for ever), an open lead of age *a* still converts with probability
+  ``r·S(a) / (r·S(a) + (1 - r)·T(a))``, and *r* is the fixed point of
+  ``r = (converted + Σ that) / reached``, solved by iteration;
+- **arrivals**: leads reaching step 1 per week over the ``lookback`` before
+  the as-of date.
+
+**Runs**: each run draws the step rates from their Beta posteriors
+(``Beta(1 + r·n, 1 + (1 - r)·n)``) and the arrival rate from its Gamma
+posterior, so the intervals carry the uncertainty of the estimates too;
+then every open lead converts with the probability above, after a duration
+drawn from the observed ones longer than its age, and walks on (each later
+step with its rate and a duration drawn from that step's); new leads arrive
+as a Poisson process and walk from step 1. A conversion is a lead reaching
+the target stage; weeks are counted from the as-of date. All draws come from
+one :class:`random.Random` seeded with ``seed``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import attrs
+
+from buyerjourney._analytics._stats import format_duration, format_rate, iso, optional_time, seconds
+from buyerjourney._analytics.frames import Table, Tabular, table
+from buyerjourney._core.funnel import Funnel, StageKind
+from buyerjourney._core.records import Record
+
+__all__ = ["Forecast", "ForecastWeek", "StepEstimate", "estimate_steps", "forecast"]
+
+_WEEK = timedelta(weeks=1)
+
+
+@attrs.frozen
+class StepEstimate:
+    """The rate and durations of one step, estimated from the log.
+
+    Attributes:
+        stage: The step's stage.
+        next_stage: The next step's stage.
+        reached: Leads that reached the step.
+        converted: Of those, leads that reached the next step.
+        open: Leads still in the step's stage at the as-of date.
+        rate: The estimated probability to convert (``None`` when no lead
+            reached the step).
+        durations: The observed times to convert, sorted.
+        left_after: How long the leads that left for another stage stayed, sorted.
+    """
+
+    stage: str
+    next_stage: str
+    reached: int
+    converted: int
+    open: int
+    rate: float | None
+    durations: tuple[timedelta, ...]
+    left_after: tuple[timedelta, ...] = ()
+
+    @property
+    def median_duration(self) -> timedelta | None:
+        """The median time to convert (``None`` without conversions)."""
+        return _quantile(self.durations, 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The estimate as a JSON-ready dict (durations in seconds)."""
+        return {
+            "stage": self.stage,
+            "next_stage": self.next_stage,
+            "reached": self.reached,
+            "converted": self.converted,
+            "open": self.open,
+            "rate": self.rate,
+            "median_duration_seconds": seconds(self.median_duration),
+        }
+
+
+@attrs.frozen
+class ForecastWeek:
+    """Conversions forecast for one week, and up to the end of it.
+
+    Attributes:
+        week: 1 for the week starting at the as-of date, and so on.
+        start: The week's first instant.
+        end: The instant after it.
+        low: Conversions in the week at the interval's lower quantile.
+        median: The median.
+        high: The upper quantile.
+        mean: The mean over the runs.
+        cumulative_low: Conversions from the as-of date to the week's end,
+            lower quantile.
+        cumulative_median: The median.
+        cumulative_high: The upper quantile.
+        cumulative_mean: The mean over the runs.
+    """
+
+    week: int
+    start: datetime
+    end: datetime
+    low: float
+    median: float
+    high: float
+    mean: float
+    cumulative_low: float
+    cumulative_median: float
+    cumulative_high: float
+    cumulative_mean: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The week as a JSON-ready dict."""
+        out = attrs.asdict(self)
+        out["start"], out["end"] = self.start.isoformat(), self.end.isoformat()
+        return out
+
+
+@attrs.frozen
+class Forecast(Tabular):
+    """A forecast of conversions per week (see the module documentation).
+
+    Attributes:
+        funnel: The funnel's name.
+        target: The stage whose entries count as conversions.
+        as_of: The date the forecast starts from.
+        interval: The central share of runs between low and high (0.8: the
+            10th to 90th percentiles).
+        runs: How many runs.
+        seed: The seed.
+        arrivals_per_week: The estimated arrival rate (0 without arrivals).
+        open_leads: Leads in a step of the path at the as-of date.
+        steps: The estimates of each step.
+        weeks: One row per week.
+    """
+
+    TABLES: ClassVar[tuple[str, ...]] = ("weeks", "steps")
+    """The tables of :meth:`to_pandas` and :meth:`to_arrow`; the first is the default."""
+
+    def _tables(self) -> Mapping[str, Callable[[], Table]]:
+        names = (
+            "low",
+            "median",
+            "high",
+            "mean",
+            "cumulative_low",
+            "cumulative_median",
+            "cumulative_high",
+            "cumulative_mean",
+        )
+        return {
+            "weeks": lambda: table(
+                "weeks",
+                (
+                    ("week", "integer"),
+                    ("start", "time"),
+                    ("end", "time"),
+                    *((n, "number") for n in names),
+                ),
+                [(w.week, w.start, w.end, *(getattr(w, n) for n in names)) for w in self.weeks],
+            ),
+            "steps": lambda: table(
+                "steps",
+                (
+                    ("stage", "text"),
+                    ("next_stage", "text"),
+                    ("reached", "integer"),
+                    ("converted", "integer"),
+                    ("open", "integer"),
+                    ("rate", "number"),
+                    ("median_duration", "duration"),
+                ),
+                [
+                    (
+                        s.stage,
+                        s.next_stage,
+                        s.reached,
+                        s.converted,
+                        s.open,
+                        s.rate,
+                        s.median_duration,
+                    )
+                    for s in self.steps
+                ],
+            ),
+        }
+
+    funnel: str
+    target: str
+    as_of: datetime
+    interval: float
+    runs: int
+    seed: int
+    arrivals_per_week: float
+    open_leads: int
+    steps: tuple[StepEstimate, ...]
+    weeks: tuple[ForecastWeek, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The forecast as a JSON-ready dict."""
+        return {
+            "funnel": self.funnel,
+            "target": self.target,
+            "as_of": iso(self.as_of),
+            "interval": self.interval,
+            "runs": self.runs,
+            "seed": self.seed,
+            "arrivals_per_week": self.arrivals_per_week,
+            "open_leads": self.open_leads,
+            "steps": [s.to_dict() for s in self.steps],
+            "weeks": [w.to_dict() for w in self.weeks],
+        }
+
+    def format(self) -> str:
+        """The forecast as plain-text tables."""
+        low, high = (1 - self.interval) / 2, (1 + self.interval) / 2
+        lines = [
+            f"forecast of entries into {self.target} (funnel {self.funnel}) from {iso(self.as_of)}: "
+            f"{self.runs} runs, seed {self.seed}; {self.open_leads} open leads, "
+            f"{self.arrivals_per_week:.1f} arrivals per week",
+            "",
+            f"{'step':<16}{'next':<16}{'reached':>8}{'converted':>10}{'open':>6}{'rate':>8}"
+            f"{'median time':>13}",
+        ]
+        for s in self.steps:
+            lines.append(
+                f"{s.stage[:15]:<16}{s.next_stage[:15]:<16}{s.reached:>8}{s.converted:>10}"
+                f"{s.open:>6}{format_rate(s.rate):>8}{format_duration(s.median_duration):>13}"
+            )
+        lines += [
+            "",
+            f"week  from        p{low * 100:g}-p{high * 100:g} (median)   cumulative p{low * 100:g}"
+            f"-p{high * 100:g} (median)",
+        ]
+        for w in self.weeks:
+            lines.append(
+                f"{w.week:>4}  {w.start.date().isoformat()}  {w.low:>5g}-{w.high:<5g} ({w.median:g})"
+                f"{'':>8}{w.cumulative_low:>5g}-{w.cumulative_high:<5g} ({w.cumulative_median:g})"
+            )
+        return "\n".join(lines)
+
+
+def _quantile(values: Sequence[Any], q: float) -> Any:
+    if not values:
+        return None
+    position = (len(values) - 1) * q
+    low = int(position)
+    if low + 1 >= len(values) or position == low:
+        return values[low]
+    return values[low] + (values[low + 1] - values[low]) * (position - low)
+
+
+def _target(funnel: Funnel, target: str | None) -> tuple[list[str], str]:
+    path = [s.name for s in funnel.success_path]
+    if target is None:
+        won = [s.name for s in funnel.success_path if s.kind is StageKind.WON]
+        target = won[0] if won else path[-1]
+    funnel.stage(target)  # raises UnknownStage
+    if target not in path or path.index(target) == 0:
+        msg = (
+            f"the forecast target must be a success-path stage after the first; {target!r} is not "
+            f"(the success path: {' > '.join(path)})"
+        )
+        raise ValueError(msg)
+    return path[: path.index(target) + 1], target
+
+
+@attrs.frozen
+class _Lead:
+    firsts: dict[str, datetime]
+    """When the lead first entered each stage."""
+    leaves: dict[str, datetime]
+    """When it left each stage after its first entry into it."""
+    current: str
+
+
+def _leads(records: Iterable[Record], end: datetime) -> dict[str, _Lead]:
+    firsts: dict[str, dict[str, datetime]] = {}
+    leaves: dict[str, dict[str, datetime]] = {}
+    current: dict[str, str] = {}
+    for record in records:
+        if record.at > end or not record.kind.enters_stage or record.target is None:
+            continue
+        lead = record.lead_id
+        if lead in current:
+            leaves.setdefault(lead, {}).setdefault(current[lead], record.at)
+        firsts.setdefault(lead, {}).setdefault(record.target, record.at)
+        current[lead] = record.target
+    return {lead: _Lead(firsts[lead], leaves.get(lead, {}), current[lead]) for lead in firsts}
+
+
+def _survival(durations: Sequence[timedelta], age: timedelta) -> float:
+    if not durations:
+        return 0.0
+    return (len(durations) - bisect.bisect_right(durations, age)) / len(durations)
+
+
+def _chance(rate: float, converting: float, staying: float) -> float:
+    """The probability that an open lead converts, from both survivals at its age."""
+    weight = rate * converting
+    rest = (1 - rate) * staying
+    return weight / (weight + rest) if weight > 0 else 0.0
+
+
+def _cure_rate(converted: int, reached: int, survivals: Sequence[tuple[float, float]]) -> float:
+    rate = converted / reached
+    for _ in range(200):
+        extra = sum(_chance(rate, c, n) for c, n in survivals)
+        new = (converted + extra) / reached
+        if abs(new - rate) < 1e-12:
+            return new
+        rate = new
+    return rate
+
+
+def _estimate(
+    path: Sequence[str], leads: Mapping[str, _Lead], end: datetime
+) -> tuple[list[StepEstimate], dict[int, list[tuple[datetime, timedelta]]]]:
+    steps: list[StepEstimate] = []
+    open_at: dict[int, list[tuple[datetime, timedelta]]] = {}
+    for k in range(len(path) - 1):
+        stage, nxt = path[k], path[k + 1]
+        durations: list[timedelta] = []
+        gone: list[timedelta] = []
+        converted = reached = 0
+        ages: list[tuple[datetime, timedelta]] = []
+        for lead in leads.values():
+            start = lead.firsts.get(stage)
+            if start is None:
+                continue
+            reached += 1
+            later = lead.firsts.get(nxt)
+            if later is not None and later >= start:
+                converted += 1
+                durations.append(later - start)
+            elif lead.current == stage:
+                ages.append((start, end - start))
+            elif stage in lead.leaves:
+                gone.append(lead.leaves[stage] - start)
+        durations.sort()
+        gone.sort()
+        survivals = [
+            (_survival(durations, age), _survival(gone, age) if gone else 1.0) for _, age in ages
+        ]
+        rate = _cure_rate(converted, reached, survivals) if reached else None
+        steps.append(
+            StepEstimate(
+                stage, nxt, reached, converted, len(ages), rate, tuple(durations), tuple(gone)
+            )
+        )
+        open_at[k] = ages
+    return steps, open_at
+
+
+def estimate_steps(
+    funnel: Funnel,
+    records: Iterable[Record],
+    *,
+    as_of: datetime | str | None = None,
+    target: str | None = None,
+) -> tuple[StepEstimate, ...]:
+    """The rate and durations of each step up to *target*, as of a date (see the module).
+
+    Args:
+        funnel: The funnel the log follows.
+        records: The log.
+        as_of: Ignore records after it (``None``: the latest record's time).
+        target: The last stage (default: the first won stage of the success path).
+
+    Returns:
+        One estimate per step.
+
+    Raises:
+        UnknownStage: *target* is not a stage of the funnel.
+        ValueError: *target* is not a success-path stage after the first.
+    """
+    records = tuple(records)
+    path, _ = _target(funnel, target)
+    end = optional_time(as_of, "as_of") or max((r.at for r in records), default=None)
+    if end is None:
+        return tuple(
+            StepEstimate(a, b, 0, 0, 0, None, ()) for a, b in zip(path, path[1:], strict=False)
+        )
+    return tuple(_estimate(path, _leads(records, end), end)[0])
+
+
+def _beta(rng: random.Random, rate: float | None, n: int) -> float:
+    if rate is None or n == 0:
+        return 0.0
+    return rng.betavariate(1 + rate * n, 1 + (1 - rate) * n)
+
+
+def forecast(
+    funnel: Funnel,
+    records: Iterable[Record],
+    *,
+    weeks: int = 8,
+    as_of: datetime | str | None = None,
+    target: str | None = None,
+    runs: int = 1000,
+    seed: int = 0,
+    interval: float = 0.8,
+    arrivals: bool = True,
+    lookback: timedelta = timedelta(weeks=4),
+) -> Forecast:
+    """Forecast conversions over the next *weeks* weeks (see the module documentation).
+
+    Args:
+        funnel: The funnel the log follows.
+        records: The log.
+        weeks: The horizon, in weeks from the as-of date.
+        as_of: Forecast from this date; records after it are ignored
+            (``None``: the latest record's time).
+        target: The stage whose entries are conversions (default: the first
+            won stage of the success path).
+        runs: How many Monte Carlo runs.
+        seed: The seed; the same log and arguments give the same forecast.
+        interval: The central share of runs between low and high.
+        arrivals: Whether new leads arrive (at the rate of the lookback).
+        lookback: The time before the as-of date the arrival rate is measured on.
+
+    Returns:
+        The forecast.
+
+    Raises:
+        ValueError: *weeks* or *runs* is not a positive int, *interval* is
+            not strictly between 0 and 1, *lookback* is not positive, the
+            log is empty and no *as_of* is given, or *target* is not a
+            success-path stage after the first.
+        UnknownStage: *target* is not a stage of the funnel.
+    """
+    for name, value in (("weeks", weeks), ("runs", runs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"'{name}' must be an int of 1 or more (got {value!r})"
+            raise ValueError(msg)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < 1:
+        msg = f"'interval' must be a number strictly between 0 and 1 (got {interval!r})"
+        raise ValueError(msg)
+    if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
+        msg = f"'lookback' must be a datetime.timedelta above zero (got {lookback!r})"
+        raise ValueError(msg)
+    records = tuple(records)
+    path, goal = _target(funnel, target)
+    end = optional_time(as_of, "as_of") or max((r.at for r in records), default=None)
+    if end is None:
+        msg = "the log is empty: give as_of to forecast from a date"
+        raise ValueError(msg)
+    leads = _leads(records, end)
+    steps, open_at = _estimate(path, leads, end)
+    first = path[0]
+    recent = sum(
+        1 for lead in leads.values() if first in lead.firsts and lead.firsts[first] > end - lookback
+    )
+    span_weeks = lookback / _WEEK
+    per_week = recent / span_weeks if arrivals else 0.0
+    horizon = end + weeks * _WEEK
+    rng = random.Random(seed)
+    last = len(steps)
+    weekly = [[0] * weeks for _ in range(runs)]
+
+    def walk(k: int, at: datetime, rates: Sequence[float], run: list[int]) -> None:
+        while k < last:
+            durations = steps[k].durations
+            if not durations or rng.random() >= rates[k]:
+                return
+            at += rng.choice(durations)
+            if at >= horizon:
+                return
+            k += 1
+        if at > end:
+            run[int((at - end) / _WEEK)] += 1
+
+    for r in range(runs):
+        run = weekly[r]
+        rates = [_beta(rng, s.rate, s.reached) for s in steps]
+        for k, ages in open_at.items():
+            durations, gone = steps[k].durations, steps[k].left_after
+            for start, age in ages:
+                staying = _survival(gone, age) if gone else 1.0
+                chance = _chance(rates[k], _survival(durations, age), staying)
+                if chance <= 0 or rng.random() >= chance:
+                    continue
+                longer = durations[bisect.bisect_right(durations, age) :]
+                at = start + rng.choice(longer)
+                if at >= horizon:
+                    continue
+                walk(k + 1, at, rates, run)
+        if per_week > 0:
+            weekly_rate = rng.gammavariate(recent + 0.5, 1 / span_weeks) if recent else 0.0
+            at = end
+            while weekly_rate > 0:
+                at += _WEEK * rng.expovariate(weekly_rate)
+                if at >= horizon:
+                    break
+                walk(0, at, rates, run)
+    low_q, high_q = (1 - interval) / 2, (1 + interval) / 2
+    rows: list[ForecastWeek] = []
+    totals = [0] * runs
+    for w in range(weeks):
+        counts = sorted(weekly[r][w] for r in range(runs))
+        for r in range(runs):
+            totals[r] += weekly[r][w]
+        cumulative = sorted(totals)
+        rows.append(
+            ForecastWeek(
+                week=w + 1,
+                start=end + w * _WEEK,
+                end=end + (w + 1) * _WEEK,
+                low=float(_quantile(counts, low_q)),
+                median=float(_quantile(counts, 0.5)),
+                high=float(_quantile(counts, high_q)),
+                mean=math.fsum(counts) / runs,
+                cumulative_low=float(_quantile(cumulative, low_q)),
+                cumulative_median=float(_quantile(cumulative, 0.5)),
+                cumulative_high=float(_quantile(cumulative, high_q)),
+                cumulative_mean=math.fsum(cumulative) / runs,
+            )
+        )
+    return Forecast(
+        funnel=funnel.name,
+        target=goal,
+        as_of=end,
+        interval=float(interval),
+        runs=runs,
+        seed=seed,
+        arrivals_per_week=per_week,
+        open_leads=sum(len(a) for a in open_at.values()),
+        steps=tuple(steps),
+        weeks=tuple(rows),
+    )
