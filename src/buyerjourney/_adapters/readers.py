@@ -333,7 +333,8 @@ class Columns:
         time_format: A :func:`~datetime.datetime.strptime` format for text
             times; ``None`` reads ISO 8601 (a bare date is midnight).
         time_zone: The IANA zone of naive times (an ambiguous time at a DST
-            change takes its first occurrence). Times with an offset keep it.
+            change takes its first occurrence; a time the change skips, the
+            offset in force before it). Times with an offset keep it.
             Everything becomes UTC. ``None``: a naive time is rejected.
         attributes: Columns that become lead attributes: a tuple of names, or
             a mapping of column to attribute name.
