@@ -32,6 +32,7 @@ one :class:`random.Random` seeded with ``seed``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -78,7 +79,8 @@ class StepEstimate:
     @property
     def median_duration(self) -> timedelta | None:
         """The median time to convert (``None`` without conversions)."""
-        return _quantile(self.durations, 0.5)
+        value: timedelta | None = _quantile(self.durations, 0.5)
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate as a JSON-ready dict (durations in seconds)."""
@@ -230,7 +232,8 @@ class Forecast(Tabular):
         """The forecast as plain-text tables."""
         low, high = (1 - self.interval) / 2, (1 + self.interval) / 2
         lines = [
-            f"forecast of entries into {self.target} (funnel {self.funnel}) from {iso(self.as_of)}: "
+            f"forecast of entries into {self.target} (funnel {self.funnel}) "
+            f"from {iso(self.as_of)}: "
             f"{self.runs} runs, seed {self.seed}; {self.open_leads} open leads, "
             f"{self.arrivals_per_week:.1f} arrivals per week",
             "",
@@ -249,7 +252,8 @@ class Forecast(Tabular):
         ]
         for w in self.weeks:
             lines.append(
-                f"{w.week:>4}  {w.start.date().isoformat()}  {w.low:>5g}-{w.high:<5g} ({w.median:g})"
+                f"{w.week:>4}  {w.start.date().isoformat()}  "
+                f"{w.low:>5g}-{w.high:<5g} ({w.median:g})"
                 f"{'':>8}{w.cumulative_low:>5g}-{w.cumulative_high:<5g} ({w.cumulative_median:g})"
             )
         return "\n".join(lines)
@@ -393,9 +397,7 @@ def estimate_steps(
     path, _ = _target(funnel, target)
     end = optional_time(as_of, "as_of") or max((r.at for r in records), default=None)
     if end is None:
-        return tuple(
-            StepEstimate(a, b, 0, 0, 0, None, ()) for a, b in zip(path, path[1:], strict=False)
-        )
+        return tuple(StepEstimate(a, b, 0, 0, 0, None, ()) for a, b in itertools.pairwise(path))
     return tuple(_estimate(path, _leads(records, end), end)[0])
 
 
@@ -403,6 +405,60 @@ def _beta(rng: random.Random, rate: float | None, n: int) -> float:
     if rate is None or n == 0:
         return 0.0
     return rng.betavariate(1 + rate * n, 1 + (1 - rate) * n)
+
+
+def _runs(
+    steps: Sequence[StepEstimate],
+    open_at: Mapping[int, Sequence[tuple[datetime, timedelta]]],
+    *,
+    end: datetime,
+    weeks: int,
+    runs: int,
+    rng: random.Random,
+    recent: int,
+    span_weeks: float,
+) -> list[list[int]]:
+    """Conversions per run and week."""
+    horizon = end + weeks * _WEEK
+    last = len(steps)
+    weekly = [[0] * weeks for _ in range(runs)]
+
+    def walk(k: int, at: datetime, rates: Sequence[float], run: list[int]) -> None:
+        while k < last:
+            durations = steps[k].durations
+            if not durations or rng.random() >= rates[k]:
+                return
+            at += rng.choice(durations)
+            if at >= horizon:
+                return
+            k += 1
+        if at > end:
+            run[int((at - end) / _WEEK)] += 1
+
+    for r in range(runs):
+        run = weekly[r]
+        rates = [_beta(rng, s.rate, s.reached) for s in steps]
+        for k, ages in open_at.items():
+            durations, gone = steps[k].durations, steps[k].left_after
+            for start, age in ages:
+                staying = _survival(gone, age) if gone else 1.0
+                chance = _chance(rates[k], _survival(durations, age), staying)
+                if chance <= 0 or rng.random() >= chance:
+                    continue
+                longer = durations[bisect.bisect_right(durations, age) :]
+                at = start + rng.choice(longer)
+                if at >= horizon:
+                    continue
+                walk(k + 1, at, rates, run)
+        if recent:
+            weekly_rate = rng.gammavariate(recent + 0.5, 1 / span_weeks)
+            at = end
+            while weekly_rate > 0:
+                at += _WEEK * rng.expovariate(weekly_rate)
+                if at >= horizon:
+                    break
+                walk(0, at, rates, run)
+    return weekly
 
 
 def forecast(
@@ -466,48 +522,17 @@ def forecast(
     recent = sum(
         1 for lead in leads.values() if first in lead.firsts and lead.firsts[first] > end - lookback
     )
-    span_weeks = lookback / _WEEK
-    per_week = recent / span_weeks if arrivals else 0.0
-    horizon = end + weeks * _WEEK
-    rng = random.Random(seed)
-    last = len(steps)
-    weekly = [[0] * weeks for _ in range(runs)]
-
-    def walk(k: int, at: datetime, rates: Sequence[float], run: list[int]) -> None:
-        while k < last:
-            durations = steps[k].durations
-            if not durations or rng.random() >= rates[k]:
-                return
-            at += rng.choice(durations)
-            if at >= horizon:
-                return
-            k += 1
-        if at > end:
-            run[int((at - end) / _WEEK)] += 1
-
-    for r in range(runs):
-        run = weekly[r]
-        rates = [_beta(rng, s.rate, s.reached) for s in steps]
-        for k, ages in open_at.items():
-            durations, gone = steps[k].durations, steps[k].left_after
-            for start, age in ages:
-                staying = _survival(gone, age) if gone else 1.0
-                chance = _chance(rates[k], _survival(durations, age), staying)
-                if chance <= 0 or rng.random() >= chance:
-                    continue
-                longer = durations[bisect.bisect_right(durations, age) :]
-                at = start + rng.choice(longer)
-                if at >= horizon:
-                    continue
-                walk(k + 1, at, rates, run)
-        if per_week > 0:
-            weekly_rate = rng.gammavariate(recent + 0.5, 1 / span_weeks) if recent else 0.0
-            at = end
-            while weekly_rate > 0:
-                at += _WEEK * rng.expovariate(weekly_rate)
-                if at >= horizon:
-                    break
-                walk(0, at, rates, run)
+    per_week = recent / (lookback / _WEEK) if arrivals else 0.0
+    weekly = _runs(
+        steps,
+        open_at,
+        end=end,
+        weeks=weeks,
+        runs=runs,
+        rng=random.Random(seed),
+        recent=recent if arrivals else 0,
+        span_weeks=lookback / _WEEK,
+    )
     low_q, high_q = (1 - interval) / 2, (1 + interval) / 2
     rows: list[ForecastWeek] = []
     totals = [0] * runs
