@@ -15,12 +15,52 @@ with ``to_dict()`` (JSON-ready) and ``format()`` (plain text):
   and per person. Period-based.
 * :class:`PredictiveModel` — naive Bayes over won and lost leads, with the
   top factors of every prediction; also a scorer.
+* :func:`backtest` — replay past touches under candidate handoff policies
+  (:func:`threshold_candidates`, :func:`matrix_candidate`,
+  :func:`predictive_candidates`, your own :class:`PolicyCandidate`) against
+  known :class:`Outcomes`: precision, recall, timing and weekly workload of
+  each, the best by an objective, and the precision/recall curve.
+* :func:`simulate` — seeded synthetic streams of touches and actions for any
+  funnel; :func:`forecast` — a Monte Carlo forecast of conversions per week,
+  with intervals, from rates and durations estimated from a log.
 
-See :doc:`the reports how-to <howto/reports>` and :doc:`the predictive
-how-to <howto/predictive>` for the definitions.
+Every report and result has ``to_pandas(table=None)`` and
+``to_arrow(table=None)`` (the ``frames`` and ``arrow`` extras); Polars reads
+the Arrow tables with ``polars.from_arrow``.
+
+See the how-tos on reports, the predictive score, backtests, and simulation
+and forecasts for the definitions.
 """
 
 from buyerjourney._analytics._stats import BUCKETS, Durations
+from buyerjourney._analytics.backtest import (
+    CANDIDATE_KINDS,
+    OBJECTIVES,
+    Backtest,
+    CandidateResult,
+    CurvePoint,
+    Objective,
+    Outcomes,
+    PolicyCandidate,
+    ScoreThresholdPolicy,
+    WithoutEvent,
+    backtest,
+    handoff_event,
+    handoff_stage,
+    handoff_times,
+    matrix_candidate,
+    precision_at_recall,
+    predictive_candidates,
+    threshold_candidates,
+)
+from buyerjourney._analytics.forecast import (
+    Forecast,
+    ForecastWeek,
+    StepEstimate,
+    estimate_steps,
+    forecast,
+)
+from buyerjourney._analytics.frames import COLUMN_TYPES, Table, Tabular
 from buyerjourney._analytics.funnel import (
     ATTRIBUTIONS,
     BRANCH_KINDS,
@@ -58,39 +98,79 @@ from buyerjourney._analytics.predictive import (
     ValueCount,
     training_examples,
 )
+from buyerjourney._analytics.simulate import (
+    DEFAULT_ATTRIBUTES,
+    DEFAULT_DURATIONS,
+    DEFAULT_RATES,
+    DEFAULT_TOUCH_MIX,
+    Simulation,
+    simulate,
+)
 
 __all__ = [
     "ATTRIBUTIONS",
     "BRANCH_KINDS",
     "BUCKETS",
+    "CANDIDATE_KINDS",
     "COHORT_BASIS",
+    "COLUMN_TYPES",
+    "DEFAULT_ATTRIBUTES",
+    "DEFAULT_DURATIONS",
+    "DEFAULT_RATES",
+    "DEFAULT_TOUCH_MIX",
+    "OBJECTIVES",
     "ORDERS",
     "PERIODS",
     "PERIOD_BASIS",
     "SMOOTHING",
     "ActorLoad",
     "Attribution",
+    "Backtest",
     "Branch",
     "Breakdown",
     "BreakdownGroup",
+    "CandidateResult",
     "Cohort",
     "Cohorts",
+    "CurvePoint",
     "Durations",
     "Factor",
+    "Forecast",
+    "ForecastWeek",
     "FunnelReport",
     "HandoffReport",
     "HandoffRoute",
+    "Objective",
     "Order",
+    "Outcomes",
     "Period",
+    "PolicyCandidate",
     "Prediction",
     "PredictiveModel",
     "Recycle",
+    "ScoreThresholdPolicy",
+    "Simulation",
+    "StepEstimate",
     "StepRow",
+    "Table",
+    "Tabular",
     "TeamLoad",
     "ValueCount",
+    "WithoutEvent",
+    "backtest",
+    "estimate_steps",
+    "forecast",
     "funnel_breakdown",
     "funnel_cohorts",
     "funnel_report",
+    "handoff_event",
     "handoff_report",
+    "handoff_stage",
+    "handoff_times",
+    "matrix_candidate",
+    "precision_at_recall",
+    "predictive_candidates",
+    "simulate",
+    "threshold_candidates",
     "training_examples",
 ]
