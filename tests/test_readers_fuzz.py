@@ -90,7 +90,9 @@ def jsonl_mix(draw: st.DrawFn) -> list[tuple[bool, bytes]]:
     return lines
 
 
-def _blank(line: bytes) -> bool:
+def _blank(line: bytes, number: int) -> bool:
+    if number == 1:
+        line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM at the start is dropped
     try:
         return not line.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -106,7 +108,12 @@ def _check_rejected(item: Rejected, line: int) -> None:
     assert all(ch >= " " or ch == "\t" for ch in item.text)
 
 
-def _check(out: list[tuple[Any, Any]], lines: list[tuple[bool, bytes]], first_line: int) -> None:
+def _check(
+    out: list[tuple[Any, Any]],
+    lines: list[tuple[bool, bytes]],
+    first_line: int,
+    blank: Any = _blank,
+) -> None:
     expected_good = [
         (number, line) for number, (ok, line) in enumerate(lines, start=first_line) if ok
     ]
@@ -120,7 +127,7 @@ def _check(out: list[tuple[Any, Any]], lines: list[tuple[bool, bytes]], first_li
     expected_bad = [
         number
         for number, (ok, line) in enumerate(lines, start=first_line)
-        if not ok and not _blank(line)
+        if not ok and not blank(line, number)
     ]
     assert [n for n, _ in rejected] == expected_bad
     for number, item in rejected:
@@ -187,7 +194,7 @@ def csv_mix(draw: st.DrawFn) -> list[tuple[bool, bytes]]:
 def test_csv_bad_rows_never_cost_good_ones(lines: list[tuple[bool, bytes]]) -> None:
     text = [b"touch_id,lead_id,at,kind\n", *(line + b"\n" for _, line in lines)]
     out = list(read(text, format="csv", columns=Columns()))
-    _check(out, lines, 2)
+    _check(out, lines, 2, blank=lambda _line, _number: False)  # only an empty CSV line is skipped
 
 
 @FUZZ

@@ -588,7 +588,7 @@ def _loads(text: str) -> Any:
         ) from None
     except (ValueError, RecursionError) as exc:
         raise _Bad("json", f"not valid JSON ({safe_text(str(exc), 80)}); fix the line") from None
-    if _has_surrogate(data):
+    if "\\u" in text and _has_surrogate(data):
         raise _Bad(
             "encoding",
             "a string holds a lone surrogate (an escape such as \\ud800 without its pair), "
