@@ -1,0 +1,139 @@
+"""The simulator: determinism, time order, valid items, and rates recovered by the engine."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from buyerjourney import Action, Touch, default_pipeline, presets, read_stream, run
+from buyerjourney.analytics import DEFAULT_RATES, funnel_report, handoff_report, simulate
+
+
+def test_the_same_seed_gives_the_same_stream_and_another_seed_another() -> None:
+    funnel = presets.get("waterfall")
+    first = simulate(funnel, leads=80, seed=5)
+    assert first == simulate(funnel, leads=80, seed=5)
+    assert first.to_jsonl() == simulate(funnel, leads=80, seed=5).to_jsonl()
+    assert first.items != simulate(funnel, leads=80, seed=6).items
+
+
+@pytest.mark.parametrize("preset", ["waterfall", "hubspot", "seed"])
+def test_items_are_in_time_order_valid_and_ingested_without_quarantine(preset: str) -> None:
+    pipeline = default_pipeline(presets.get(preset))
+    sim = simulate(pipeline, leads=150, seed=1)
+    times = [item.at for item in sim.items]
+    assert times == sorted(times)
+    assert sim.leads == 150
+    assert {type(i) for i in sim.items} <= {Touch, Action}
+    assert len({t.touch_id for t in sim.touches}) == len(sim.touches)
+    # The JSON Lines round trip reads every line back as a valid touch or action.
+    read = list(read_stream(sim.lines()))
+    assert len(read) == len(sim.items)
+    assert all(isinstance(item, (Touch, Action)) for _, item in read)
+    engine = pipeline.engine()
+    result = run(engine, read)
+    assert result.quarantined == ()
+    assert result.refused == 0
+    assert result.touches == len(sim.touches) and result.actions == len(sim.actions)
+    assert engine.rebuild() == dict(engine.journeys)
+
+
+def test_rates_and_acceptance_are_recovered_on_a_large_seeded_sample() -> None:
+    pipeline = default_pipeline(presets.get("waterfall"))
+    rates = {"inquiry": 0.5, "mql": 0.6, "sal": 0.7, "sql": 0.5, "opportunity": 0.4}
+    sim = simulate(
+        pipeline, leads=1500, seed=11, rates=rates, acceptance=0.9, touches_per_week=0.3
+    )
+    assert sim.rates == rates
+    engine = pipeline.engine()
+    run(engine, enumerate(sim.items))
+    report = funnel_report(pipeline.funnel, engine.records)
+    for row in report.steps[1:]:
+        previous = report.steps[report.steps.index(row) - 1]
+        n = previous.entered
+        expected = rates[previous.stage]
+        tolerance = 4 * (expected * (1 - expected) / n) ** 0.5  # four standard errors
+        assert row.step_conversion == pytest.approx(expected, abs=tolerance), row.stage
+    handoffs = handoff_report(pipeline.funnel, engine.records)
+    answered = handoffs.accepted + handoffs.rejected
+    assert handoffs.acceptance_rate == pytest.approx(0.9, abs=4 * (0.09 / answered) ** 0.5)
+
+
+def test_durations_are_recovered_as_medians() -> None:
+    funnel = presets.get("seed")
+    durations = {"awareness": timedelta(days=2), "consideration": timedelta(days=5)}
+    sim = simulate(
+        funnel,
+        leads=1000,
+        seed=3,
+        rates={"awareness": 0.5, "consideration": 0.5},
+        durations=durations,
+        touches_per_week=0.3,
+    )
+    engine = default_pipeline(funnel).engine()
+    run(engine, enumerate(sim.items))
+    report = funnel_report(funnel, engine.records)
+    for row in report.steps[:2]:
+        median = row.time_to_convert.median
+        assert median is not None
+        # The standard error of an exponential sample's median is median / (ln 2 * sqrt(n)).
+        tolerance = 4 / (0.693 * row.time_to_convert.count**0.5)
+        assert median / durations[row.stage] == pytest.approx(1, abs=tolerance), row.stage
+
+
+def test_defaults_follow_the_domain_ranges() -> None:
+    sim = simulate(presets.get("waterfall"), leads=0)
+    assert sim.items == ()
+    assert sim.rates == {
+        "inquiry": DEFAULT_RATES[0],
+        "mql": DEFAULT_RATES[1],
+        "sal": DEFAULT_RATES[2],
+        "sql": DEFAULT_RATES[3],
+        "opportunity": DEFAULT_RATES[3],
+    }
+    assert 0.10 <= sim.rates["inquiry"] <= 0.25
+    assert 0.40 <= sim.rates["mql"] <= 0.60
+    assert 0.50 <= sim.rates["sal"] <= 0.70
+    assert 0.20 <= sim.rates["sql"] * sim.rates["opportunity"] <= 0.30
+
+
+def test_engagement_carries_a_signal_about_outcomes() -> None:
+    pipeline = default_pipeline(presets.get("waterfall"))
+    sim = simulate(pipeline, leads=600, seed=2)
+    engine = pipeline.engine()
+    run(engine, enumerate(sim.items))
+    journeys = engine.journeys
+    far = [j for j in journeys.values() if j.highest in ("sql", "opportunity", "won")]
+    near = [j for j in journeys.values() if j.highest == "inquiry"]
+    touches = {lead: 0 for lead in journeys}
+    for touch in sim.touches:
+        touches[touch.lead_id] += 1
+    assert sum(touches[j.lead_id] for j in far) / len(far) > 2 * sum(
+        touches[j.lead_id] for j in near
+    ) / len(near)
+
+
+def test_invalid_arguments_say_what_is_wrong() -> None:
+    funnel = presets.get("waterfall")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        simulate(funnel, rates={"mql": 1.5})
+    with pytest.raises(ValueError, match="not success-path stages"):
+        simulate(funnel, rates={"lost": 0.5})
+    with pytest.raises(ValueError, match="leads"):
+        simulate(funnel, leads=-1)
+    with pytest.raises(ValueError, match="timedelta"):
+        simulate(funnel, durations={"mql": 3})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="touch_mix"):
+        simulate(funnel, touch_mix={})
+    with pytest.raises(TypeError, match="Funnel or a Pipeline"):
+        simulate("waterfall")  # type: ignore[arg-type]
+
+
+def test_actions_serialise_as_the_stream_format() -> None:
+    sim = simulate(presets.get("waterfall"), leads=40, seed=0)
+    lines = [json.loads(line) for line in sim.lines()]
+    actions = [line for line in lines if line.get("type") == "action"]
+    assert actions and all(line["team"] == "sales" for line in actions)
+    assert {line["action"] for line in actions} <= {"send", "accept", "reject"}
