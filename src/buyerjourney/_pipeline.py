@@ -8,6 +8,7 @@ through it, quarantining bad lines with their position and reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -20,13 +21,15 @@ from buyerjourney import presets
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import AnyOf, Policy, ThresholdPolicy, TouchKindPolicy
-from buyerjourney._core.protocols import Hooks
+from buyerjourney._core.protocols import Hooks, QuarantineEntry, Store
 from buyerjourney._core.records import Action, Touch
 from buyerjourney._core.scoring import LinearDecay, PointsRule, PointsScorer, ScoreGroup, Scorer
 from buyerjourney._engine import Backend, Engine, Quarantined
 from buyerjourney.errors import (
     ActionRefused,
+    Duplicate,
     HookError,
+    InvalidAction,
     InvalidTouch,
     TransitionNotAllowed,
     UnknownStage,
@@ -34,11 +37,16 @@ from buyerjourney.errors import (
 
 __all__ = [
     "DEFAULT_POINTS",
+    "IngestCounts",
+    "Located",
     "Pipeline",
     "RunResult",
+    "action_key",
     "default_pipeline",
     "default_policy",
     "default_scorer",
+    "ingest",
+    "located",
     "read_stream",
     "run",
 ]
@@ -94,8 +102,14 @@ class Pipeline:
     policy: Policy | None = None
     thresholds: tuple[float, ...] = ()
 
-    def engine(self, *, listeners: Iterable[object] = (), backend: Backend = "table") -> Engine:
-        """A new, empty engine for this pipeline."""
+    def engine(
+        self,
+        *,
+        listeners: Iterable[object] = (),
+        backend: Backend = "table",
+        store: Store | None = None,
+    ) -> Engine:
+        """A new engine for this pipeline: empty, or resumed from *store*."""
         return Engine(
             self.funnel,
             hooks=self.hooks,
@@ -105,6 +119,7 @@ class Pipeline:
             thresholds=self.thresholds,
             listeners=listeners,
             backend=backend,
+            store=store,
         )
 
 
@@ -256,3 +271,157 @@ def run(engine: Engine, items: Iterable[tuple[int, Item | InvalidTouch]]) -> Run
             else:
                 actions += 1
     return RunResult(touches, actions, refused, tuple(quarantined))
+
+
+Located = tuple[str, int, "Item | QuarantineEntry"]
+"""An input with where it came from: (source, line, the touch, action, or a rejected record)."""
+
+_CHUNK = 2_000
+"""How many consecutive touches :func:`ingest` hands to :meth:`Engine.ingest` at once."""
+
+
+@attrs.frozen
+class IngestCounts:
+    """What :func:`ingest` did, every input counted once.
+
+    ``read == applied + duplicates + refused + len(quarantined)``.
+
+    Attributes:
+        read: Inputs read (touches, actions and records that could not be read).
+        applied: Touches ingested and actions performed.
+        duplicates: Touches and actions skipped because their id was applied
+            before (by this or another process on the same store).
+        refused: Actions refused by the owner rules or the funnel (each is
+            recorded in the log as refused).
+        quarantined: Inputs that did not land, with source, line and reason.
+        records: Records appended to the log.
+    """
+
+    read: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    quarantined: tuple[QuarantineEntry, ...] = ()
+    records: int = 0
+
+    @property
+    def nothing_new(self) -> bool:
+        """Whether nothing was applied (every input was a duplicate, refused or quarantined)."""
+        return self.applied == 0
+
+
+def _code(exc: BaseException) -> str:
+    """The quarantine code of an error an engine raised on an input."""
+    if isinstance(exc, HookError):
+        return "hook"
+    if isinstance(exc, InvalidTouch) and exc.field == "at":
+        return "late"
+    if isinstance(exc, UnknownStage):
+        return "unknown-stage"
+    return "invalid"
+
+
+def _text(item: Item) -> str:
+    if isinstance(item, Touch):
+        return json.dumps(item.to_dict(), sort_keys=True, default=str)
+    return repr(item)
+
+
+def ingest(engine: Engine, items: Iterable[Located]) -> IngestCounts:
+    """Drive *engine* through located inputs, counting every one, and keep what did not land.
+
+    Touches are handed to :meth:`Engine.ingest` a few thousand at a time (so
+    a store commits them in few transactions), actions to
+    :meth:`Engine.perform`. Inputs the reader rejected arrive as
+    :class:`~buyerjourney.QuarantineEntry` values and are kept as they are;
+    inputs the engine cannot apply (too late, a failing hook, an unknown
+    stage) become entries too. When the engine has a store, the entries are
+    stored in its quarantine.
+
+    Args:
+        engine: The engine (with its store, for durable ingestion).
+        items: ``(source, line, input)`` triples in time order.
+
+    Returns:
+        The counts, with the quarantined entries.
+    """
+    read = applied = duplicates = refused = 0
+    entries: list[QuarantineEntry] = []
+    before = len(engine.records)
+    chunk: list[tuple[str, int, Touch]] = []
+
+    def flush() -> None:
+        nonlocal applied, duplicates
+        if not chunk:
+            return
+        report = engine.ingest([touch for _, _, touch in chunk])
+        applied += report.accepted
+        duplicates += report.duplicates
+        for q in report.quarantined:
+            source, line, touch = chunk[q.position]
+            entries.append(QuarantineEntry(source, line, _code(q.error), q.reason, _text(touch)))
+        chunk.clear()
+
+    for source, line, item in items:
+        read += 1
+        if isinstance(item, QuarantineEntry):
+            entries.append(item)
+        elif isinstance(item, Touch):
+            chunk.append((source, line, item))
+            if len(chunk) >= _CHUNK:
+                flush()
+        else:
+            flush()
+            try:
+                engine.perform(item)
+            except Duplicate:
+                duplicates += 1
+            except (ActionRefused, TransitionNotAllowed, HookError):
+                refused += 1
+            except (InvalidTouch, InvalidAction, UnknownStage) as exc:
+                entries.append(QuarantineEntry(source, line, _code(exc), str(exc), _text(item)))
+            else:
+                applied += 1
+    flush()
+    store = engine.store
+    if store is not None and entries:
+        store.quarantine(entries)
+    return IngestCounts(
+        read, applied, duplicates, refused, tuple(entries), len(engine.records) - before
+    )
+
+
+def action_key(action: Action) -> str:
+    """A deterministic id for an action that has none: a digest of everything it says.
+
+    Ingesting the same stream twice then performs each action once; two
+    identical actions (same person, lead, time and content) are one.
+    """
+    fields = [
+        action.action,
+        action.lead_id,
+        action.at.isoformat(),
+        action.actor.name,
+        action.actor.team,
+        action.event,
+        action.stage,
+        action.reason,
+    ]
+    digest = hashlib.sha256(json.dumps(fields).encode("utf-8")).hexdigest()
+    return f"action:{digest[:24]}"
+
+
+def located(source: str, items: Iterable[tuple[int, Item | InvalidTouch]]) -> Iterator[Located]:
+    """Turn :func:`read_stream`'s ``(line, item or error)`` pairs into :func:`ingest`'s inputs.
+
+    An action without an ``action_id`` gets :func:`action_key`, so that
+    ingesting a stream again is idempotent for actions too.
+    """
+    for line, item in items:
+        if isinstance(item, InvalidTouch):
+            text = str(item.value)[:200] if item.field == "<line>" else ""
+            yield source, line, QuarantineEntry(source, line, "invalid", str(item), text)
+        elif isinstance(item, Action) and item.action_id is None:
+            yield source, line, attrs.evolve(item, action_id=action_key(item))
+        else:
+            yield source, line, item

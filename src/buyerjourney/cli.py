@@ -82,6 +82,7 @@ from buyerjourney._commands.common import (
     write_output,
 )
 from buyerjourney._commands.report import add_report
+from buyerjourney._commands.store import add_ingest, add_journeys, add_quarantine, add_rebuild
 from buyerjourney._version import __version__
 from buyerjourney.errors import (
     BuyerJourneyError,
@@ -581,6 +582,10 @@ _SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     _add_diagram,
     _add_presets,
     _add_show,
+    add_ingest,
+    add_journeys,
+    add_rebuild,
+    add_quarantine,
     _add_replay,
     _add_verify,
     add_report,

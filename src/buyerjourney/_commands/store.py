@@ -1,0 +1,454 @@
+"""The store commands: ``ingest``, ``journeys``, ``rebuild`` and ``quarantine``.
+
+Usage::
+
+    buyerjourney ingest FILE...|--sample [--store PATH|URL] [--funnel FILE|PRESET]
+                        [--owners FILE] [--pipeline FILE] [--hooks MODULE]
+                        [--until TIME] [--format text|json] [--no-progress]
+    buyerjourney journeys [LEAD] [--store PATH|URL] [--format text|json]
+    buyerjourney rebuild [--store PATH|URL] [--funnel ...|--pipeline FILE]
+    buyerjourney quarantine [--store PATH|URL] [--retry] [--funnel ...|--pipeline FILE]
+
+The store is a SQLite file (the default, ``journeys.db`` in the current
+directory, or the ``BUYERJOURNEY_STORE`` environment variable) or a
+PostgreSQL URL (``postgresql://...``, with the ``postgres`` extra). Ingesting
+is resumable and idempotent: run it again on the same files and it applies
+nothing new, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from buyerjourney._commands.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    FUNNEL_ARG_HELP,
+    CommandError,
+    add_pipeline_options,
+    guard_hint,
+    pipeline_arg,
+    write_output,
+)
+from buyerjourney.errors import UnknownHook
+
+if TYPE_CHECKING:
+    from buyerjourney._adapters.sqlite import SQLiteStore
+    from buyerjourney._commands.common import SubParsers
+    from buyerjourney._core.journey import Journey
+    from buyerjourney._pipeline import IngestCounts, Located, Pipeline
+
+__all__ = [
+    "DEFAULT_STORE",
+    "STORE_ENV_VAR",
+    "add_ingest",
+    "add_journeys",
+    "add_quarantine",
+    "add_rebuild",
+    "open_store",
+]
+
+DEFAULT_STORE = "journeys.db"
+"""The store the commands use when neither ``--store`` nor ``BUYERJOURNEY_STORE`` names one."""
+
+STORE_ENV_VAR = "BUYERJOURNEY_STORE"
+"""The environment variable naming the default store (a SQLite path or a PostgreSQL URL)."""
+
+_SAMPLE = "<sample>"
+
+
+def open_store(spec: str | None) -> Any:
+    """Open the store *spec* names: a PostgreSQL URL, or a SQLite file path.
+
+    Raises:
+        StoreError: The store cannot be opened.
+        MissingExtra: A PostgreSQL URL without the ``postgres`` extra.
+    """
+    value = spec or os.environ.get(STORE_ENV_VAR) or DEFAULT_STORE
+    if value.startswith(("postgresql://", "postgres://")):
+        from buyerjourney._adapters.postgres import PostgresStore  # noqa: PLC0415  (the extra)
+
+        return PostgresStore(value)
+    from buyerjourney._adapters.sqlite import SQLiteStore  # noqa: PLC0415
+
+    return SQLiteStore(value)
+
+
+def _add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="PATH|URL",
+        help=f"a SQLite file or a postgresql:// URL (default: ${STORE_ENV_VAR}, "
+        f"else {DEFAULT_STORE})",
+    )
+
+
+def _add_funnel_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--funnel",
+        metavar="FILE|PRESET",
+        help=FUNNEL_ARG_HELP + " (default: waterfall with --sample, else seed)",
+    )
+    parser.add_argument("--owners", metavar="FILE", help="owner rules (.toml or .json)")
+    add_pipeline_options(parser)
+
+
+def _pipeline(args: argparse.Namespace, *, sample: bool = False) -> Pipeline:
+    funnel_arg = args.funnel
+    if funnel_arg is None and not args.pipeline:
+        funnel_arg = "waterfall" if sample else "seed"
+    return pipeline_arg(args, funnel_arg, check_owners=True)
+
+
+def _engine(pipeline: Pipeline, store: Any) -> Any:
+    try:
+        return pipeline.engine(store=store)
+    except UnknownHook as exc:
+        raise (guard_hint(exc) if exc.kind == "guard" else exc) from None
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def add_ingest(subparsers: SubParsers) -> None:
+    """Add ``buyerjourney ingest``."""
+    parser = subparsers.add_parser(
+        "ingest",
+        help="ingest touch streams into a durable store (resumable, idempotent)",
+        description=(
+            "Ingest JSON Lines streams of touches and actions into a store: each operation is "
+            "committed with its input, a touch or action id seen before is skipped and counted "
+            "as a duplicate, and lines that cannot be read or applied are kept in the store's "
+            "quarantine with their file, line and reason. Run it again and it resumes where it "
+            "stopped; on the same files it applies nothing new. Prints the counts and the "
+            "funnel summary of the whole store."
+        ),
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="JSON Lines streams, in order")
+    parser.add_argument(
+        "--sample", action="store_true", help="ingest the bundled sample (400 leads, waterfall)"
+    )
+    _add_store_option(parser)
+    _add_funnel_options(parser)
+    parser.add_argument(
+        "--until",
+        metavar="TIME",
+        help="advance the clock to this ISO-8601 time at the end (escalates SLAs up to it)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)"
+    )
+    parser.set_defaults(run=_run_ingest)
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[Located]:
+    from buyerjourney._pipeline import located, read_stream  # noqa: PLC0415
+
+    if args.sample:
+        from importlib.resources import files  # noqa: PLC0415
+
+        text = files("buyerjourney").joinpath("data/sample_touches.jsonl").read_text("utf-8")
+        yield from located(_SAMPLE, read_stream(text.splitlines(keepends=True)))
+    for name in args.files:
+        yield from located(name, read_stream(name))
+
+
+def _progress(items: Iterable[Located], *, enabled: bool) -> Iterable[Located]:
+    if not enabled:
+        return items
+    from tqdm import tqdm  # noqa: PLC0415  (tqdm: a well-kept progress bar; off when not a TTY)
+
+    bar: Iterable[Located] = tqdm(items, unit=" inputs", file=sys.stderr, disable=None, leave=False)
+    return bar
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    from buyerjourney._core.records import parse_time  # noqa: PLC0415
+    from buyerjourney._pipeline import ingest  # noqa: PLC0415
+    from buyerjourney._report import format_summary, summarize  # noqa: PLC0415
+
+    if not args.files and not args.sample:
+        raise CommandError("give the files to ingest, or --sample", usage=True)
+    pipeline = _pipeline(args, sample=args.sample)
+    store = open_store(args.store)
+    try:
+        engine = _engine(pipeline, store)
+        counts = ingest(engine, _progress(_inputs(args), enabled=not args.no_progress))
+        if args.until:
+            engine.advance(parse_time(args.until, field="--until"))
+        records = list(store.read())
+        summary = summarize(pipeline.funnel, records)
+    finally:
+        store.close()
+    if args.format == "json":
+        payload = {
+            "store": _name(args.store),
+            "funnel": pipeline.funnel.name,
+            **_counts(counts),
+            "journeys": len(engine.journeys),
+            "log_records": summary.records,
+        }
+        write_output(json.dumps(payload, indent=2) + "\n", None)
+        return EXIT_OK
+    lines = [_counts_line(counts), format_summary(summary)]
+    if counts.quarantined:
+        lines += ["", "quarantined (see `buyerjourney quarantine`):"]
+        lines += [f"  {e.source}:{e.line}: {e.reason}" for e in counts.quarantined[:20]]
+        if len(counts.quarantined) > 20:
+            lines.append(f"  ... and {len(counts.quarantined) - 20} more")
+    lines += ["", f"store {_name(args.store)}: {summary.records} records, "
+              f"{len(engine.journeys)} journeys"]  # fmt: skip
+    write_output("\n".join(lines) + "\n", None)
+    return EXIT_OK
+
+
+def _name(spec: str | None) -> str:
+    value = spec or os.environ.get(STORE_ENV_VAR) or DEFAULT_STORE
+    if "://" in value and "@" in value:  # never print a password
+        scheme, _, rest = value.partition("://")
+        value = f"{scheme}://{rest.rpartition('@')[2]}"
+    return value
+
+
+def _counts(counts: IngestCounts) -> dict[str, Any]:
+    return {
+        "read": counts.read,
+        "applied": counts.applied,
+        "duplicates": counts.duplicates,
+        "refused": counts.refused,
+        "quarantined": len(counts.quarantined),
+        "records": counts.records,
+        "nothing_new": counts.nothing_new,
+    }
+
+
+def _counts_line(counts: IngestCounts) -> str:
+    head = (
+        "nothing new: every input was applied before"
+        if counts.nothing_new and counts.duplicates
+        else "nothing applied"
+        if counts.nothing_new
+        else f"applied {counts.applied}"
+    )
+    return (
+        f"{head} ({counts.read} read: {counts.applied} applied, {counts.duplicates} "
+        f"duplicates, {counts.refused} refused, {len(counts.quarantined)} quarantined; "
+        f"{counts.records} new records)"
+    )
+
+
+# ---------------------------------------------------------------- journeys
+
+
+def add_journeys(subparsers: SubParsers) -> None:
+    """Add ``buyerjourney journeys``."""
+    parser = subparsers.add_parser(
+        "journeys",
+        help="look journeys up in a store: counts per stage, or one lead with its history",
+        description=(
+            "Without LEAD: how many journeys are in each stage, by owner. With LEAD: that "
+            "lead's journey (stage, owner, score, time in each stage) and its history from "
+            "the log. Reads the store's journeys snapshot; `buyerjourney rebuild` remakes it."
+        ),
+    )
+    parser.add_argument("lead", nargs="?", metavar="LEAD", help="a lead id")
+    _add_store_option(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=_run_journeys)
+
+
+def _journey_dict(journey: Journey) -> dict[str, Any]:
+    from buyerjourney._adapters.codec import journey_to_json  # noqa: PLC0415
+
+    out: dict[str, Any] = json.loads(journey_to_json(journey))
+    return out
+
+
+def _run_journeys(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        if args.lead is None:
+            journeys = store.journeys()
+            by_stage: dict[tuple[str, str], int] = {}
+            for journey in journeys.values():
+                key = (journey.stage, journey.owner)
+                by_stage[key] = by_stage.get(key, 0) + 1
+            if args.format == "json":
+                payload = {
+                    "journeys": len(journeys),
+                    "stages": [
+                        {"stage": s, "owner": o, "journeys": n}
+                        for (s, o), n in sorted(by_stage.items())
+                    ],
+                }
+                write_output(json.dumps(payload, indent=2) + "\n", None)
+                return EXIT_OK
+            lines = [f"{len(journeys)} journeys in {_name(args.store)}"]
+            lines += [f"  {s:<24} {o:<14} {n:>8}" for (s, o), n in sorted(by_stage.items())]
+            write_output("\n".join(lines) + "\n", None)
+            return EXIT_OK
+        journey = store.journey(args.lead)
+        if journey is None:
+            msg = f"no journey for lead {args.lead!r} in {_name(args.store)}"
+            raise CommandError(msg)
+        history = list(store.read(lead_id=args.lead))
+    finally:
+        store.close()
+    if args.format == "json":
+        payload = {
+            "journey": _journey_dict(journey),
+            "history": [record.to_dict() for record in history],
+        }
+        write_output(json.dumps(payload, indent=2, default=str) + "\n", None)
+        return EXIT_OK
+    lines = [
+        f"lead {journey.lead_id}: {journey.stage} (owner {journey.owner}), score "
+        f"{journey.score:g}, since {journey.stages[journey.stage].entered.isoformat()}",
+        f"highest stage {journey.highest}; started {journey.created.isoformat()}; "
+        f"{journey.version} changes",
+        "",
+        "history:",
+    ]
+    for record in history:
+        what = record.kind.value
+        if record.source or record.target:
+            what += f" {record.source or ''} -> {record.target or ''}"
+        if record.to_team and record.kind.value == "handoff":
+            what += f" ({record.from_team} -> {record.to_team})"
+        by = f" by {record.actor}" if record.actor.name != "system" else ""
+        why = f": {record.reason}" if record.reason else ""
+        lines.append(f"  {record.at.isoformat()}  {what}{by}{why}")
+    write_output("\n".join(lines) + "\n", None)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+def add_rebuild(subparsers: SubParsers) -> None:
+    """Add ``buyerjourney rebuild``."""
+    parser = subparsers.add_parser(
+        "rebuild",
+        help="rebuild a store's journeys snapshot from its log (needs the store alone)",
+        description=(
+            "Fold the store's log from the start into every journey and replace the journeys "
+            "snapshot with the result; print how many journeys were rebuilt and how many "
+            "differed from the snapshot. Refuses a store another process has open."
+        ),
+    )
+    _add_store_option(parser)
+    _add_funnel_options(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=_run_rebuild)
+
+
+def _run_rebuild(args: argparse.Namespace) -> int:
+    from buyerjourney._core.journey import rebuild  # noqa: PLC0415
+
+    pipeline = _pipeline(args)
+    store = open_store(args.store)
+    try:
+        with store.exclusive():
+            journeys = rebuild(pipeline.funnel, store.read())
+            before = store.journeys()
+            differed = sorted(
+                lead
+                for lead in set(journeys) | set(before)
+                if journeys.get(lead) != before.get(lead)
+            )
+            store.replace_journeys(journeys)
+    finally:
+        store.close()
+    if args.format == "json":
+        payload = {"journeys": len(journeys), "differed": differed}
+        write_output(json.dumps(payload, indent=2) + "\n", None)
+    else:
+        state = "all equal the snapshot" if not differed else f"{len(differed)} differed"
+        write_output(f"rebuilt {len(journeys)} journeys from the log; {state}\n", None)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- quarantine
+
+
+def add_quarantine(subparsers: SubParsers) -> None:
+    """Add ``buyerjourney quarantine``."""
+    parser = subparsers.add_parser(
+        "quarantine",
+        help="list what did not land in a store, or retry it",
+        description=(
+            "List the inputs a store's ingests set aside (file, line, code, reason). With "
+            "--retry, read those lines again from their files (fixed in place, or with "
+            "another --pipeline), ingest them, and drop from the quarantine every entry that "
+            "now lands or is a duplicate."
+        ),
+    )
+    _add_store_option(parser)
+    parser.add_argument("--retry", action="store_true", help="ingest the quarantined lines again")
+    _add_funnel_options(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=_run_quarantine)
+
+
+def _run_quarantine(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        entries = store.quarantined()
+        if not args.retry:
+            if args.format == "json":
+                payload = [
+                    {
+                        "id": e.entry_id,
+                        "source": e.source,
+                        "line": e.line,
+                        "code": e.code,
+                        "reason": e.reason,
+                        "text": e.text,
+                    }
+                    for e in entries
+                ]
+                write_output(json.dumps(payload, indent=2) + "\n", None)
+            else:
+                lines = [f"{len(entries)} quarantined in {_name(args.store)}"]
+                lines += [
+                    f"  #{e.entry_id} {e.source}:{e.line} [{e.code}] {e.reason}" for e in entries
+                ]
+                write_output("\n".join(lines) + "\n", None)
+            return EXIT_OK
+        released, still = _retry(args, store, entries)
+    finally:
+        store.close()
+    write_output(
+        f"retried {released + still}: {released} landed, {still} still quarantined\n", None
+    )
+    return EXIT_OK if still == 0 else EXIT_FAILURE
+
+
+def _retry(args: argparse.Namespace, store: SQLiteStore, entries: list[Any]) -> tuple[int, int]:
+    """Ingest the quarantined lines again; release those that land. Returns (released, kept)."""
+    from buyerjourney._pipeline import ingest, located, read_stream  # noqa: PLC0415
+
+    wanted: dict[str, dict[int, Any]] = {}
+    for entry in entries:
+        if entry.source != _SAMPLE and entry.line > 0 and os.path.isfile(entry.source):
+            wanted.setdefault(entry.source, {})[entry.line] = entry
+    engine = _engine(_pipeline(args), store)
+    released: list[int] = []
+    still = len(entries)
+    for source, lines in wanted.items():
+        items = [item for item in located(source, read_stream(source)) if item[1] in lines]
+        counts = ingest(engine, items)
+        failed = {(e.source, e.line) for e in counts.quarantined}
+        for line, entry in lines.items():
+            if (source, line) not in failed:
+                released.append(entry.entry_id)
+    # the retry's own failures were quarantined again: drop the old entries they repeat
+    store.release(e.entry_id for e in entries if e.source in wanted and e.line in wanted[e.source])
+    still = len(entries) - len(released)
+    return len(released), still
