@@ -301,7 +301,7 @@ class PostgresStore:
             _close_all([self._db])
             self._db = self._connect()
             renewed = True
-        if self._opened and (self._lock is None or self._lock.broken or self._lock.closed):
+        if self._opened and (renewed or not _alive(self._lock)):
             _close_all([self._lock])
             self._lock = None
             lock = self._connect()
@@ -418,33 +418,47 @@ class PostgresStore:
         if version == POSTGRES_SCHEMA_VERSION:
             self._check_tables(conn)
             return
-        with self._transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(%s)", (self._migrate_key,))
-            version = self._version(tx)  # another process may have gone first
-            if version is None:
-                self._check_foreign(tx)
-                tx.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
-                tx.execute(
-                    f"CREATE TABLE {self._s}.meta (key text PRIMARY KEY, value text NOT NULL)"
-                )
-                version = 0
-            if version > POSTGRES_SCHEMA_VERSION:
-                msg = (
-                    f"store {self.name} has schema version {version}, newer than this "
-                    f"buyerjourney's {POSTGRES_SCHEMA_VERSION}; upgrade buyerjourney to open it"
-                )
-                raise StoreError(msg)
-            while version < POSTGRES_SCHEMA_VERSION:
-                script, version = _MIGRATIONS[version]
-                for statement in script.format(s=self._s).split(";"):
-                    if statement.strip():
-                        tx.execute(statement)
-            tx.execute(
-                f"INSERT INTO {self._s}.meta (key, value) VALUES ('version', %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (str(POSTGRES_SCHEMA_VERSION),),
-            )
+        # A session lock taken before the transaction, not a transaction lock inside it:
+        # the transaction then starts after the previous holder committed, and sees the
+        # tables it created (a lock taken mid-transaction leaves stale catalog caches).
+        conn.execute("SELECT pg_advisory_lock(%s)", (self._migrate_key,))
+        try:
+            with self._transaction() as tx:
+                self._upgrade(tx)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self._migrate_key,))
         self._check_tables(conn)
+
+    def _upgrade(self, tx: Connection[Any]) -> None:
+        version = self._version(tx)  # another process may have gone first
+        if version is None:
+            self._check_foreign(tx)
+            exists = tx.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+            ).fetchone()
+            if exists is None:
+                tx.execute(f"CREATE SCHEMA {self._s}")
+            tx.execute(f"CREATE TABLE {self._s}.meta (key text PRIMARY KEY, value text NOT NULL)")
+            version = 0
+        if version > POSTGRES_SCHEMA_VERSION:
+            msg = (
+                f"store {self.name} has schema version {version}, newer than this "
+                f"buyerjourney's {POSTGRES_SCHEMA_VERSION}; upgrade buyerjourney to open it"
+            )
+            raise StoreError(msg)
+        if version == POSTGRES_SCHEMA_VERSION:
+            return
+        while version < POSTGRES_SCHEMA_VERSION:
+            script, version = _MIGRATIONS[version]
+            for statement in script.format(s=self._s).split(";"):
+                if statement.strip():
+                    tx.execute(statement)
+        tx.execute(
+            f"INSERT INTO {self._s}.meta (key, value) VALUES ('version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (str(POSTGRES_SCHEMA_VERSION),),
+        )
 
     def _check_foreign(self, conn: Connection[Any]) -> None:
         """Refuse a schema that holds tables of another application."""
@@ -845,6 +859,17 @@ class PostgresStore:
                     tx.execute(f"UPDATE {self._s}.head SET length = 0, touches = 0, actions = 0")
 
             self._run("clear", work)
+
+
+def _alive(conn: Connection[Any] | None) -> bool:
+    """Whether *conn* is still connected, without a round trip (it reads what the server sent)."""
+    if conn is None or conn.closed or conn.broken:
+        return False
+    try:
+        conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return conn.pgconn.status == psycopg.pq.ConnStatus.OK
 
 
 def _close_all(connections: Iterable[Connection[Any] | None]) -> None:
