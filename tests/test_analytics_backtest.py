@@ -124,7 +124,9 @@ def test_objectives(pipeline) -> None:  # type: ignore[no-untyped-def]
     by_precision = backtest(pipeline, history(), outcomes, candidates, objective="precision")
     # Equal precision (1.0): fewer handoffs wins the tie.
     assert by_precision.best == "score>=60"
-    at_recall = backtest(pipeline, history(), outcomes, candidates, objective="precision@recall>=0.9")
+    at_recall = backtest(
+        pipeline, history(), outcomes, candidates, objective="precision@recall>=0.9"
+    )
     assert at_recall.best == "score>=30"
     assert at_recall.objective == "precision@recall>=0.9"
     assert at_recall.candidate("score>=60").objective is None
@@ -150,7 +152,9 @@ def test_candidates_are_checked(pipeline) -> None:  # type: ignore[no-untyped-de
     with pytest.raises(TypeError, match="callable"):
         PolicyCandidate("x", 42)  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="no candidate"):
-        backtest(pipeline, history(), Outcomes(set()), threshold_candidates(pipeline, (30,))).candidate("y")
+        backtest(
+            pipeline, history(), Outcomes(set()), threshold_candidates(pipeline, (30,))
+        ).candidate("y")
 
 
 def test_outcomes_from_a_log_and_handoff_times(pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -209,7 +213,14 @@ def test_the_bulk_path_gives_the_same_backtest(pipeline) -> None:  # type: ignor
 
 
 kinds = st.sampled_from(
-    ["page_view", "pricing_view", "email_click", "content_download", "webinar_attended", "demo_request"]
+    [
+        "page_view",
+        "pricing_view",
+        "email_click",
+        "content_download",
+        "webinar_attended",
+        "demo_request",
+    ]
 )
 
 
@@ -256,7 +267,5 @@ def test_the_property_holds_on_a_simulated_stream_with_actions(pipeline) -> None
     assert result.quarantined == () and result.refused == 0
     outcomes = Outcomes.from_log(pipeline.funnel, engine.records)
     assert outcomes.handoffs
-    replayed = backtest(
-        pipeline, sim.items, outcomes, [PolicyCandidate("actual", pipeline.policy)]
-    )
+    replayed = backtest(pipeline, sim.items, outcomes, [PolicyCandidate("actual", pipeline.policy)])
     assert dict(replayed.candidates[0].handoffs) == dict(outcomes.handoffs)

@@ -43,9 +43,7 @@ def test_items_are_in_time_order_valid_and_ingested_without_quarantine(preset: s
 def test_rates_and_acceptance_are_recovered_on_a_large_seeded_sample() -> None:
     pipeline = default_pipeline(presets.get("waterfall"))
     rates = {"inquiry": 0.5, "mql": 0.6, "sal": 0.7, "sql": 0.5, "opportunity": 0.4}
-    sim = simulate(
-        pipeline, leads=1500, seed=11, rates=rates, acceptance=0.9, touches_per_week=0.3
-    )
+    sim = simulate(pipeline, leads=1500, seed=11, rates=rates, acceptance=0.9, touches_per_week=0.3)
     assert sim.rates == rates
     engine = pipeline.engine()
     run(engine, enumerate(sim.items))
@@ -107,7 +105,7 @@ def test_engagement_carries_a_signal_about_outcomes() -> None:
     journeys = engine.journeys
     far = [j for j in journeys.values() if j.highest in ("sql", "opportunity", "won")]
     near = [j for j in journeys.values() if j.highest == "inquiry"]
-    touches = {lead: 0 for lead in journeys}
+    touches = dict.fromkeys(journeys, 0)
     for touch in sim.touches:
         touches[touch.lead_id] += 1
     assert sum(touches[j.lead_id] for j in far) / len(far) > 2 * sum(

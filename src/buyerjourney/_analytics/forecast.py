@@ -8,22 +8,24 @@ success path up to the target stage (default: the first won stage):
   **duration** between the two; it is **open** when it is still in the
   step's stage at the as-of date, for its **age** since it reached it;
   the others left for another stage and did not convert;
-- the **rate** counts the open leads for what they are, not as failures:
-  with *S* the share of observed times to convert longer than an age, and
-  *T* the share of observed stays of the leads that left for another stage
-  longer than it (1 when none left: a lead that does not convert may stay
-  for ever), an open lead of age *a* still converts with probability
-  ``r·S(a) / (r·S(a) + (1 - r)·T(a))``, and *r* is the fixed point of
-  ``r = (converted + Σ that) / reached``, solved by iteration;
+- times to convert are **exponential** with a speed *λ*, and the leads that
+  do not convert leave for another stage at a speed *μ* (0 when none left:
+  they may stay for ever); the open leads are **censored**, not failures: an
+  open lead of age *a* still converts with probability
+  ``w = r·exp(-λa) / (r·exp(-λa) + (1 - r)·exp(-μa))``, and *r*, *λ*, *μ*
+  are the fixed point of ``r = (converted + Σw) / reached``,
+  ``λ = converted / (Σ times to convert + Σ w·a)`` and
+  ``μ = left / (Σ stays of those who left + Σ (1 - w)·a)``, solved by
+  iteration (an EM fit of a cure-rate model);
 - **arrivals**: leads reaching step 1 per week over the ``lookback`` before
   the as-of date.
 
 **Runs**: each run draws the step rates from their Beta posteriors
 (``Beta(1 + r·n, 1 + (1 - r)·n)``) and the arrival rate from its Gamma
 posterior, so the intervals carry the uncertainty of the estimates too;
-then every open lead converts with the probability above, after a duration
-drawn from the observed ones longer than its age, and walks on (each later
-step with its rate and a duration drawn from that step's); new leads arrive
+then every open lead converts with the probability above, after an
+exponential time from the as-of date (memoryless), and walks on (each later
+step with its rate and speed); new leads arrive
 as a Poisson process and walk from step 1. A conversion is a lead reaching
 the target stage; weeks are counted from the as-of date. All draws come from
 one :class:`random.Random` seeded with ``seed``.
@@ -31,7 +33,6 @@ one :class:`random.Random` seeded with ``seed``.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import random
@@ -65,6 +66,9 @@ class StepEstimate:
             reached the step).
         durations: The observed times to convert, sorted.
         left_after: How long the leads that left for another stage stayed, sorted.
+        speed: The fitted conversion speed, per second (``None`` without conversions).
+        leave_speed: The fitted speed, per second, at which leads that do not
+            convert leave (0: they stay).
     """
 
     stage: str
@@ -75,12 +79,15 @@ class StepEstimate:
     rate: float | None
     durations: tuple[timedelta, ...]
     left_after: tuple[timedelta, ...] = ()
+    speed: float | None = None
+    leave_speed: float = 0.0
 
     @property
     def median_duration(self) -> timedelta | None:
-        """The median time to convert (``None`` without conversions)."""
-        value: timedelta | None = _quantile(self.durations, 0.5)
-        return value
+        """The median time to convert of the fitted model (``None`` without conversions)."""
+        if self.speed is None:
+            return None
+        return timedelta(seconds=math.log(2) / self.speed)
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate as a JSON-ready dict (durations in seconds)."""
@@ -308,12 +315,6 @@ def _leads(records: Iterable[Record], end: datetime) -> dict[str, _Lead]:
     return {lead: _Lead(firsts[lead], leaves.get(lead, {}), current[lead]) for lead in firsts}
 
 
-def _survival(durations: Sequence[timedelta], age: timedelta) -> float:
-    if not durations:
-        return 0.0
-    return (len(durations) - bisect.bisect_right(durations, age)) / len(durations)
-
-
 def _chance(rate: float, converting: float, staying: float) -> float:
     """The probability that an open lead converts, from both survivals at its age."""
     weight = rate * converting
@@ -321,15 +322,30 @@ def _chance(rate: float, converting: float, staying: float) -> float:
     return weight / (weight + rest) if weight > 0 else 0.0
 
 
-def _cure_rate(converted: int, reached: int, survivals: Sequence[tuple[float, float]]) -> float:
-    rate = converted / reached
-    for _ in range(200):
-        extra = sum(_chance(rate, c, n) for c, n in survivals)
-        new = (converted + extra) / reached
-        if abs(new - rate) < 1e-12:
-            return new
-        rate = new
-    return rate
+def _fit(
+    durations: Sequence[timedelta], gone: Sequence[timedelta], ages: Sequence[timedelta], n: int
+) -> tuple[float, float | None, float]:
+    """The rate, conversion speed and leaving speed (per second) of a step, open leads censored."""
+    converted, left = len(durations), len(gone)
+    if not converted:
+        return 0.0, None, 0.0
+    done = math.fsum(d.total_seconds() for d in durations)
+    stayed = math.fsum(g.total_seconds() for g in gone)
+    waits = [a.total_seconds() for a in ages]
+    rate = converted / n
+    speed = converted / max(done, 1.0)
+    leave = left / max(stayed, 1.0) if left else 0.0
+    for _ in range(500):
+        chances = [_chance(rate, math.exp(-speed * w), math.exp(-leave * w)) for w in waits]
+        new_rate = (converted + math.fsum(chances)) / n
+        new_speed = converted / max(done + math.fsum(c * w for c, w in zip(chances, waits)), 1.0)
+        if left:
+            leave = left / max(stayed + math.fsum((1 - c) * w for c, w in zip(chances, waits)), 1.0)
+        settled = abs(new_rate - rate) < 1e-12 and abs(new_speed - speed) <= 1e-12 * speed
+        rate, speed = new_rate, new_speed
+        if settled:
+            break
+    return rate, speed, leave
 
 
 def _estimate(
@@ -358,13 +374,23 @@ def _estimate(
                 gone.append(lead.leaves[stage] - start)
         durations.sort()
         gone.sort()
-        survivals = [
-            (_survival(durations, age), _survival(gone, age) if gone else 1.0) for _, age in ages
-        ]
-        rate = _cure_rate(converted, reached, survivals) if reached else None
+        rate, speed, leave = (
+            _fit(durations, gone, [age for _, age in ages], reached)
+            if reached
+            else (None, None, 0.0)
+        )
         steps.append(
             StepEstimate(
-                stage, nxt, reached, converted, len(ages), rate, tuple(durations), tuple(gone)
+                stage,
+                nxt,
+                reached,
+                converted,
+                len(ages),
+                rate,
+                tuple(durations),
+                tuple(gone),
+                speed,
+                leave,
             )
         )
         open_at[k] = ages
@@ -425,10 +451,10 @@ def _runs(
 
     def walk(k: int, at: datetime, rates: Sequence[float], run: list[int]) -> None:
         while k < last:
-            durations = steps[k].durations
-            if not durations or rng.random() >= rates[k]:
+            speed = steps[k].speed
+            if speed is None or rng.random() >= rates[k]:
                 return
-            at += rng.choice(durations)
+            at += timedelta(seconds=rng.expovariate(speed))
             if at >= horizon:
                 return
             k += 1
@@ -439,14 +465,15 @@ def _runs(
         run = weekly[r]
         rates = [_beta(rng, s.rate, s.reached) for s in steps]
         for k, ages in open_at.items():
-            durations, gone = steps[k].durations, steps[k].left_after
-            for start, age in ages:
-                staying = _survival(gone, age) if gone else 1.0
-                chance = _chance(rates[k], _survival(durations, age), staying)
+            speed, leave = steps[k].speed, steps[k].leave_speed
+            if speed is None:
+                continue
+            for _, age in ages:
+                wait = age.total_seconds()
+                chance = _chance(rates[k], math.exp(-speed * wait), math.exp(-leave * wait))
                 if chance <= 0 or rng.random() >= chance:
                     continue
-                longer = durations[bisect.bisect_right(durations, age) :]
-                at = start + rng.choice(longer)
+                at = end + timedelta(seconds=rng.expovariate(speed))  # memoryless
                 if at >= horizon:
                     continue
                 walk(k + 1, at, rates, run)
