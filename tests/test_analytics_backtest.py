@@ -42,7 +42,7 @@ def pipeline():  # type: ignore[no-untyped-def]
 
 def history() -> list[Touch]:
     """Three leads: a scores 61 early (demo 40 + webinar 15 + 2 pages... ), b scores 50, c 10."""
-    t = [
+    return [
         Touch("a1", "a", at(0), "demo_request"),  # 40: qualify (>= 25)
         Touch("b1", "b", at(1), "webinar_attended"),  # 15
         Touch("c1", "c", at(2), "form_submit"),  # 10
@@ -51,7 +51,6 @@ def history() -> list[Touch]:
         Touch("a3", "a", at(5), "content_download"),  # 65: hand_off at 60
         Touch("b3", "b", at(24 * 8), "webinar_attended"),  # next week; 45 minus decay
     ]
-    return t
 
 
 def test_the_default_handoff_stage_and_event() -> None:
@@ -69,24 +68,33 @@ def test_metrics_against_a_hand_computed_history(pipeline) -> None:  # type: ign
     outcomes = Outcomes({"a", "b"}, {"a": at(5), "b": at(100)})
     candidates = threshold_candidates(pipeline, (30, 60, 200))
     result = backtest(pipeline, touches, outcomes, candidates)
-    low, mid, high = result.candidates
+    low, mid, _high = result.candidates
     assert (result.leads, result.won, result.actual_handed_off) == (3, 2, 2)
     # score>=30 in mql: a at hour 3 (55), b at hour 24*8 (b reached mql at hour 4 with 30, so
     # the hand_off fires at the next touch in mql, with a score still >= 30).
-    assert low.handed_off == 2 and low.won_handed_off == 2
-    assert low.precision == 1.0 and low.recall == 1.0 and low.f1 == 1.0
+    assert low.handed_off == 2
+    assert low.won_handed_off == 2
+    assert low.precision == 1.0
+    assert low.recall == 1.0
+    assert low.f1 == 1.0
     assert dict(low.handoffs)["a"] == at(3)
     assert sorted(low.shifts) == sorted([at(3) - at(5), dict(low.handoffs)["b"] - at(100)])
-    assert low.earlier == 1 and low.later == 1
+    assert low.earlier == 1
+    assert low.later == 1
     # score>=60: only a, at hour 5, exactly as it happened.
-    assert mid.handed_off == 1 and dict(mid.handoffs) == {"a": at(5)}
-    assert mid.precision == 1.0 and mid.recall == 0.5
+    assert mid.handed_off == 1
+    assert dict(mid.handoffs) == {"a": at(5)}
+    assert mid.precision == 1.0
+    assert mid.recall == 0.5
     assert mid.f1 == pytest.approx(2 * 0.5 / 1.5)
-    assert mid.shifts == (timedelta(0),) and mid.same == 1 and mid.median_shift == timedelta(0)
+    assert mid.shifts == (timedelta(0),)
+    assert mid.same == 1
+    assert mid.median_shift == timedelta(0)
     # Weekly workload: two ISO weeks between the first touch and the last.
     assert [w for w, _ in mid.weekly] == ["2024-W10", "2024-W11"]
     assert mid.weekly == (("2024-W10", 1), ("2024-W11", 0))
-    assert mid.mean_weekly == 0.5 and mid.max_weekly == 1
+    assert mid.mean_weekly == 0.5
+    assert mid.max_weekly == 1
     assert result.best == low.name
     assert [p.threshold for p in result.curve] == [30.0, 60.0, 200.0]
 
@@ -97,17 +105,22 @@ def test_a_candidate_handing_off_nobody_has_undefined_precision(pipeline) -> Non
     )
     (nobody,) = result.candidates
     assert nobody.handed_off == 0
-    assert nobody.precision is None and nobody.f1 is None
+    assert nobody.precision is None
+    assert nobody.f1 is None
     assert nobody.recall == 0.0
-    assert nobody.median_shift is None and nobody.compared == 0
+    assert nobody.median_shift is None
+    assert nobody.compared == 0
     assert result.best is None  # no candidate has a defined F1
-    assert result.actual_precision is None and result.actual_recall == 0.0
+    assert result.actual_precision is None
+    assert result.actual_recall == 0.0
 
 
 def test_no_won_lead_leaves_recall_undefined(pipeline) -> None:  # type: ignore[no-untyped-def]
     result = backtest(pipeline, history(), Outcomes(set()), threshold_candidates(pipeline, (30,)))
     (only,) = result.candidates
-    assert only.recall is None and only.precision == 0.0 and only.f1 is None
+    assert only.recall is None
+    assert only.precision == 0.0
+    assert only.f1 is None
     assert result.to_dict()["candidates"][0]["recall"] is None
     assert "backtest of handoffs into sal" in result.format()
 
@@ -115,7 +128,9 @@ def test_no_won_lead_leaves_recall_undefined(pipeline) -> None:  # type: ignore[
 def test_an_empty_history_is_a_result_not_an_error(pipeline) -> None:  # type: ignore[no-untyped-def]
     result = backtest(pipeline, [], Outcomes(set()), threshold_candidates(pipeline, (30,)))
     (only,) = result.candidates
-    assert result.leads == 0 and only.weekly == () and only.mean_weekly is None
+    assert result.leads == 0
+    assert only.weekly == ()
+    assert only.mean_weekly is None
 
 
 def test_objectives(pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -192,7 +207,8 @@ def test_matrix_and_predictive_candidates_run(pipeline) -> None:  # type: ignore
     assert nobody.handed_off == 0
     # Probability >= 0 in mql: every lead that reaches mql is handed off at its next touch.
     mql = {r.lead_id for r in engine.records if r.target == "mql"}
-    assert set(everyone.handoffs) <= mql and everyone.handed_off > 0
+    assert set(everyone.handoffs) <= mql
+    assert everyone.handed_off > 0
     # Band 1 (score >= 60) of any grade hands off exactly when the default rule does.
     assert dict(matrix.handoffs) == dict(outcomes.handoffs)
     assert [p.kind for p in result.curve] == ["predictive", "predictive"]
@@ -264,7 +280,8 @@ def test_the_property_holds_on_a_simulated_stream_with_actions(pipeline) -> None
     sim = simulate(pipeline, leads=150, seed=9)
     engine = pipeline.engine()
     result = run(engine, enumerate(sim.items))
-    assert result.quarantined == () and result.refused == 0
+    assert result.quarantined == ()
+    assert result.refused == 0
     outcomes = Outcomes.from_log(pipeline.funnel, engine.records)
     assert outcomes.handoffs
     replayed = backtest(pipeline, sim.items, outcomes, [PolicyCandidate("actual", pipeline.policy)])

@@ -61,7 +61,7 @@ def test_the_median_is_close_to_the_known_expectation() -> None:
             firsts.setdefault((r.lead_id, r.target), r.at)
             current[r.lead_id] = r.target
     expected = 0.0
-    for lead, stage in current.items():
+    for _lead, stage in current.items():
         if stage not in RATES:
             continue
         # Converters and leavers share the duration distribution (both exponential, median
@@ -77,8 +77,9 @@ def test_the_median_is_close_to_the_known_expectation() -> None:
 def test_intervals_widen_with_the_horizon_and_the_weeks_follow_each_other() -> None:
     result = forecast(FUNNEL, log(2), as_of=AS_OF, weeks=4, runs=300, seed=0)
     widths = [w.cumulative_high - w.cumulative_low for w in result.weeks]
-    assert widths == sorted(widths) and widths[-1] > widths[0]
-    for before, after in zip(result.weeks, result.weeks[1:]):
+    assert widths == sorted(widths)
+    assert widths[-1] > widths[0]
+    for before, after in zip(result.weeks, result.weeks[1:], strict=False):
         assert after.start == before.end
         assert after.cumulative_median >= before.cumulative_median
     assert result.weeks[0].start == AS_OF

@@ -36,7 +36,8 @@ def test_items_are_in_time_order_valid_and_ingested_without_quarantine(preset: s
     result = run(engine, read)
     assert result.quarantined == ()
     assert result.refused == 0
-    assert result.touches == len(sim.touches) and result.actions == len(sim.actions)
+    assert result.touches == len(sim.touches)
+    assert result.actions == len(sim.actions)
     assert engine.rebuild() == dict(engine.journeys)
 
 
@@ -133,5 +134,6 @@ def test_actions_serialise_as_the_stream_format() -> None:
     sim = simulate(presets.get("waterfall"), leads=40, seed=0)
     lines = [json.loads(line) for line in sim.lines()]
     actions = [line for line in lines if line.get("type") == "action"]
-    assert actions and all(line["team"] == "sales" for line in actions)
+    assert actions
+    assert all(line["team"] == "sales" for line in actions)
     assert {line["action"] for line in actions} <= {"send", "accept", "reject"}

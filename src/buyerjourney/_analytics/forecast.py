@@ -338,9 +338,13 @@ def _fit(
     for _ in range(500):
         chances = [_chance(rate, math.exp(-speed * w), math.exp(-leave * w)) for w in waits]
         new_rate = (converted + math.fsum(chances)) / n
-        new_speed = converted / max(done + math.fsum(c * w for c, w in zip(chances, waits)), 1.0)
+        new_speed = converted / max(
+            done + math.fsum(c * w for c, w in zip(chances, waits, strict=True)), 1.0
+        )
         if left:
-            leave = left / max(stayed + math.fsum((1 - c) * w for c, w in zip(chances, waits)), 1.0)
+            leave = left / max(
+                stayed + math.fsum((1 - c) * w for c, w in zip(chances, waits, strict=True)), 1.0
+            )
         settled = abs(new_rate - rate) < 1e-12 and abs(new_speed - speed) <= 1e-12 * speed
         rate, speed = new_rate, new_speed
         if settled:
