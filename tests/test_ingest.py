@@ -148,7 +148,7 @@ def test_quarantine_lists_bad_lines_and_retry_lands_them_once_fixed(
     assert (counts["read"], counts["applied"], counts["quarantined"]) == (3, 2, 1)
     code, out, _ = _run(capsys, "quarantine", "--store", db, "--format", "json")
     (entry,) = json.loads(out)
-    assert (entry["source"], entry["line"], entry["code"]) == (str(stream), 2, "invalid")
+    assert (entry["source"], entry["line"], entry["code"]) == (str(stream), 2, "json")
     # fix the line in place (a touch that still fits the stream's time order)
     fixed = dict(good[1], at=(T0 + timedelta(hours=3)).isoformat())
     lines[1] = json.dumps(fixed)
@@ -228,3 +228,51 @@ def test_four_processes_writing_one_sqlite_file_give_the_serial_result(tmp_path:
 
 def test_store_in_use_is_a_store_error() -> None:
     assert issubclass(StoreInUse, OSError)
+
+
+def test_ingest_reads_csv_through_a_column_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "signups.csv"
+    export.write_text(
+        "email,signed_up,plan\n"
+        "a@x.io,2024-03-04 09:00,pro\n"
+        "b@x.io,not a date,free\n"
+        "a@x.io,2024-03-05 10:30,pro\n",
+        encoding="utf-8",
+    )
+    mapping = tmp_path / "columns.toml"
+    mapping.write_text(
+        'lead = "email"\ntime = "signed_up"\nkind_constant = "webinar_attended"\n'
+        'touch_id = false\ntime_format = "%Y-%m-%d %H:%M"\ntime_zone = "Europe/Paris"\n'
+        'attributes = ["plan"]\n',
+        encoding="utf-8",
+    )
+    db = str(tmp_path / "j.db")
+    args = ("ingest", str(export), "--columns", str(mapping), "--store", db, "--format", "json")
+    code, out, _ = _run(capsys, *args)
+    counts = json.loads(out)
+    assert (code, counts["read"], counts["applied"], counts["quarantined"]) == (0, 3, 2, 1)
+    code, out, _ = _run(capsys, *args)
+    assert json.loads(out)["duplicates"] == 2  # derived ids: the same rows are the same touches
+    with SQLiteStore(db) as store:
+        (entry,) = store.quarantined()
+        touches = list(store.touches())
+    assert (entry.line, entry.code) == (3, "time")
+    assert touches[0].at == datetime(2024, 3, 4, 8, 0, tzinfo=timezone.utc)  # Paris is UTC+1
+    assert touches[0].attributes == {"plan": "pro"}
+
+
+def test_a_bad_mapping_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "columns.toml"
+    mapping.write_text('lead = "email"\ncolour = "red"\n', encoding="utf-8")
+    export = tmp_path / "x.csv"
+    export.write_text("email,at,kind\n", encoding="utf-8")
+    code, _, err = _run(
+        capsys, "ingest", str(export), "--columns", str(mapping), "--store", str(tmp_path / "j.db")
+    )
+    assert code == 1
+    assert "unknown key 'colour'" in err
+    assert "Traceback" not in err

@@ -33,8 +33,10 @@ from buyerjourney._adapters.readers import (
     StageColumns,
     UnreadableSource,
     ValueMap,
+    columns_from_dict,
     importer_rules,
     in_time_order,
+    load_columns,
     read,
     read_stage_history,
 )
@@ -58,8 +60,10 @@ __all__ = [
     "StageColumns",
     "UnreadableSource",
     "ValueMap",
+    "columns_from_dict",
     "importer_rules",
     "in_time_order",
+    "load_columns",
     "read",
     "read_stage_history",
 ]

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import stat
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timezone
@@ -44,6 +45,11 @@ from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.records import SYSTEM, Action, Actor, Touch
 from buyerjourney.errors import BuyerJourneyError, InvalidTouch, MissingExtra
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "DEFAULT_IMPORTER",
@@ -1599,3 +1605,96 @@ def _ordered(items: Iterable[tuple[Location, Item]], limit: int) -> Iterator[tup
     while heap:
         _, _, where, earliest = heapq.heappop(heap)
         yield where, earliest
+
+
+# ---------------------------------------------------------------- mapping files
+
+_COLUMN_KEYS = frozenset(
+    {
+        "lead", "time", "kind", "kind_constant", "kind_map", "touch_id", "time_format",
+        "time_zone", "attributes", "properties", "types", "unknown", "delimiter",
+    }
+)  # fmt: skip
+
+
+def columns_from_dict(data: Mapping[str, Any], *, source: str = "<mapping>") -> Columns:
+    """A :class:`Columns` from a mapping file's table (the keys are its field names).
+
+    The kind is ``kind = "column"``, ``kind_constant = "signup"``, or a
+    ``[kind_map]`` table with ``column``, ``values`` and an optional
+    ``default``; ``touch_id = false`` derives the ids.
+
+    Raises:
+        InvalidMapping: An unknown key, or a value of the wrong type.
+    """
+    unknown = sorted(set(data) - _COLUMN_KEYS)
+    if unknown:
+        msg = (
+            f"{source}: unknown key {unknown[0]!r}; the keys are {', '.join(sorted(_COLUMN_KEYS))}"
+        )
+        raise InvalidMapping(unknown[0], msg)
+    kinds = [key for key in ("kind", "kind_constant", "kind_map") if key in data]
+    if len(kinds) > 1:
+        msg = f"{source}: give one of kind, kind_constant and kind_map (got {', '.join(kinds)})"
+        raise InvalidMapping(kinds[1], msg)
+    values: dict[str, Any] = {}
+    try:
+        for key in ("lead", "time", "time_format", "time_zone", "unknown", "delimiter"):
+            if key in data:
+                values[key] = _mapping_text(data[key], key, source)
+        if "touch_id" in data:
+            touch_id = data["touch_id"]
+            values["touch_id"] = (
+                None if touch_id is False else _mapping_text(touch_id, "touch_id", source)
+            )
+        if "kind" in data:
+            values["kind"] = _mapping_text(data["kind"], "kind", source)
+        elif "kind_constant" in data:
+            values["kind"] = Constant(_mapping_text(data["kind_constant"], "kind_constant", source))
+        elif "kind_map" in data:
+            table = data["kind_map"]
+            if not isinstance(table, Mapping) or not isinstance(table.get("values"), Mapping):
+                msg = f"{source}: kind_map must be a table with column and values"
+                raise InvalidMapping("kind_map", msg)
+            values["kind"] = ValueMap(
+                _mapping_text(table.get("column"), "kind_map.column", source),
+                dict(table["values"]),
+                table.get("default"),
+            )
+        for key in ("attributes", "properties", "types"):
+            if key in data:
+                values[key] = data[key]
+        return Columns(**values)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidMapping):
+            raise
+        raise InvalidMapping("<mapping>", f"{source}: {exc}") from None
+
+
+def _mapping_text(value: object, key: str, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        msg = f"{source}: {key} must be a non-empty string (got {value!r})"
+        raise InvalidMapping(key, msg)
+    return value
+
+
+def load_columns(path: str | os.PathLike[str]) -> Columns:
+    """Read a column mapping from a TOML file (see :func:`columns_from_dict`).
+
+    Raises:
+        UnreadableSource: The file cannot be read.
+        InvalidMapping: It is not valid TOML, or not a valid mapping.
+    """
+    name = os.fspath(path)
+    try:
+        with _open_regular(path) as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        raise UnreadableSource(name, f"cannot read the mapping file: {exc}") from None
+    if len(raw) > MAX_RECORD_BYTES:
+        raise InvalidMapping("<mapping>", f"{name}: larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidMapping("<mapping>", f"{name}: not a valid TOML file ({exc})") from None
+    return columns_from_dict(data, source=name)

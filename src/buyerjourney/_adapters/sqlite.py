@@ -131,7 +131,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     line       INTEGER NOT NULL,
     code       TEXT    NOT NULL,
     reason     TEXT    NOT NULL,
-    text       TEXT    NOT NULL
+    text       TEXT    NOT NULL,
+    UNIQUE (source, line, code, text)
 );
 """
 
@@ -247,10 +248,13 @@ class MemoryStore:
         self._journeys = dict(journeys)
 
     def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
-        """Keep inputs that did not land."""
+        """Keep inputs that did not land (an entry already kept is not kept twice)."""
+        kept = {_entry_key(e) for e in self._quarantine}
         for entry in entries:
-            self._quarantine.append(attrs.evolve(entry, entry_id=self._next_entry))
-            self._next_entry += 1
+            if _entry_key(entry) not in kept:
+                kept.add(_entry_key(entry))
+                self._quarantine.append(attrs.evolve(entry, entry_id=self._next_entry))
+                self._next_entry += 1
 
     def quarantined(self) -> list[QuarantineEntry]:
         """The quarantine, oldest first."""
@@ -260,6 +264,11 @@ class MemoryStore:
         """Drop quarantine entries."""
         drop = set(entry_ids)
         self._quarantine = [e for e in self._quarantine if e.entry_id not in drop]
+
+
+def _entry_key(entry: QuarantineEntry) -> tuple[str, int, str, str]:
+    """What makes two quarantine entries the same input set aside for the same reason."""
+    return (entry.source, entry.line, entry.code, entry.text)
 
 
 def _check_ids(
@@ -555,14 +564,17 @@ class SQLiteStore:
             raise _store_error(self.path, "write to", exc) from None
 
     def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
-        """Keep inputs that did not land (in one transaction)."""
+        """Keep inputs that did not land, in one transaction.
+
+        An entry kept already (the same source, line, code and text) is not kept twice.
+        """
         if not entries:
             return
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
-                    _insert("quarantine", _QUARANTINE_COLUMNS),
+                    _insert("quarantine", _QUARANTINE_COLUMNS, "INSERT OR IGNORE"),
                     [(e.source, e.line, e.code, e.reason, e.text) for e in entries],
                 )
         except sqlite3.Error as exc:

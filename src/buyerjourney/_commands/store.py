@@ -121,7 +121,8 @@ def add_ingest(subparsers: SubParsers) -> None:
         "ingest",
         help="ingest touch streams into a durable store (resumable, idempotent)",
         description=(
-            "Ingest JSON Lines streams of touches and actions into a store: each operation is "
+            "Ingest touches and actions (JSON Lines; CSV and Parquet with --columns) into a "
+            "store: each operation is "
             "committed with its input, a touch or action id seen before is skipped and counted "
             "as a duplicate, and lines that cannot be read or applied are kept in the store's "
             "quarantine with their file, line and reason. Run it again and it resumes where it "
@@ -129,12 +130,15 @@ def add_ingest(subparsers: SubParsers) -> None:
             "funnel summary of the whole store."
         ),
     )
-    parser.add_argument("files", nargs="*", metavar="FILE", help="JSON Lines streams, in order")
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="JSON Lines, CSV or Parquet files, in order"
+    )
     parser.add_argument(
         "--sample", action="store_true", help="ingest the bundled sample (400 leads, waterfall)"
     )
     _add_store_option(parser)
     _add_funnel_options(parser)
+    _add_reader_options(parser)
     parser.add_argument(
         "--until",
         metavar="TIME",
@@ -147,16 +151,67 @@ def add_ingest(subparsers: SubParsers) -> None:
     parser.set_defaults(run=_run_ingest)
 
 
-def _inputs(args: argparse.Namespace) -> Iterator[Located]:
-    from buyerjourney._pipeline import located, read_stream  # noqa: PLC0415
+def _read_file(args: argparse.Namespace, source: str, lines: Any = None) -> Iterator[Located]:
+    """The inputs of one file (or of *lines*, named *source*), through the readers."""
+    import attrs  # noqa: PLC0415
 
+    from buyerjourney._adapters.readers import (  # noqa: PLC0415
+        Rejected,
+        in_time_order,
+        load_columns,
+        read,
+    )
+    from buyerjourney._core.protocols import QuarantineEntry  # noqa: PLC0415
+    from buyerjourney._core.records import Action  # noqa: PLC0415
+    from buyerjourney._pipeline import action_key  # noqa: PLC0415
+
+    columns = load_columns(args.columns) if getattr(args, "columns", None) else None
+    fmt = getattr(args, "input_format", None)
+    if lines is None:
+        items: Iterable[Any] = read(source, format=fmt, columns=columns)
+    else:
+        items = read(lines, format="jsonl", name=source)
+    if getattr(args, "sort", False):
+        items = in_time_order(items)
+    for location, item in items:
+        if isinstance(item, Rejected):
+            entry = QuarantineEntry(
+                location.source, location.line, item.code, item.reason, item.text
+            )
+            yield location.source, location.line, entry
+        elif isinstance(item, Action) and item.action_id is None:
+            yield location.source, location.line, attrs.evolve(item, action_id=action_key(item))
+        else:
+            yield location.source, location.line, item
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[Located]:
     if args.sample:
         from importlib.resources import files  # noqa: PLC0415
 
         text = files("buyerjourney").joinpath("data/sample_touches.jsonl").read_text("utf-8")
-        yield from located(_SAMPLE, read_stream(text.splitlines(keepends=True)))
+        yield from _read_file(args, _SAMPLE, text.splitlines(keepends=True))
     for name in args.files:
-        yield from located(name, read_stream(name))
+        yield from _read_file(args, name)
+
+
+def _add_reader_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input-format",
+        choices=("jsonl", "csv", "parquet"),
+        help="the files' format (default: from the suffix: .jsonl/.ndjson, .csv, .parquet)",
+    )
+    parser.add_argument(
+        "--columns",
+        metavar="FILE",
+        help="a TOML column mapping (lead, time, kind or kind_constant or [kind_map], "
+        "touch_id, time_format, time_zone, attributes, properties, types); see the readers guide",
+    )
+    parser.add_argument(
+        "--sort",
+        action="store_true",
+        help="put the inputs in time order first (bounded buffer; for exports not sorted by time)",
+    )
 
 
 def _progress(items: Iterable[Located], *, enabled: bool) -> Iterable[Located]:
@@ -392,6 +447,7 @@ def add_quarantine(subparsers: SubParsers) -> None:
     _add_store_option(parser)
     parser.add_argument("--retry", action="store_true", help="ingest the quarantined lines again")
     _add_funnel_options(parser)
+    _add_reader_options(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=_run_quarantine)
 
@@ -432,7 +488,7 @@ def _run_quarantine(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace, store: SQLiteStore, entries: list[Any]) -> tuple[int, int]:
     """Ingest the quarantined lines again; release those that land. Returns (released, kept)."""
-    from buyerjourney._pipeline import ingest, located, read_stream  # noqa: PLC0415
+    from buyerjourney._pipeline import ingest  # noqa: PLC0415
 
     wanted: dict[str, dict[int, Any]] = {}
     for entry in entries:
@@ -442,7 +498,7 @@ def _retry(args: argparse.Namespace, store: SQLiteStore, entries: list[Any]) -> 
     released: list[int] = []
     still = len(entries)
     for source, lines in wanted.items():
-        items = [item for item in located(source, read_stream(source)) if item[1] in lines]
+        items = [item for item in _read_file(args, source) if item[1] in lines]
         counts = ingest(engine, items)
         failed = {(e.source, e.line) for e in counts.quarantined}
         for line, entry in lines.items():

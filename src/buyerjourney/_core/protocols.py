@@ -186,7 +186,11 @@ class Store(Protocol):
         ...
 
     def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
-        """Keep inputs that did not land."""
+        """Keep inputs that did not land.
+
+        An entry with the same source, line, code and text as one kept already
+        is not kept again (ingesting twice quarantines once).
+        """
         ...
 
     def quarantined(self) -> list[QuarantineEntry]:
