@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from buyerjourney import presets
 from buyerjourney._adapters.files import dumps_funnel
+from buyerjourney._commands.analytics import add_backtest, add_forecast, add_simulate
 from buyerjourney._commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -589,5 +590,8 @@ _SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     _add_replay,
     _add_verify,
     add_report,
+    add_backtest,
+    add_simulate,
+    add_forecast,
 )
 """The functions that add each subcommand to the parser, in help order."""

@@ -77,6 +77,7 @@ __all__ = [
     "PolicyCandidate",
     "ScoreThresholdPolicy",
     "WithoutEvent",
+    "as_objective",
     "backtest",
     "handoff_event",
     "handoff_stage",
@@ -572,7 +573,20 @@ def precision_at_recall(minimum: float) -> Objective:
     return Objective(f"precision@recall>={minimum:g}", value)
 
 
-def _objective(value: str | Objective | Callable[[CandidateResult], float | None]) -> Objective:
+def as_objective(value: str | Objective | Callable[[CandidateResult], float | None]) -> Objective:
+    """The :class:`Objective` a backtest's ``objective`` argument names.
+
+    Args:
+        value: ``"f1"``, ``"precision"``, ``"recall"``, ``"precision@recall>=X"``, an
+            :class:`Objective`, or a callable of a :class:`CandidateResult`.
+
+    Returns:
+        The objective.
+
+    Raises:
+        ValueError: The name is unknown.
+        TypeError: *value* is neither a str, an Objective nor a callable.
+    """
     if isinstance(value, Objective):
         return value
     if isinstance(value, str):
@@ -921,7 +935,7 @@ def backtest(
             ``errors="quarantine"`` path, the touch is quarantined instead
             and counted).
     """
-    chosen = _objective(objective)
+    chosen = as_objective(objective)
     items = tuple(candidates)
     if not items:
         raise ValueError("give at least one candidate policy to backtest")
