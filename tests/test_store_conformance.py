@@ -45,6 +45,8 @@ class TestSQLiteStore(StoreConformance):
 
 
 class TestPostgresStore(StoreConformance):
+    max_examples = 10  # each example makes a schema on the server: a round trip per table
+
     @pytest.fixture(autouse=True)
     def _server(self, postgres_url: str) -> None:  # noqa: F811  (the fixture)
         self.url = postgres_url

@@ -155,7 +155,8 @@ CREATE TABLE {s}.quarantine (
     code       text    NOT NULL,
     reason     text    NOT NULL,
     text       text    NOT NULL
-)
+);
+CREATE UNIQUE INDEX quarantine_input ON {s}.quarantine (source, line, code, md5(text))
 """
 
 _MIGRATIONS: dict[int, tuple[str, int]] = {
@@ -755,6 +756,9 @@ class PostgresStore:
     def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
         """Keep inputs that did not land (in one transaction).
 
+        An entry with the same source, line, code and text as one kept already
+        is not kept again (ingesting twice quarantines once).
+
         Raises:
             StoreError: The write failed; none of *entries* was kept.
         """
@@ -762,12 +766,12 @@ class PostgresStore:
             return
 
         def work() -> None:
-            with self._transaction() as tx:
-                self._copy(
-                    tx,
-                    "quarantine",
-                    _QUARANTINE_COLUMNS,
-                    ((e.source, e.line, e.code, e.reason, e.text) for e in entries),
+            with self._transaction() as tx, tx.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {self._s}.quarantine ({', '.join(_QUARANTINE_COLUMNS)}) "
+                    "VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (source, line, code, md5(text)) DO NOTHING",
+                    [(e.source, e.line, e.code, e.reason, e.text) for e in entries],
                 )
 
         self._run("write to", work)
