@@ -585,7 +585,9 @@ def simulate(
         k: _check_duration(f"durations[{k!r}]", v)
         for k, v in _by_stage(path, durations, DEFAULT_DURATIONS, "durations").items()
     }
-    kinds, kind_weights, _ = _weights("'touch_mix'", DEFAULT_TOUCH_MIX if touch_mix is None else touch_mix)
+    kinds, kind_weights, _ = _weights(
+        "'touch_mix'", DEFAULT_TOUCH_MIX if touch_mix is None else touch_mix
+    )
     attribute_specs = {
         name: _weights(f"attributes[{name!r}]", spec)
         for name, spec in (attributes if attributes is not None else DEFAULT_ATTRIBUTES).items()
