@@ -35,14 +35,6 @@ class TestSQLiteStore(StoreConformance):
         store.close()
         return SQLiteStore(store.path)
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=UnicodeEncodeError,
-        reason="SQLiteStore.commit lets sqlite3's UnicodeEncodeError through on a lone surrogate",
-    )
-    def test_text_a_store_cannot_keep_is_refused_cleanly(self) -> None:
-        super().test_text_a_store_cannot_keep_is_refused_cleanly()
-
 
 class TestPostgresStore(StoreConformance):
     max_examples = 10  # each example makes a schema on the server: a round trip per table

@@ -15,6 +15,8 @@ and from the ``at`` of each call, and must not go backwards.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -56,6 +58,7 @@ from buyerjourney.errors import (
     InvalidAction,
     InvalidTouch,
     ListenerFailed,
+    ReasonRequired,
     StoreConflict,
     StoreError,
     TransitionNotAllowed,
@@ -88,7 +91,9 @@ class IngestReport:
     """What :meth:`Engine.ingest` did.
 
     Every touch read is counted once: ``read == accepted + duplicates +
-    len(quarantined)``.
+    len(quarantined)``; ``late`` counts the accepted touches that came after
+    a later touch of their lead (within the engine's lateness) and were put
+    back in time order.
 
     Attributes:
         accepted: How many touches were applied.
@@ -105,6 +110,7 @@ class IngestReport:
     quarantined: tuple[Quarantined, ...] = ()
     duplicates: int = 0
     read: int = 0
+    late: int = 0
 
     @property
     def applied(self) -> int:
@@ -206,6 +212,7 @@ class Engine:
         scorer_name: str | None = None,
         policy_name: str | None = None,
         store: Store | None = None,
+        lateness: timedelta = timedelta(0),
     ) -> None:
         self.funnel = funnel
         self.hooks = hooks if hooks is not None else Hooks()
@@ -227,19 +234,13 @@ class Engine:
         self.policy_name = policy_name or hook_name(policy, "policy")
         self._recycle = lifecycle.recycle_transitions(funnel)
         self._policy_actor = lifecycle.policy_actor(self.policy_name)
-        self._journeys: dict[str, Journey] = {}
-        self._touches: dict[str, list[Touch]] = {}
-        """Each lead's touches, kept only for a scorer that scores from the whole history."""
+        if not isinstance(lateness, timedelta) or lateness < timedelta(0):
+            msg = f"lateness must be a timedelta of zero or more (got {lateness!r})"
+            raise ValueError(msg)
+        self.lateness = lateness
+        """How late a touch may arrive and still count in time order (see :meth:`ingest_one`)."""
         self._incremental = _incremental(scorer)
         self._trusted = type(scorer) in (PointsScorer, CombinedScorer)
-        self._states: dict[str, Any] = {}
-        """Each lead's state of an incremental scorer."""
-        self._touch_ids: set[str] = set()
-        self._records: list[Record] = []
-        self._records_view: tuple[Record, ...] | None = None
-        self._deadlines: list[_Deadline] = []
-        self._clock: datetime | None = None
-        self._action_ids: set[str] = set()
         self._acting: Action | None = None
         """The action being performed, stored with the records it causes."""
         self._action_id: str | None = None
@@ -247,8 +248,32 @@ class Engine:
         """Where every operation is stored durably (``None``: in memory only)."""
         self._deferred: _Batch | None = None
         self._broken: Exception | None = None
+        self._late_applied = 0
+        """How many touches were applied late (re-folding their journey), ever."""
+        self._reset_state()
         if store is not None:
             self._absorb(store.load())
+
+    def _reset_state(self) -> None:
+        """Start from nothing: no journeys, no log, no clock."""
+        self._journeys: dict[str, Journey] = {}
+        self._touches: dict[str, list[Touch]] = {}
+        """Each lead's touches, kept only for a scorer that scores from the whole history."""
+        self._states: dict[str, Any] = {}
+        """Each lead's state of an incremental scorer."""
+        self._touch_ids: set[str] = set()
+        self._action_ids: set[str] = set()
+        self._records: list[Record] = []
+        self._records_view: tuple[Record, ...] | None = None
+        self._deadlines: list[_Deadline] = []
+        self._clock: datetime | None = None
+        self._advanced: datetime | None = None
+        """The latest time given to :meth:`advance`: nothing older is applied after it."""
+        late = self.lateness > timedelta(0)
+        self._inputs: dict[str, list[Touch | Action]] | None = {} if late else None
+        """Each lead's inputs, kept (only with a lateness) to re-fold a journey."""
+        self._lead_records: dict[str, list[Record]] | None = {} if late else None
+        """Each lead's records that count, kept (only with a lateness) to re-fold a journey."""
 
     def _absorb(self, stored: StoredLog) -> None:
         """Fold in what a store holds beyond this engine's log (all of it, on opening).
@@ -263,9 +288,17 @@ class Engine:
             if record.seq != base + offset:
                 msg = f"the stored log has a gap: expected seq {base + offset}"
                 raise CorruptLog(record, msg)
+        revised = any(r.kind is RecordKind.REVISED for r in records)
+        if revised and base > 0:
+            self._reload()  # another writer re-folded a journey: start from the whole log
+            return
         touched: set[str] = set()
         journeys = self._journeys
-        for record in records:
+        counted = lifecycle.effective(records) if revised else records
+        if self._lead_records is not None:
+            for record in counted:
+                self._lead_records.setdefault(record.lead_id, []).append(record)
+        for record in counted:
             current = journeys.get(record.lead_id)
             if current is None and not record.kind.changes_journey:
                 continue  # an action refused because the lead had no journey yet
@@ -273,7 +306,10 @@ class Engine:
             touched.add(record.lead_id)
         self._records.extend(records)
         incremental = self._incremental
-        for touch in stored.touches:
+        touches: Sequence[Touch] = stored.touches
+        if base == 0:  # a re-folded lead's touches were stored late: score them in time order
+            touches = sorted(touches, key=lambda t: (t.lead_id, t.at))
+        for touch in touches:
             self._touch_ids.add(touch.touch_id)
             if incremental is not None:
                 state = self._states.get(touch.lead_id)
@@ -283,6 +319,12 @@ class Engine:
             elif self.scorer is not None:
                 self._touches.setdefault(touch.lead_id, []).append(touch)
         self._action_ids.update(a.action_id for a in stored.actions if a.action_id is not None)
+        if self._inputs is not None:
+            inputs: list[Touch | Action] = [*stored.touches, *stored.actions]
+            for item in inputs:
+                self._inputs.setdefault(item.lead_id, []).append(item)
+            for items in self._inputs.values():
+                items.sort(key=lambda item: item.at)
         times = [r.at for r in records] + [t.at for t in stored.touches]
         if self._clock is not None:
             times.append(self._clock)
@@ -301,15 +343,7 @@ class Engine:
     def _reload(self) -> None:
         """Forget the in-memory state and resume from the store (after a refused batch)."""
         assert self.store is not None
-        self._journeys = {}
-        self._touches = {}
-        self._states = {}
-        self._touch_ids = set()
-        self._action_ids = set()
-        self._records = []
-        self._records_view = None
-        self._deadlines = []
-        self._clock = None
+        self._reset_state()
         self._absorb(self.store.load())
 
     def _catch_up(self) -> None:
@@ -398,6 +432,7 @@ class Engine:
         """
         counts = _Counts()
         before = len(self._records)
+        late_before = self._late_applied
         deferring = self.store is not None and self._deferred is None
         if deferring:
             self._deferred = _Batch()
@@ -422,6 +457,7 @@ class Engine:
             tuple(counts.quarantined),
             counts.duplicates,
             counts.read,
+            self._late_applied - late_before,
         )
 
     def _ingest_counted(self, position: int, touch: Touch, counts: _Counts, errors: str) -> None:
@@ -505,9 +541,12 @@ class Engine:
         if touch.touch_id in self._touch_ids:
             raise Duplicate("touch_id", touch.touch_id)
         self._check_clock(touch.at, "touch")
-        self.advance(touch.at)
-        pending = _Pending(self)
         lead_id = touch.lead_id
+        journey = self._journeys.get(lead_id)
+        if journey is not None and touch.at < journey.updated:  # late, within the lateness
+            return self._refold(touch)
+        self._move_clock(touch.at, lead_id)
+        pending = _Pending(self)
         journey = self._journeys.get(lead_id)
         created = journey is None
         if journey is None:
@@ -584,6 +623,77 @@ class Engine:
             self._touches.setdefault(lead_id, []).append(touch)
         pending.commit()
         return journey
+
+    def _sibling(self) -> Engine:
+        """A new engine with this one's funnel, rules and hooks; no state, store or listeners."""
+        sibling = copy.copy(self)
+        sibling.lateness = timedelta(0)
+        sibling.store = None
+        sibling.listeners = []
+        sibling._deferred = None
+        sibling._broken = None
+        sibling._acting = None
+        sibling._action_id = None
+        sibling._reset_state()
+        return sibling
+
+    def _refold(self, touch: Touch) -> Journey:
+        """Apply a touch older than its lead's latest change: re-fold that lead in time order.
+
+        The lead's inputs (with the late touch in its place) run through a
+        fresh engine, escalated up to this engine's watermark; where its
+        records part from the lead's, a REVISED record supersedes the rest and
+        the new records follow. The journey (and every report, which reads
+        :func:`~buyerjourney.effective_records`) is then what on-time arrival
+        would have given.
+
+        Raises:
+            InvalidTouch, HookError: The late touch cannot be applied (nothing changed).
+        """
+        assert self._inputs is not None
+        assert self._lead_records is not None
+        lead_id = touch.lead_id
+        inputs = sorted([*self._inputs.get(lead_id, ()), touch], key=lambda item: item.at)
+        sibling = self._sibling()
+        for item in inputs:
+            if isinstance(item, Touch):
+                sibling.ingest_one(item)
+            else:
+                # refused, and recorded as refused: as it was the first time
+                with contextlib.suppress(
+                    ActionRefused, TransitionNotAllowed, HookError, ReasonRequired
+                ):
+                    sibling.perform(item)
+        horizon = self.watermark
+        if horizon is not None and (sibling.clock is None or horizon > sibling.clock):
+            sibling.advance(horizon)
+        new = sibling.records
+        old = self._lead_records.get(lead_id, [])
+        keep = 0
+        while keep < len(old) and keep < len(new) and _same(old[keep], new[keep]):
+            keep += 1
+        pending = _Pending(self)
+        pending.touches.append(touch)
+        after = old[keep - 1].seq if keep else -1
+        pending.note(
+            lifecycle.revised(lead_id, pending.seq, touch.at, after=after, touch_id=touch.touch_id)
+        )
+        pending.journeys[lead_id] = rebuild(self.funnel, old[:keep]).get(lead_id)  # type: ignore[assignment]
+        pending.revised = (lead_id, keep)
+        for record in new[keep:]:
+            moved = attrs.evolve(record, seq=pending.seq)
+            if moved.kind.changes_journey:
+                pending.add(moved)
+            else:
+                pending.note(moved)
+        pending.persist()
+        if self._incremental is not None:
+            self._states[lead_id] = sibling._states[lead_id]
+        elif self.scorer is not None:
+            self._touches[lead_id] = sibling._touches.get(lead_id, [])
+        pending.commit()
+        self._late_applied += 1
+        return self._journeys[lead_id]
 
     def _decide(
         self, pending: _Pending, journey: Journey, decision: Decision, touch: Touch
@@ -665,7 +775,7 @@ class Engine:
             HookError: A guard failed.
             InvalidAction: *at* is not an aware time, or is before the engine's clock.
         """
-        at = self._manual_time(at, event)
+        at = self._manual_time(at, event, lead_id)
         journey = self._require(lead_id, event, actor, at)
         self._permit(journey, event, actor, at)
         if journey.pending_acceptance:
@@ -791,7 +901,7 @@ class Engine:
     def _override(
         self, lead_id: str, stage: str, *, actor: Actor, at: datetime, reason: str
     ) -> Journey:
-        at = self._manual_time(at, "override")
+        at = self._manual_time(at, "override", lead_id)
         target = self.funnel.stage(stage)
         journey = self._require(lead_id, "override", actor, at)
         self._permit(journey, "override", actor, at)
@@ -902,7 +1012,9 @@ class Engine:
     def advance(self, at: datetime) -> list[Record]:
         """Move the engine's clock to *at*, escalating every SLA breached by then.
 
-        Returns the escalation records, each dated at its deadline.
+        Returns the escalation records, each dated at its deadline. With a
+        lateness, *at* also closes the window: no touch older than *at* is
+        applied afterwards.
 
         Raises:
             InvalidAction: *at* is not an aware time, or is before the engine's clock.
@@ -913,34 +1025,87 @@ class Engine:
         except InvalidTouch as exc:
             raise InvalidAction("advance", "at", given, exc.expected) from None
         self._check_clock(at, "advance", given)
-        out: list[Record] = []
-        while self._deadlines and self._deadlines[0][0][0] <= at:
-            key, stage, entered, sla = heapq.heappop(self._deadlines)
-            deadline, lead_id = key[0], key[1]
-            journey = self._journeys[lead_id]
-            if journey.stage != stage or journey.stages[stage].entered != entered:
-                continue  # the journey left that visit
-            if sla == lifecycle.STAGE_SLA and journey.escalated:
-                continue
-            if sla == lifecycle.ACCEPTANCE_SLA and (
-                not journey.pending_acceptance or journey.acceptance_escalated
-            ):
-                continue  # answered in time, or already escalated
-            pending = _Pending(self)
-            pending.add(
-                lifecycle.escalation(
-                    lead_id,
-                    pending.seq,
-                    stage=stage,
-                    entered=entered,
-                    deadline=deadline,
-                    team=journey.owner,
-                    sla=sla,
-                )
-            )
-            out.extend(pending.commit())
+        out = self._escalate_until(at)
         self._clock = at if self._clock is None or at > self._clock else self._clock
+        if self._advanced is None or at > self._advanced:
+            self._advanced = at
         return out
+
+    def _escalate_until(self, horizon: datetime) -> list[Record]:
+        """Escalate every deadline up to *horizon*, in escalation order."""
+        out: list[Record] = []
+        while self._deadlines and self._deadlines[0][0][0] <= horizon:
+            out.extend(self._escalate(heapq.heappop(self._deadlines)))
+        return out
+
+    def _escalate(self, entry: _Deadline) -> list[Record]:
+        """The escalation of one deadline, if the visit it belongs to still waits."""
+        key, stage, entered, sla = entry
+        deadline, lead_id = key[0], key[1]
+        journey = self._journeys[lead_id]
+        if journey.stage != stage or journey.stages[stage].entered != entered:
+            return []  # the journey left that visit
+        if sla == lifecycle.STAGE_SLA and journey.escalated:
+            return []
+        if sla == lifecycle.ACCEPTANCE_SLA and (
+            not journey.pending_acceptance or journey.acceptance_escalated
+        ):
+            return []  # answered in time, or already escalated
+        pending = _Pending(self)
+        pending.add(
+            lifecycle.escalation(
+                lead_id,
+                pending.seq,
+                stage=stage,
+                entered=entered,
+                deadline=deadline,
+                team=journey.owner,
+                sla=sla,
+            )
+        )
+        return pending.commit()
+
+    def _move_clock(self, at: datetime, lead_id: str) -> None:
+        """Time moves to *at* for an input of *lead_id*: escalate what is due by then.
+
+        Without a lateness, every deadline up to *at* (as :meth:`advance`).
+        With one, every deadline up to the watermark (the latest time seen
+        less the lateness), and the lead's own deadlines up to *at*: so each
+        lead's log is what on-time arrival would give.
+        """
+        if not self._inputs_kept:
+            self._escalate_until(at)
+        else:
+            latest = at if self._clock is None or at > self._clock else self._clock
+            horizon = latest - self.lateness
+            if self._advanced is not None and self._advanced > horizon:
+                horizon = self._advanced
+            self._escalate_until(horizon)
+            journey = self._journeys.get(lead_id)
+            if journey is not None:
+                entered = journey.stages[journey.stage].entered
+                for entry in sorted(_deadlines(self.funnel, journey, entered)):
+                    if entry[0][0] <= at:
+                        self._escalate(entry)
+        if self._clock is None or at > self._clock:
+            self._clock = at
+
+    @property
+    def _inputs_kept(self) -> bool:
+        return self._inputs is not None
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The oldest time an input may have now (``None`` before anything happened).
+
+        The clock less the lateness, or the last :meth:`advance` if later.
+        """
+        if self._clock is None:
+            return self._advanced
+        limit = self._clock - self.lateness
+        if self._advanced is not None and self._advanced > limit:
+            return self._advanced
+        return limit
 
     # ------------------------------------------------------------------ internals
 
@@ -1006,29 +1171,44 @@ class Engine:
         )
 
     def _check_clock(self, at: datetime, what: str, given: object = None) -> None:
-        if self._clock is not None and at < self._clock:
-            expected = (
-                f"a time not before the engine's clock {self._clock.isoformat()}; "
-                "feed the engine in time order"
-            )
+        limit = self.watermark
+        if limit is not None and at < limit:
+            clock = self._clock.isoformat() if self._clock is not None else "-"
+            if self.lateness:
+                expected = (
+                    f"a time not before {limit.isoformat()} (the engine's clock {clock} less "
+                    f"the allowed lateness {self.lateness}); it arrived too late"
+                )
+            else:
+                expected = (
+                    f"a time not before the engine's clock {clock}; feed the engine in time "
+                    "order (or allow some lateness: Engine(..., lateness=...))"
+                )
             if what == "touch":
                 raise InvalidTouch("at", at, expected)
             raise InvalidAction(what, "at", at if given is None else given, expected)
 
-    def _manual_time(self, at: datetime, action: str) -> datetime:
+    def _manual_time(self, at: datetime, action: str, lead_id: str) -> datetime:
         try:
             parsed = parse_time(at)
         except InvalidTouch as exc:
             raise InvalidAction(action, "at", at, exc.expected) from None
         self._check_clock(parsed, action, at)
-        self.advance(parsed)
+        journey = self._journeys.get(lead_id)
+        if self._inputs_kept and journey is not None and parsed < journey.updated:
+            expected = (
+                f"a time not before the lead's latest change {journey.updated.isoformat()} "
+                "(only touches are put back in time order; actions must come in order per lead)"
+            )
+            raise InvalidAction(action, "at", at, expected)
+        self._move_clock(parsed, lead_id)
         return parsed
 
     def _waiting_handoff(
         self, lead_id: str, action: str, actor: Actor, at: datetime
     ) -> tuple[Journey, datetime]:
         """The journey an accept or reject is for, after the checks both share."""
-        at = self._manual_time(at, action)
+        at = self._manual_time(at, action, lead_id)
         journey = self._require(lead_id, action, actor, at)
         self._permit(journey, action, actor, at)
         if not journey.pending_acceptance:
@@ -1182,6 +1362,8 @@ class _Pending:
         self.actions: list[Action] = [action] if action is not None else []
         """The action the operation performs, kept with its records in the store."""
         self.persisted = False
+        self.revised: tuple[str, int] | None = None
+        """For a re-fold: the lead, and how many of its records still count."""
 
     def add(self, record: Record) -> Journey:
         """Append a state-changing record and return the journey after it.
@@ -1239,6 +1421,21 @@ class _Pending:
                 batch.journeys.update(self.journeys)
         self.persisted = True
 
+    def _keep_for_refolds(
+        self, inputs: dict[str, list[Touch | Action]], lead_records: dict[str, list[Record]]
+    ) -> None:
+        """Keep each lead's inputs and the records that count (only with a lateness)."""
+        given: list[Touch | Action] = [*self.touches, *self.actions]
+        for item in given:
+            inputs.setdefault(item.lead_id, []).append(item)
+        records = self.records
+        if self.revised is not None:
+            lead_id, keep = self.revised
+            lead_records[lead_id] = lead_records.get(lead_id, [])[:keep]
+            records = [r for r in records if r.kind is not RecordKind.REVISED]
+        for record in records:
+            lead_records.setdefault(record.lead_id, []).append(record)
+
     def commit(self) -> list[Record]:
         """Hand the records and journeys to the engine, then tell every listener.
 
@@ -1256,6 +1453,8 @@ class _Pending:
                     heapq.heappush(engine._deadlines, entry)
         engine._touch_ids.update(t.touch_id for t in self.touches)
         engine._action_ids.update(a.action_id for a in self.actions if a.action_id is not None)
+        if engine._inputs is not None and engine._lead_records is not None:
+            self._keep_for_refolds(engine._inputs, engine._lead_records)
         failures: list[tuple[object, Record, Exception]] = []
         batch = engine._deferred if engine.store is not None else None
         for record in self.records:
@@ -1269,6 +1468,11 @@ class _Pending:
             listener, record, error = failures[0]
             raise ListenerFailed(hook_name(listener, "listener"), record, len(failures)) from error
         return self.records
+
+
+def _same(a: Record, b: Record) -> bool:
+    """Whether two records say the same thing, wherever they are in the log."""
+    return a.seq == b.seq or attrs.evolve(a, seq=0) == attrs.evolve(b, seq=0)
 
 
 _KIND_HOOKS: Mapping[RecordKind, str] = {

@@ -108,8 +108,9 @@ class Pipeline:
         listeners: Iterable[object] = (),
         backend: Backend = "table",
         store: Store | None = None,
+        lateness: timedelta = timedelta(0),
     ) -> Engine:
-        """A new engine for this pipeline: empty, or resumed from *store*."""
+        """A new engine for this pipeline: empty, or resumed from *store* (see :class:`Engine`)."""
         return Engine(
             self.funnel,
             hooks=self.hooks,
@@ -120,6 +121,7 @@ class Pipeline:
             listeners=listeners,
             backend=backend,
             store=store,
+            lateness=lateness,
         )
 
 
@@ -295,6 +297,8 @@ class IngestCounts:
             recorded in the log as refused).
         quarantined: Inputs that did not land, with source, line and reason.
         records: Records appended to the log.
+        late: Applied touches that came after a later touch of their lead
+            (within the engine's lateness) and were put in time order.
     """
 
     read: int = 0
@@ -303,6 +307,7 @@ class IngestCounts:
     refused: int = 0
     quarantined: tuple[QuarantineEntry, ...] = ()
     records: int = 0
+    late: int = 0
 
     @property
     def nothing_new(self) -> bool:
@@ -345,18 +350,19 @@ def ingest(engine: Engine, items: Iterable[Located]) -> IngestCounts:
     Returns:
         The counts, with the quarantined entries.
     """
-    read = applied = duplicates = refused = 0
+    read = applied = duplicates = refused = late = 0
     entries: list[QuarantineEntry] = []
     before = len(engine.records)
     chunk: list[tuple[str, int, Touch]] = []
 
     def flush() -> None:
-        nonlocal applied, duplicates
+        nonlocal applied, duplicates, late
         if not chunk:
             return
         report = engine.ingest([touch for _, _, touch in chunk])
         applied += report.accepted
         duplicates += report.duplicates
+        late += report.late
         for q in report.quarantined:
             source, line, touch = chunk[q.position]
             entries.append(QuarantineEntry(source, line, _code(q.error), q.reason, _text(touch)))
@@ -387,7 +393,7 @@ def ingest(engine: Engine, items: Iterable[Located]) -> IngestCounts:
     if store is not None and entries:
         store.quarantine(entries)
     return IngestCounts(
-        read, applied, duplicates, refused, tuple(entries), len(engine.records) - before
+        read, applied, duplicates, refused, tuple(entries), len(engine.records) - before, late
     )
 
 

@@ -439,7 +439,7 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _store_error(self.path, "write to", exc) from None
 
     def _length(self) -> int:
@@ -560,7 +560,7 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _store_error(self.path, "write to", exc) from None
 
     def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
@@ -577,7 +577,7 @@ class SQLiteStore:
                     _insert("quarantine", _QUARANTINE_COLUMNS, "INSERT OR IGNORE"),
                     [(e.source, e.line, e.code, e.reason, e.text) for e in entries],
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _store_error(self.path, "write to", exc) from None
 
     def quarantined(self) -> list[QuarantineEntry]:
@@ -598,7 +598,7 @@ class SQLiteStore:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("DELETE FROM quarantine WHERE entry_id = ?", ids)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _store_error(self.path, "write to", exc) from None
 
     @contextlib.contextmanager
@@ -674,7 +674,7 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _store_error(self.path, "write to", exc) from None
         self._buffer.clear()
 
@@ -729,9 +729,13 @@ def _shared_lock(path: str) -> int | None:
     return handle
 
 
-def _store_error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
+def _store_error(path: str, doing: str, exc: sqlite3.Error | UnicodeEncodeError) -> StoreError:
     """A :class:`~buyerjourney.errors.StoreError` for a SQLite failure, saying what to do."""
     text = str(exc)
+    if isinstance(exc, UnicodeEncodeError):
+        text = "text that is not valid Unicode (a lone surrogate)"
+        hint = "fix the input: every id, name and value must be valid Unicode text"
+        return StoreError(f"cannot {doing} store {path!r}: {text}; {hint}")
     if "locked" in text or "busy" in text:
         hint = "another process holds the database; wait for it, or use another file"
     elif "not a database" in text or "malformed" in text:

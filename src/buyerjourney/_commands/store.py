@@ -23,6 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from buyerjourney._commands.common import (
@@ -105,9 +106,21 @@ def _pipeline(args: argparse.Namespace, *, sample: bool = False) -> Pipeline:
     return pipeline_arg(args, funnel_arg, check_owners=True)
 
 
-def _engine(pipeline: Pipeline, store: Any) -> Any:
+def _lateness(args: argparse.Namespace) -> timedelta:
+    from buyerjourney._adapters.files import _parse_duration  # noqa: PLC0415  (one home)
+
+    text = getattr(args, "lateness", None)
+    if not text:
+        return timedelta(0)
+    value = _parse_duration(text)
+    if isinstance(value, str):
+        raise CommandError(f"--lateness {value}", usage=True)
+    return value
+
+
+def _engine(pipeline: Pipeline, store: Any, lateness: timedelta = timedelta(0)) -> Any:
     try:
-        return pipeline.engine(store=store)
+        return pipeline.engine(store=store, lateness=lateness)
     except UnknownHook as exc:
         raise (guard_hint(exc) if exc.kind == "guard" else exc) from None
 
@@ -139,6 +152,12 @@ def add_ingest(subparsers: SubParsers) -> None:
     _add_store_option(parser)
     _add_funnel_options(parser)
     _add_reader_options(parser)
+    parser.add_argument(
+        "--lateness",
+        metavar="DURATION",
+        help="how late a touch may arrive after a later touch of its lead and still be put "
+        "in time order (ISO-8601, e.g. PT10M; default: none)",
+    )
     parser.add_argument(
         "--until",
         metavar="TIME",
@@ -231,9 +250,10 @@ def _run_ingest(args: argparse.Namespace) -> int:
     if not args.files and not args.sample:
         raise CommandError("give the files to ingest, or --sample", usage=True)
     pipeline = _pipeline(args, sample=args.sample)
+    lateness = _lateness(args)
     store = open_store(args.store)
     try:
-        engine = _engine(pipeline, store)
+        engine = _engine(pipeline, store, lateness)
         counts = ingest(engine, _progress(_inputs(args), enabled=not args.no_progress))
         if args.until:
             engine.advance(parse_time(args.until, field="--until"))
@@ -279,6 +299,7 @@ def _counts(counts: IngestCounts) -> dict[str, Any]:
         "refused": counts.refused,
         "quarantined": len(counts.quarantined),
         "records": counts.records,
+        "late": counts.late,
         "nothing_new": counts.nothing_new,
     }
 

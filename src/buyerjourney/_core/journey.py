@@ -208,9 +208,13 @@ def _evolve(journey: Journey, changes: Mapping[str, Any]) -> Journey:
 
 
 def rebuild(funnel: Funnel, records: Iterable[Record]) -> dict[str, Journey]:
-    """Fold a whole log (in order) into every journey, by lead id."""
+    """Fold a whole log (in order) into every journey, by lead id.
+
+    Records a revision superseded (a late touch re-folded the journey) are
+    left out, as :func:`~buyerjourney._core.lifecycle.effective` says.
+    """
     journeys: dict[str, Journey] = {}
-    for record in records:
+    for record in lifecycle.effective(records):
         current = journeys.get(record.lead_id)
         if current is None and not record.kind.changes_journey:
             continue  # an action refused because the lead had no journey yet

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -70,6 +70,7 @@ AWAITS_ANSWER = "stage {stage!r} waits for the receiving team to accept or rejec
 """Why a person's ``send`` is refused while a handoff waits for acceptance."""
 
 PAST_SLA = "in {stage!r} since {entered}, past its SLA"
+REVISED_LATE = "late touch {touch_id!r} of {at} re-folds the journey"
 """The reason of an ESCALATION record of the time in a stage (*entered* in ISO format)."""
 
 PAST_ACCEPT_SLA = (
@@ -381,6 +382,50 @@ def escalation(
         reason=text.format(stage=stage, entered=entered.isoformat()),
         data=data,
     )
+
+
+def revised(lead_id: str, seq: int, at: datetime, *, after: int, touch_id: str) -> Record:
+    """The late touch *touch_id* (dated *at*) re-folds *lead_id*'s journey.
+
+    The lead's records with a ``seq`` greater than *after* (``-1``: all of
+    them) are superseded by the records that follow this one; see
+    :func:`effective`.
+    """
+    return _record(
+        lead_id=lead_id,
+        seq=seq,
+        at=at,
+        kind=RecordKind.REVISED,
+        touch_id=touch_id,
+        reason=REVISED_LATE.format(touch_id=touch_id, at=at.isoformat()),
+        data={"after": after},
+    )
+
+
+def effective(records: Iterable[Record]) -> list[Record]:
+    """The records that count, in log order: without superseded ones and the revisions.
+
+    The one home of how a revision is read: the fold, the reports and the
+    stores' rebuild all go through it. A log without revisions comes back
+    unchanged (as a list).
+    """
+    kept: list[Record | None] = []
+    by_lead: dict[str, list[int]] = {}
+    revised_any = False
+    for record in records:
+        if record.kind is RecordKind.REVISED:
+            revised_any = True
+            after = int(record.data.get("after", -1))
+            places = by_lead.get(record.lead_id, [])
+            while places:
+                earlier = kept[places[-1]]
+                if earlier is None or earlier.seq <= after:
+                    break
+                kept[places.pop()] = None
+            continue
+        by_lead.setdefault(record.lead_id, []).append(len(kept))
+        kept.append(record)
+    return [r for r in kept if r is not None] if revised_any else cast("list[Record]", kept)
 
 
 def refused(

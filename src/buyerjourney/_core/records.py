@@ -291,6 +291,9 @@ class RecordKind(enum.Enum):
     """Someone set the stage by hand, outside the funnel's transitions."""
     REFUSED = "refused"
     """An action was refused; nothing changed."""
+    REVISED = "revised"
+    """A late touch re-folded the journey: the lead's records after ``data["after"]``
+    (a ``seq``) are superseded by the records that follow this one."""
 
     @property
     def enters_stage(self) -> bool:
@@ -303,8 +306,12 @@ class RecordKind(enum.Enum):
 
     @property
     def changes_journey(self) -> bool:
-        """Whether a record of this kind changes the journey (a refusal does not)."""
-        return self is not RecordKind.REFUSED
+        """Whether a record of this kind is folded into the journey.
+
+        A refusal changes nothing; a revision marks records as superseded (see
+        :func:`buyerjourney.effective_records`) and is not folded itself.
+        """
+        return self is not RecordKind.REFUSED and self is not RecordKind.REVISED
 
 
 _ENTERS_STAGE: frozenset[RecordKind] = frozenset(
