@@ -564,6 +564,15 @@ class Funnel:
     _outgoing: Mapping[str, tuple[Transition, ...]] = attrs.field(
         init=False, eq=False, hash=False, repr=False
     )
+    # Derived once when the funnel is built, so that asking costs nothing on a
+    # funnel of any size (engines and the verifier ask these per step).
+    _allowed: Mapping[str, tuple[str, ...]] = attrs.field(
+        init=False, eq=False, hash=False, repr=False
+    )
+    _names: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _events: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _guards: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _initial: Stage = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         problems = find_problems(self.stages, self.transitions)
@@ -586,6 +595,13 @@ class Funnel:
         for t in self.transitions:
             outgoing[t.source].append(t)
         object.__setattr__(self, "_outgoing", {k: tuple(v) for k, v in outgoing.items()})
+        allowed = {k: tuple(dict.fromkeys(t.event for t in v)) for k, v in outgoing.items()}
+        object.__setattr__(self, "_allowed", allowed)
+        object.__setattr__(self, "_names", tuple(self._by_name))
+        object.__setattr__(self, "_events", tuple(dict.fromkeys(t.event for t in self.transitions)))
+        guards = (t.guard for t in self.transitions if t.guard is not None)
+        object.__setattr__(self, "_guards", tuple(dict.fromkeys(guards)))
+        object.__setattr__(self, "_initial", next(s for s in self.stages if s.initial))
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -604,22 +620,22 @@ class Funnel:
     @property
     def initial(self) -> Stage:
         """The stage every journey starts in."""
-        return next(s for s in self.stages if s.initial)
+        return self._initial
 
     @property
     def stage_names(self) -> tuple[str, ...]:
         """The stage names, in definition order."""
-        return tuple(self._by_name)
+        return self._names
 
     @property
     def events(self) -> tuple[str, ...]:
         """Every event name, in order of first appearance."""
-        return tuple(dict.fromkeys(t.event for t in self.transitions))
+        return self._events
 
     @property
     def guards(self) -> tuple[str, ...]:
         """Every guard name the transitions refer to, in order of first appearance."""
-        return tuple(dict.fromkeys(t.guard for t in self.transitions if t.guard is not None))
+        return self._guards
 
     @property
     def success_path(self) -> tuple[Stage, ...]:
@@ -641,8 +657,16 @@ class Funnel:
         return self._outgoing[stage]
 
     def allowed_events(self, stage: str) -> tuple[str, ...]:
-        """The events that may be sent from *stage* (before guards are asked)."""
-        return tuple(dict.fromkeys(t.event for t in self.transitions_from(stage)))
+        """The events that may be sent from *stage* (before guards are asked).
+
+        Raises:
+            UnknownStage: The funnel has no such stage.
+        """
+        try:
+            return self._allowed[stage]
+        except (KeyError, TypeError):
+            self.stage(stage)  # raises UnknownStage
+            raise
 
     def extend(
         self,

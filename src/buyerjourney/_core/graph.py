@@ -25,7 +25,7 @@ Example::
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -52,13 +52,17 @@ def shortest_paths(
     *,
     avoid: Collection[str] = (),
     usable: Callable[[_M], bool] | None = None,
-) -> dict[str, tuple[_M, ...]]:
+) -> PathTree[_M]:
     """A shortest path from *start* to every stage it reaches, breadth first.
 
     Ties go to the move found first: stages in the order they are reached,
     and the moves out of each in the order *moves* gives them. *moves* is
     called once for each stage reached (never for a stage in *avoid*), and
     every move it gives is looked at, even one into a stage already reached.
+
+    The walk is linear in the stages and moves it sees: each stage keeps the
+    move that reached it, and a path is rebuilt (in its length) only when it
+    is looked up.
 
     Args:
         moves: The moves out of a stage, such as ``funnel.transitions_from``.
@@ -67,22 +71,10 @@ def shortest_paths(
         usable: If given, only the moves for which it is true are taken.
 
     Returns:
-        Each reached stage (*start* included) with the moves that lead there
-        from *start*, in the order reached.
+        A mapping of each reached stage (*start* included), in the order
+        reached, to the moves that lead there from *start*.
     """
-    paths: dict[str, tuple[_M, ...]] = {start: ()}
-    queue = deque([start])
-    while queue:
-        stage = queue.popleft()
-        for move in moves(stage):
-            target = move.target
-            if target in paths or target in avoid:
-                continue
-            if usable is not None and not usable(move):
-                continue
-            paths[target] = (*paths[stage], move)
-            queue.append(target)
-    return paths
+    return PathTree(moves, start, avoid=avoid, usable=usable)
 
 
 def reach(
@@ -92,7 +84,9 @@ def reach(
     avoid: Collection[str] = (),
     usable: Callable[[_M], bool] | None = None,
 ) -> set[str]:
-    """The stages reachable from *start*, itself included.
+    """The stages reachable from *start*, itself included (one walk, no paths kept).
+
+    *moves* is called once for each stage reached, as in :func:`shortest_paths`.
 
     Args:
         moves: The moves out of a stage, such as ``funnel.transitions_from``.
@@ -103,17 +97,29 @@ def reach(
     Returns:
         The names of the stages reached.
     """
-    return set(shortest_paths(moves, start, avoid=avoid, usable=usable))
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        for move in moves(queue.popleft()):
+            target = move.target
+            if target in seen or target in avoid:
+                continue
+            if usable is not None and not usable(move):
+                continue
+            seen.add(target)
+            queue.append(target)
+    return seen
 
 
-class PathTree:
+class PathTree(Mapping[str, tuple[_M, ...]]):
     """Shortest paths from one stage, kept as a breadth-first tree: linear in the funnel.
 
-    :func:`shortest_paths` gives every stage its
-    whole path as a tuple, which on a chain of *n* stages costs *n*\u00b2/2;
-    the structural checks only ever need a few of those paths, so this walk
-    keeps each stage's last move and depth, and rebuilds a path when asked.
-    Ties go to the move found first, exactly as in ``shortest_paths``.
+    Each reached stage keeps the stage it was reached from, the move that
+    reached it and its depth; :meth:`path` (or ``tree[stage]``) rebuilds a
+    path when asked, in the path's length. Giving every stage its whole path
+    as a tuple instead would cost *n*\u00b2/2 on a chain of *n* stages. Ties go
+    to the move found first (see :func:`shortest_paths`). As a mapping, it
+    maps each reached stage, in the order reached, to its path.
 
     Args:
         moves: The moves out of a stage, such as ``funnel.transitions_from``;
@@ -121,17 +127,25 @@ class PathTree:
         start: Where every path starts.
         avoid: Stages the paths never enter.
         usable: If given, only the moves for which it is true are taken.
+
+    Attributes:
+        start: Where every path starts.
+        last: The move that reaches each stage (``None`` for *start*).
+        parent: The stage each stage is reached from (``None`` for *start*).
+        depth: The number of moves from *start* to each stage.
     """
 
     def __init__(
         self,
-        moves: Callable[[str], Iterable[Transition]],
+        moves: Callable[[str], Iterable[_M]],
         start: str,
         *,
         avoid: Collection[str] = (),
-        usable: Callable[[Transition], bool] | None = None,
+        usable: Callable[[_M], bool] | None = None,
     ) -> None:
-        self.last: dict[str, Transition | None] = {start: None}
+        self.start = start
+        self.last: dict[str, _M | None] = {start: None}
+        self.parent: dict[str, str | None] = {start: None}
         self.depth: dict[str, int] = {start: 0}
         queue = deque([start])
         while queue:
@@ -143,6 +157,7 @@ class PathTree:
                 if usable is not None and not usable(move):
                     continue
                 self.last[target] = move
+                self.parent[target] = stage
                 self.depth[target] = self.depth[stage] + 1
                 queue.append(target)
 
@@ -152,13 +167,34 @@ class PathTree:
     def __iter__(self) -> Iterator[str]:
         return iter(self.last)
 
-    def path(self, stage: str) -> tuple[Transition, ...]:
-        """The moves from the start to *stage* (empty for the start or a stage not reached)."""
-        steps: list[Transition] = []
-        move = self.last.get(stage)
-        while move is not None:
+    def __len__(self) -> int:
+        return len(self.last)
+
+    def __getitem__(self, stage: str) -> tuple[_M, ...]:
+        if stage not in self.last:
+            raise KeyError(stage)
+        return self.path(stage)
+
+    def __repr__(self) -> str:
+        return f"PathTree(start={self.start!r}, stages={len(self.last)})"
+
+    def path(self, stage: str) -> tuple[_M, ...]:
+        """The moves from the start to *stage* (empty for the start or a stage not reached).
+
+        Args:
+            stage: The stage to reach.
+
+        Returns:
+            The moves, in order; built in the length of the path.
+        """
+        steps: list[_M] = []
+        here: str | None = stage if stage in self.last else None
+        while here is not None:
+            move = self.last[here]
+            if move is None:
+                break
             steps.append(move)
-            move = self.last[move.source]
+            here = self.parent[here]
         return tuple(reversed(steps))
 
 

@@ -30,6 +30,7 @@ holds the two engines to the same outcome at every step:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import MappingProxyType
@@ -63,7 +64,8 @@ class CompiledFunnel:
 
     Build one with :func:`compile_funnel` (or this constructor) and reuse it for
     every lead: it holds no journey state. Guard hooks are resolved once, when
-    the table is built.
+    the table is built; the rest is computed once per funnel object and shared
+    by all its tables.
 
     Args:
         funnel: The funnel to compile.
@@ -111,23 +113,28 @@ class CompiledFunnel:
     _allowed: tuple[tuple[str, ...], ...]
 
     def __init__(self, funnel: Funnel, hooks: Hooks | None = None) -> None:
-        guards = (hooks if hooks is not None else Hooks()).resolve(funnel.guards)
+        shape = _shape_of(funnel)
         self.funnel = funnel
-        self.stage_names = funnel.stage_names
-        self.event_names = funnel.events
-        self.stage_index = MappingProxyType({n: i for i, n in enumerate(self.stage_names)})
-        self.event_index = MappingProxyType({n: i for i, n in enumerate(self.event_names)})
-        self.transitions = funnel.transitions
-        self.initial_index = self.stage_index[funnel.initial.name]
-        self._targets = tuple(self.stage_index[t.target] for t in self.transitions)
-        self._allowed = tuple(funnel.allowed_events(name) for name in self.stage_names)
-        table: dict[tuple[int, int], list[Candidate]] = {}
-        for i, t in enumerate(self.transitions):
-            guard = None if t.guard is None else partial(evaluate_guard, t.guard, guards[t.guard])
-            key = (self.stage_index[t.source], self.event_index[t.event])
-            backward = t.direction is Direction.BACKWARD
-            table.setdefault(key, []).append((i, self._targets[i], guard, backward))
-        self.table = MappingProxyType({k: tuple(v) for k, v in table.items()})
+        self.stage_names = shape.stage_names
+        self.event_names = shape.event_names
+        self.stage_index = shape.stage_index
+        self.event_index = shape.event_index
+        self.transitions = shape.transitions
+        self.initial_index = shape.initial_index
+        self._targets = shape.targets
+        self._allowed = shape.allowed
+        if not shape.guarded:
+            self.table = shape.table
+            return
+        guards = (hooks if hooks is not None else Hooks()).resolve(funnel.guards)
+        bound = {name: partial(evaluate_guard, name, fn) for name, fn in guards.items()}
+        table = dict(shape.table)
+        for key, candidates in shape.guarded:
+            table[key] = tuple(
+                (i, target, None if name is None else bound[name], backward)
+                for i, target, name, backward in candidates
+            )
+        self.table = MappingProxyType(table)
 
     def __repr__(self) -> str:
         return (
@@ -238,8 +245,89 @@ class CompiledFunnel:
         )
 
 
+_Unbound: TypeAlias = tuple[int, int, str | None, bool]
+"""A candidate before its guard is bound: ``(transition_idx, target_idx, guard_name, backward)``."""
+
+
+class _Shape:
+    """What a compiled table keeps of a funnel whatever the hooks: computed once per funnel.
+
+    Every :class:`CompiledFunnel` of the same funnel object shares it, so that
+    building an engine costs only the binding of its guards: a funnel with no
+    guards compiles in constant time after the first time.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "allowed",
+        "event_index",
+        "event_names",
+        "funnel",
+        "guarded",
+        "initial_index",
+        "stage_index",
+        "stage_names",
+        "table",
+        "targets",
+        "transitions",
+    )
+
+    def __init__(self, funnel: Funnel) -> None:
+        self.funnel = weakref.ref(funnel)
+        self.stage_names = funnel.stage_names
+        self.event_names = funnel.events
+        self.stage_index = MappingProxyType({n: i for i, n in enumerate(self.stage_names)})
+        self.event_index = MappingProxyType({n: i for i, n in enumerate(self.event_names)})
+        self.transitions = funnel.transitions
+        self.initial_index = self.stage_index[funnel.initial.name]
+        self.targets = tuple(self.stage_index[t.target] for t in self.transitions)
+        self.allowed = tuple(funnel.allowed_events(name) for name in self.stage_names)
+        unbound: dict[tuple[int, int], list[_Unbound]] = {}
+        for i, t in enumerate(self.transitions):
+            key = (self.stage_index[t.source], self.event_index[t.event])
+            backward = t.direction is Direction.BACKWARD
+            unbound.setdefault(key, []).append((i, self.targets[i], t.guard, backward))
+        self.table: Mapping[tuple[int, int], tuple[Candidate, ...]] = MappingProxyType(
+            {
+                k: tuple((i, target, None, backward) for i, target, _, backward in v)
+                for k, v in unbound.items()
+                if all(c[2] is None for c in v)
+            }
+        )
+        self.guarded: tuple[tuple[tuple[int, int], tuple[_Unbound, ...]], ...] = tuple(
+            (k, tuple(v)) for k, v in unbound.items() if any(c[2] is not None for c in v)
+        )
+
+
+_SHAPES: dict[int, _Shape] = {}
+"""The shape of each live funnel, by ``id``: an entry goes when its funnel does."""
+
+
+def _shape_of(funnel: Funnel) -> _Shape:
+    """The shared :class:`_Shape` of *funnel* (the very object: a frozen funnel never changes)."""
+    key = id(funnel)
+    shape = _SHAPES.get(key)
+    if shape is not None and shape.funnel() is funnel:
+        return shape
+    shape = _Shape(funnel)
+    _SHAPES[key] = shape
+    weakref.finalize(funnel, _forget, key, weakref.ref(shape))
+    return shape
+
+
+def _forget(key: int, shape: weakref.ref[_Shape]) -> None:
+    """Drop the shape of a funnel that is gone (unless the id already holds a newer one)."""
+    if _SHAPES.get(key) is shape():
+        _SHAPES.pop(key, None)
+
+
 def compile_funnel(funnel: Funnel, hooks: Hooks | None = None) -> CompiledFunnel:
     """Compile *funnel* into a :class:`CompiledFunnel`, resolving its guards in *hooks*.
+
+    What does not depend on the hooks (the numbering, the candidates of each
+    stage and event) is computed once per funnel object and shared by every
+    table compiled from it; each call only binds the guards, so an engine
+    built on a funnel without guards costs no work in the funnel's size.
 
     Raises:
         UnknownHook: A guard named by the funnel is not registered; lists every
