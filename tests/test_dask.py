@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from conftest import missing_backend
 
 try:
@@ -19,12 +20,11 @@ try:
 except ImportError as exc:  # pragma: no cover - without the dask extra
     missing_backend("dask", f"dask or distributed is not importable ({exc})")
 
-from test_bulk_batch import PIPELINE, by_lead, by_lead_seq, end_of, engine_frames, stream
-
 from buyerjourney import Touch
 from buyerjourney import dask as bj_dask
 from buyerjourney.analytics import funnel_report
 from buyerjourney.bulk import InvalidBatch, from_micros
+from test_bulk_batch import PIPELINE, by_lead, by_lead_seq, end_of, engine_frames, stream
 
 # distributed's shutdown of worker processes can leave sockets for the
 # garbage collector; the suite turns warnings into errors.
@@ -71,7 +71,10 @@ def test_regression_many_partitions_need_until(client: Any) -> None:
     until = end_of(table)
     journeys, records = engine_frames(table, until)
     result = bj_dask.replay(
-        PIPELINE, dd.from_pandas(table, npartitions=3), until=until, partitions=12,
+        PIPELINE,
+        dd.from_pandas(table, npartitions=3),
+        until=until,
+        partitions=12,
         touches_per_call=5,
     )
     pd.testing.assert_frame_equal(by_lead(result.journeys.compute()), by_lead(journeys))
@@ -83,11 +86,13 @@ def test_errors_are_typed_on_the_client(client: Any) -> None:
     table = stream(50, 5, seed=31)
     with pytest.raises(InvalidBatch, match="repeats"):
         bj_dask.replay(
-            PIPELINE, dd.from_pandas(table.assign(touch_id="same"), npartitions=2),
+            PIPELINE,
+            dd.from_pandas(table.assign(touch_id="same"), npartitions=2),
             until=end_of(table),
         )
     with pytest.raises(InvalidBatch, match="no column 'kind'"):
         bj_dask.replay(
-            PIPELINE, dd.from_pandas(table.drop(columns="kind"), npartitions=1),
+            PIPELINE,
+            dd.from_pandas(table.drop(columns="kind"), npartitions=1),
             until=end_of(table),
         )

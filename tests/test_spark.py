@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from conftest import missing_backend
 
 try:
@@ -26,6 +27,10 @@ try:
 except ImportError as exc:  # pragma: no cover - without the spark extra
     missing_backend("spark", f"pyspark is not importable ({exc})")
 
+from buyerjourney import spark as bj_spark
+from buyerjourney.analytics import funnel_report
+from buyerjourney.bulk import BatchNotInTimeOrder, InvalidBatch, replay_batch
+from buyerjourney.errors import InvalidAction
 from test_bulk_batch import (
     PIPELINE,
     by_lead,
@@ -34,11 +39,6 @@ from test_bulk_batch import (
     engine_frames,
     stream,
 )
-
-from buyerjourney import spark as bj_spark
-from buyerjourney.analytics import funnel_report
-from buyerjourney.bulk import BatchNotInTimeOrder, InvalidBatch, replay_batch
-from buyerjourney.errors import InvalidAction
 
 # PySpark's own modules raise DeprecationWarnings and ResourceWarnings (sockets
 # to the JVM) that the library cannot avoid; the suite turns warnings into errors.
@@ -131,9 +131,7 @@ def test_tiny_frames_with_sparks_own_equality(spark: Any) -> None:
     try:
         schema = result.journeys.schema
         assertDataFrameEqual(result.journeys, spark.createDataFrame(journeys, schema))
-        assertDataFrameEqual(
-            result.records, spark.createDataFrame(records, result.records.schema)
-        )
+        assertDataFrameEqual(result.records, spark.createDataFrame(records, result.records.schema))
     finally:
         result.unpersist()
 
@@ -142,7 +140,7 @@ def test_regression_lead_sorted_input_is_replayed_in_time_order(spark: Any) -> N
     """The prototype's first trap: the adapter sorts each lead group by time itself."""
     table = stream(2000, 100, seed=23)
     until = end_of(table)
-    journeys, records = engine_frames(table, until)
+    _, records = engine_frames(table, until)
     lead_sorted = spark.createDataFrame(table).repartition(1).sortWithinPartitions("lead_id")
     result = bj_spark.replay(PIPELINE, lead_sorted, until=until)
     try:

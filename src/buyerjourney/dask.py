@@ -59,8 +59,8 @@ def _dask() -> tuple[Any, Any]:
     """``(dask, pandas)``, or MissingExtra for the ``dask`` extra."""
     try:
         import dask  # noqa: PLC0415  (optional dependency)
-        import dask.dataframe  # noqa: PLC0415, F401
-        import pandas  # noqa: PLC0415
+        import dask.dataframe  # noqa: PLC0415
+        import pandas  # type: ignore[import-untyped]  # noqa: PLC0415
     except ImportError as exc:
         raise MissingExtra(_FEATURE, "dask", f"({exc})") from None
     return dask, pandas
@@ -85,7 +85,7 @@ def _combined_meta(pd: Any) -> Any:
             columns.setdefault(name, description)
     # int and bool columns of one part are missing (NaN) in the other's rows
     meta = _meta(pd, columns)
-    return meta.astype({name: "float64" for name in _SHARED_NULLABLE})
+    return meta.astype(dict.fromkeys(_SHARED_NULLABLE, "float64"))
 
 
 _SHARED_NULLABLE = ("version", "created", "updated", "entered", "lead_seq", "at")
@@ -107,7 +107,7 @@ class DaskReplay:
     records: Any
 
 
-def _run_partition(
+def _run_partition(  # noqa: PLR0917  (map_partitions passes its arguments positionally)
     frame: Any,
     pipeline: Pipeline,
     until: datetime,
@@ -127,21 +127,21 @@ def _run_partition(
             pipeline, chunks, until=until, touches_per_call=touches_per_call, mode=mode
         ):
             for part, table in (("journey", result.journeys), ("record", result.records)):
-                table = table.copy()
-                table.insert(0, "part", part)
-                parts.append(table.reindex(columns=names))
+                labelled = table.copy()
+                labelled.insert(0, "part", part)
+                parts.append(labelled.reindex(columns=names))
     except BuyerJourneyError as exc:
         raise _Carried(carry_error(exc)) from None
     meta = _combined_meta(pd)
     if not parts:
         return meta
     out = pd.concat(parts, ignore_index=True)
-    return out.astype({name: "float64" for name in _SHARED_NULLABLE}).astype(
-        {name: object for name in _BOOLS}
+    return out.astype(dict.fromkeys(_SHARED_NULLABLE, "float64")).astype(
+        dict.fromkeys(_BOOLS, object)
     )
 
 
-def replay(  # noqa: PLR0913  (keyword options)
+def replay(
     pipeline: Pipeline,
     ddf: Any,
     *,
@@ -204,8 +204,8 @@ def replay(  # noqa: PLR0913  (keyword options)
         raise
     journeys = combined[combined["part"] == "journey"][list(JOURNEY_FRAME_COLUMNS)]
     journeys = journeys.astype(
-        {name: "int64" for name in ("version", "created", "updated", "entered")}
-    ).astype({name: bool for name in _BOOLS})
+        dict.fromkeys(("version", "created", "updated", "entered"), "int64")
+    ).astype(dict.fromkeys(_BOOLS, bool))
     records = combined[combined["part"] == "record"][list(RECORD_FRAME_COLUMNS)]
     records = records.astype({"lead_seq": "int64", "at": "int64"})
     return DaskReplay(journeys, records)
@@ -244,7 +244,7 @@ def _facts_partition(frame: Any, options: Any) -> Any:
     return lead_facts(options, frame)
 
 
-def funnel_report(  # noqa: PLR0913  (the options of the single-process report)
+def funnel_report(
     records: Any,
     funnel: Any,
     *,
@@ -292,7 +292,7 @@ def funnel_report(  # noqa: PLR0913  (the options of the single-process report)
         entries = entries[entries["at"] <= options.as_of_micros]
     entries = entries[["lead_id", "lead_seq", "at", "target"]]
     meta = _meta(pd, FACT_COLUMNS).astype(
-        {"step": "Int64", **{m: "Int64" for m in DURATION_METRICS}}
+        {"step": "Int64", **dict.fromkeys(DURATION_METRICS, "Int64")}
     )
     facts = (
         entries.shuffle(on="lead_id")

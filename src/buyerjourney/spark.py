@@ -70,7 +70,7 @@ def _pyspark() -> tuple[Any, Any, Any]:
 
 
 def _spark_type(t: Any, description: str) -> Any:
-    kind = description.split(":", 1)[0].split()[0]
+    kind = description.split(":", 1)[0].split(maxsplit=1)[0]
     if kind.startswith("str"):
         return t.StringType()
     return {
@@ -120,7 +120,7 @@ def _carried(exc: Exception) -> BuyerJourneyError | None:
     return raised_error(str(exc))
 
 
-def replay(  # noqa: PLR0913  (keyword options)
+def replay(
     pipeline: Pipeline,
     df: Any,
     *,
@@ -208,13 +208,13 @@ def replay(  # noqa: PLR0913  (keyword options)
 
 def _combine(journeys: Any, records: Any, names: Sequence[str]) -> Any:
     """Both frames in the combined schema (``part`` first, missing columns null)."""
-    import pandas as pd  # noqa: PLC0415  (a dependency of the spark extra)
+    import pandas as pd  # type: ignore[import-untyped]  # noqa: PLC0415
 
     parts = []
     for part, frame in (("journey", journeys), ("record", records)):
-        frame = frame.copy()
-        frame.insert(0, "part", part)
-        parts.append(frame.reindex(columns=names))
+        labelled = frame.copy()
+        labelled.insert(0, "part", part)
+        parts.append(labelled.reindex(columns=names))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -260,7 +260,7 @@ def _touches(f: Any, t: Any, df: Any, columns: Mapping[str, str] | None) -> Any:
 # ---------------------------------------------------------------- the funnel report
 
 
-def funnel_report(  # noqa: PLR0913  (the options of the single-process report)
+def funnel_report(
     records: Any,
     funnel: Any,
     *,
@@ -329,7 +329,9 @@ def funnel_report(  # noqa: PLR0913  (the options of the single-process report)
         per_step.unpersist()
 
 
-def _aggregate(f: Any, window_spec: Any, facts: Any, options: Any, journeys: int) -> Any:
+def _aggregate(
+    f: Any, window_spec: Any, facts: Any, options: Any, journeys: int
+) -> DistributedFunnelReport:
     counts = {
         int(row["step"]): (int(row["entered"]), int(row["exited"]))
         for row in facts.groupBy("step")
@@ -364,16 +366,13 @@ def _aggregate(f: Any, window_spec: Any, facts: Any, options: Any, journeys: int
             for row in long.groupBy("step", "metric").agg(f.count("*").alias("n")).collect()
         }
         wanted = [
-            (step, metric, rank)
-            for (step, metric), n in sizes.items()
-            for rank in needed_ranks(n)
+            (step, metric, rank) for (step, metric), n in sizes.items() for rank in needed_ranks(n)
         ]
         values: dict[tuple[int, str, int], int] = {}
         if wanted:
             ranked = long.withColumn(
                 "rank",
-                f.row_number().over(window_spec.partitionBy("step", "metric").orderBy("value"))
-                - 1,
+                f.row_number().over(window_spec.partitionBy("step", "metric").orderBy("value")) - 1,
             )
             spark = long.sparkSession
             wanted_df = spark.createDataFrame(wanted, "step int, metric string, rank int")

@@ -179,9 +179,9 @@ class LeadNotWhole(InvalidBatch):
 
 
 def pandas_or_raise(feature: str = "the batch replay") -> Any:
-    """Import pandas, or raise :class:`~buyerjourney.errors.MissingExtra` for the ``frames`` extra."""
+    """Import pandas, or raise :class:`~buyerjourney.errors.MissingExtra` (the ``frames`` extra)."""
     try:
-        import pandas  # noqa: PLC0415  (optional dependency, imported on first use)
+        import pandas  # type: ignore[import-untyped]  # noqa: PLC0415  (optional, imported on first use)
     except ImportError as exc:  # pragma: no cover - exercised without pandas only
         raise MissingExtra(feature, "frames", f"({exc})") from None
     return pandas
@@ -297,7 +297,7 @@ def _micros(pd: Any, np: Any, series: Any, name: str) -> Any:
         return values.dt.tz_localize(None).astype("datetime64[us]").to_numpy().view(np.int64)
     if pd.api.types.is_integer_dtype(dtype):
         return series.to_numpy(np.int64)
-    if dtype == object and len(series) and all(isinstance(v, datetime) for v in series):
+    if dtype is np.dtype(object) and len(series) and all(isinstance(v, datetime) for v in series):
         if any(v.utcoffset() is None for v in series):
             msg = f"column {name!r} ('at') holds naive datetimes; give them a time zone"
             raise InvalidBatch(msg)
@@ -327,11 +327,10 @@ def _mappings(series: Any, field: str, name: str) -> dict[int, Mapping[str, Any]
     for row, value in enumerate(series.tolist()):
         if value is None or (isinstance(value, float) and value != value):  # noqa: PLR0124
             continue
-        if isinstance(value, Mapping):
-            mapping = dict(value)
-        elif isinstance(value, (list, tuple)) and all(
-            isinstance(item, (list, tuple)) and len(item) == 2 for item in value
-        ):  # an Arrow map column arrives as (key, value) pairs
+        if isinstance(value, Mapping) or (
+            isinstance(value, (list, tuple))
+            and all(isinstance(item, (list, tuple)) and len(item) == 2 for item in value)
+        ):
             mapping = dict(value)
         else:
             msg = (
@@ -512,7 +511,7 @@ def replay_partition(
         yield _replay_group(pd, np, pipeline, gathered, done, until, names, mode)
 
 
-def _replay_group(  # noqa: PLR0913, PLR0917  (the partition's state, passed through)
+def _replay_group(  # noqa: PLR0917  (the partition's state, passed through)
     pd: Any,
     np: Any,
     pipeline: Pipeline,
@@ -659,7 +658,7 @@ def _record_columns(pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, touc
     return frame
 
 
-def _decision_reasons(  # noqa: PLR0913, PLR0917
+def _decision_reasons(  # noqa: PLR0917
     pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, touches: Any, rows: Any, kind: Any
 ) -> list[str]:
     """The policy's reason of each transition and handoff row (one policy call per distinct key).
@@ -681,7 +680,11 @@ def _decision_reasons(  # noqa: PLR0913, PLR0917
     cache: dict[tuple[int, float, str], str] = {}
     out: list[str] = []
     for row, stage, value, touch_kind in zip(
-        decided.tolist(), source[decided].tolist(), score[decided].tolist(), touch_kinds, strict=True
+        decided.tolist(),
+        source[decided].tolist(),
+        score[decided].tolist(),
+        touch_kinds,
+        strict=True,
     ):
         key = (stage, value, touch_kind)
         found = cache.get(key)
@@ -776,7 +779,7 @@ def carry_error(exc: BuyerJourneyError) -> str:
     for name, value in vars(exc).items():
         try:
             pickle.dumps(value)
-        except Exception:  # noqa: BLE001, S112  (an attribute that cannot travel is left out)
+        except Exception:
             continue
         state[name] = value
     kind = type(exc)
@@ -801,10 +804,8 @@ def raised_error(text: str) -> BuyerJourneyError | None:
     start += len(_CARRIED)
     end = text.find(":", start)
     try:
-        module, qualname, message, state = pickle.loads(  # noqa: S301  (our own payload)
-            base64.b64decode(text[start:end])
-        )
-    except Exception:  # noqa: BLE001  (not ours after all)
+        module, qualname, message, state = pickle.loads(base64.b64decode(text[start:end]))
+    except Exception:
         return None
     if not module.startswith("buyerjourney."):
         return None

@@ -130,7 +130,7 @@ def report_options(
 
 
 def lead_facts(options: ReportOptions, entries: Any) -> Any:
-    """The facts of the leads in *entries*, one row per lead and step reached (:data:`FACT_COLUMNS`).
+    """The facts of the leads in *entries*: a row per lead and step reached (:data:`FACT_COLUMNS`).
 
     Args:
         options: From :func:`report_options`.
@@ -141,7 +141,7 @@ def lead_facts(options: ReportOptions, entries: Any) -> Any:
     Returns:
         A pandas DataFrame.
     """
-    import pandas as pd  # noqa: PLC0415  (the frames extra; the callers have it)
+    import pandas as pd  # type: ignore[import-untyped]  # noqa: PLC0415
 
     opts = options.options
     out: dict[str, list[Any]] = {name: [] for name in FACT_COLUMNS}
@@ -424,7 +424,7 @@ class DistributedFunnelReport:
         }
 
 
-def assemble_report(  # noqa: PLR0913  (the aggregates, by name)
+def assemble_report(
     options: ReportOptions,
     *,
     journeys: int,
