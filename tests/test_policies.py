@@ -487,3 +487,85 @@ def test_broken_policy_plugins_raise_hook_errors(plugins: Any, value: str, expec
     plugins(("broken", value))
     with pytest.raises(HookError, match=expected):
         load_policy("broken")
+
+
+# ---------------------------------------------------------------- the precomputed paths
+
+_LADDER = ("A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "F")
+
+
+def _cell_by_the_rule(bands: tuple[float, float, float], grade: str, value: float) -> str:
+    """The documented rule, written out: the letter from the grade, the band from the value."""
+    letter = "D" if grade == "F" else grade[0]
+    band = next((i for i, low in enumerate(bands, 1) if value >= low), 4)
+    return f"{letter}{band}"
+
+
+@given(
+    grade=st.sampled_from(_LADDER),
+    value=st.one_of(st.sampled_from([*BANDS, 0.0, -1.0]), st.floats(-1e3, 1e3, allow_nan=False)),
+)
+def test_matrix_cells_follow_the_documented_rule(grade: str, value: float) -> None:
+    assert matrix().cell(Score(value, grade=grade)) == _cell_by_the_rule(BANDS, grade, value)
+
+
+def test_matrix_grades_the_fast_lookup_does_not_know_take_the_checked_path() -> None:
+    class Grade(str):
+        __slots__ = ()
+
+    assert matrix().cell(Score(100, grade=Grade("B-"))) == "B1"  # a str subclass
+    assert matrix().cell(Score(100, grade="C\n")) == "C1"  # what the pattern has always let by
+    for grade in ("E", "A++", " A", 3):
+        with pytest.raises(ValueError, match="not on the fit ladder"):
+            matrix().cell(Score(100, grade=grade))  # type: ignore[arg-type]
+
+
+def test_touch_kind_decisions_are_the_documented_ones() -> None:
+    policy = TouchKindPolicy({"demo_request": "qualify", "unsubscribe": "lose"})
+    assert decide(policy, Score(0), kind="unsubscribe") == Decision("lose", "touch unsubscribe")
+    assert decide(policy, Score(0), kind="demo_request") == Decision(
+        "qualify", "touch demo_request"
+    )
+    assert decide(policy, Score(0), kind="page_view") == Decision()
+
+
+class _Threshold(ThresholdPolicy):
+    """A subclass is not trusted: its decisions are checked like any policy of one's own."""
+
+    def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
+        return "qualify"  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("composite", [AnyOf, AllOf])
+def test_a_built_in_member_that_raises_is_named_as_checked_decision_names_it(
+    composite: Any,
+) -> None:
+    # built-in members are called without the result check, but a failure reads the same
+    policy = composite(HIGH, FIT) if composite is AllOf else composite(DEMO, FIT)
+    with pytest.raises(HookError) as info:
+        decide(policy, Score(60, grade="hot"), kind="x")
+    name = f"{composite.__name__}[1]:MatrixPolicy"
+    with pytest.raises(HookError) as direct:
+        checked_decision(name, FIT, journey(), Score(60, grade="hot"), touch("x"))
+    assert info.value.hook == name
+    assert str(info.value) == str(direct.value)
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("composite", [AnyOf, AllOf])
+def test_a_subclass_member_is_checked(composite: Any) -> None:
+    with pytest.raises(HookError, match="must return a Decision") as info:
+        decide(composite(_Threshold(50, "qualify", stages=ANY_STAGE)), Score(60))
+    assert info.value.hook.startswith(f"{composite.__name__}[0]:")
+
+
+def test_precomputed_parts_do_not_change_equality_or_evolve() -> None:
+    import attrs  # noqa: PLC0415
+
+    assert TouchKindPolicy({"a": "b"}) == TouchKindPolicy({"a": "b"})
+    assert hash(matrix("A1")) == hash(matrix("A1"))
+    moved = attrs.evolve(DEMO, mapping={"purchase": "convert"})
+    assert decide(moved, Score(0), kind="purchase") == Decision("convert", "touch purchase")
+    assert not decide(moved, Score(0), kind="demo_request").acts
+    tighter = attrs.evolve(FIT, engagement_bands=(1000, 500, 100))
+    assert tighter.cell(Score(600, grade="A")) == "A2"

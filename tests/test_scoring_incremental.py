@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from buyerjourney import Engine, Touch, presets
+from buyerjourney._core.scoring import _fmt, _fmt_micro
+from buyerjourney.errors import HookError
+from buyerjourney.policies import Decision
 from buyerjourney.scoring import (
     AttributeRule,
     CombinedScorer,
@@ -169,3 +173,91 @@ def test_the_engine_keeps_no_history_for_an_incremental_scorer() -> None:
     engine.ingest(Touch(f"t{i}", "lead", T0 + timedelta(minutes=i), "visit") for i in range(50))
     assert engine._touches == {}
     assert engine.journey("lead").score == 50.0
+
+
+@st.composite
+def failing_histories(draw: st.DrawFn) -> tuple[list[Touch], list[bool]]:
+    """A history and, per touch, whether its operation commits (``add``) or fails."""
+    touches = draw(histories())
+    return touches, draw(st.lists(st.booleans(), min_size=len(touches), max_size=len(touches)))
+
+
+@given(scorers(), failing_histories())
+def test_a_touch_scored_but_never_added_changes_nothing(
+    scorer: PointsScorer, case: tuple[list[Touch], list[bool]]
+) -> None:
+    # the engine scores a touch, then a later hook may fail: the touch is never added, and
+    # the next scores are those of the touches that were
+    touches, commits = case
+    state = scorer.start()
+    kept: list[Touch] = []
+    for i, (touch, commit) in enumerate(zip(touches, commits, strict=True)):
+        expected = scorer(Lead("lead", {}, (*kept, touch)), touch.at)
+        assert scorer.score_next(state, touch, {}) == expected, f"touch {i}"
+        if commit:
+            scorer.add(state, touch)
+            kept.append(touch)
+
+
+class _SameDecay(LinearDecay):
+    """A decay subclass (scored by its own ``_kept``) that behaves as LinearDecay."""
+
+
+@pytest.mark.parametrize(
+    "decay", [None, LinearDecay(0.5, timedelta(days=30)), _SameDecay(0.5, timedelta(days=30))]
+)
+def test_a_failed_touch_does_not_forget_a_once_only_rule(decay: LinearDecay | None) -> None:
+    # regression: scoring a touch matching a once-only rule dropped the rule's earlier touch
+    # before the touch committed, so when a policy then failed the lead lost those points
+    scorer = PointsScorer(
+        [PointsRule("demo", 10, kind="demo", repeatable=False)],
+        groups=[ScoreGroup("engagement", decay=decay)],
+    )
+
+    def policy(journey: object, score: object, touch: Touch) -> Decision:
+        if touch.touch_id == "b":
+            raise RuntimeError("the policy broke")
+        return Decision()
+
+    engine = Engine(presets.seed(), scorer=scorer, policy=policy)
+    engine.ingest_one(Touch("a", "lead", T0, "demo"))
+    with pytest.raises(HookError):
+        engine.ingest_one(Touch("b", "lead", T0 + timedelta(days=1), "demo"))
+    later = T0 + timedelta(days=2)
+    journey = engine.ingest_one(Touch("c", "lead", later, "visit"))
+    expected = scorer(Lead("lead", {}, (Touch("a", "lead", T0, "demo"),)), later)
+    assert journey.score == expected.value
+    assert expected.value > 0
+
+
+@given(st.integers(-(10**20), 10**20) | st.integers(-(10**7), 10**7))
+def test_micro_points_are_written_as_the_float_would_be(micro: int) -> None:
+    assert _fmt_micro(micro) == _fmt(micro / 10**6)
+
+
+@pytest.mark.parametrize("micro", [0, 1, 99, 100, -100, 10**15 - 1, 10**15, -(10**15), 2**53, 5])
+def test_micro_points_at_the_edges_of_the_integer_path(micro: int) -> None:
+    assert _fmt_micro(micro) == _fmt(micro / 10**6)
+
+
+@pytest.mark.parametrize(
+    "segment", ["enterprise", "smb", 1, 1.0, True, None, ("enterprise",), "ENTERPRISE"]
+)
+def test_a_combined_scorer_grades_every_attribute_value_as_the_pure_call(segment: object) -> None:
+    # the fit grade is kept by attribute values only when they are plain strs: 1, 1.0 and True
+    # are equal but written differently in the breakdown
+    fit = FitGrader(
+        [
+            FitCriterion("big", "segment", ("enterprise", 1, None), steps=3),
+            FitCriterion("tiny", "segment", ("smb",), steps=-2),
+        ]
+    )
+    combined = CombinedScorer(PointsScorer([PointsRule("v", 5, kind="visit")]), fit)
+    touches = [
+        Touch("t0", "lead", T0, "visit", attributes={"segment": segment}),
+        Touch("t1", "lead", T0 + timedelta(hours=1), "visit"),
+    ]
+    _assert_incremental_is_pure(combined, touches)
+    other = [Touch("u0", "lead", T0, "visit")]  # the same scorer, a lead without the attribute
+    _assert_incremental_is_pure(combined, other)
+    _assert_incremental_is_pure(combined, touches)  # from what it kept

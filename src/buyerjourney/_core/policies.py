@@ -74,6 +74,10 @@ CELLS: frozenset[str] = frozenset(f"{letter}{band}" for letter in "ABCD" for ban
 """The cells of the fit-by-engagement matrix: ``A1`` (best fit, most engaged) … ``D4``."""
 
 _GRADE = re.compile(r"^(?:[A-D][+-]?|F)$")
+_LETTERS: Mapping[str, str] = MappingProxyType(
+    {"F": "D"} | {f"{letter}{sign}": letter for letter in "ABCD" for sign in ("", "+", "-")}
+)
+"""Each grade of the fit ladder → its letter of the matrix (the grades ``_GRADE`` accepts)."""
 
 
 @attrs.frozen
@@ -134,8 +138,8 @@ def _check_finite(_: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise TypeError(msg)
 
 
-def _in_stages(stages: tuple[str, ...], journey: Journey) -> bool:
-    return not stages or journey.stage in stages
+_NOTHING = Decision()
+"""The decision that does nothing, shared: decisions are immutable."""
 
 
 def stages_allowing(funnel: Funnel, event: str) -> tuple[str, ...]:
@@ -205,10 +209,11 @@ class ThresholdPolicy:
         Returns:
             The event with its reason, or a decision that does nothing.
         """
-        if _in_stages(self.stages, journey) and score.value >= self.threshold:
+        stages = self.stages
+        if (not stages or journey.stage in stages) and score.value >= self.threshold:
             reason = self.reason or f"score {_fmt(score.value)} ≥ {_fmt(self.threshold)}"
             return Decision(self.event, reason)
-        return Decision()
+        return _NOTHING
 
 
 def _as_event_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -242,6 +247,11 @@ class TouchKindPolicy:
 
     mapping: Mapping[str, str] = attrs.field(converter=_as_event_mapping)
     stages: tuple[str, ...] = attrs.field(default=ANY_STAGE, converter=_as_stages, kw_only=True)
+    _decisions: Mapping[str, Decision] = attrs.field(init=False, eq=False, hash=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        decisions = {kind: Decision(event, f"touch {kind}") for kind, event in self.mapping.items()}
+        object.__setattr__(self, "_decisions", decisions)
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Decide for *journey* after *touch* was scored.
@@ -255,10 +265,10 @@ class TouchKindPolicy:
             ``Decision(mapping[touch.kind], "touch <kind>")``, or a decision
             that does nothing.
         """
-        event = self.mapping.get(touch.kind)
-        if event is not None and _in_stages(self.stages, journey):
-            return Decision(event, f"touch {touch.kind}")
-        return Decision()
+        decision = self._decisions.get(touch.kind)
+        if decision is not None and (not self.stages or journey.stage in self.stages):
+            return decision
+        return _NOTHING
 
 
 def _as_cells(value: Iterable[str]) -> frozenset[str]:
@@ -316,6 +326,13 @@ class MatrixPolicy:
     accept: frozenset[str] = attrs.field(converter=_as_cells, kw_only=True)
     engagement_bands: tuple[float, float, float] = attrs.field(converter=_as_bands, kw_only=True)
     stages: tuple[str, ...] = attrs.field(converter=_as_stages, kw_only=True)
+    _cells: Mapping[str, tuple[str, str, str, str]] = attrs.field(
+        init=False, eq=False, hash=False, repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        cells = {letter: tuple(f"{letter}{band}" for band in "1234") for letter in "ABCD"}
+        object.__setattr__(self, "_cells", cells)
 
     def cell(self, score: Score) -> str | None:
         """The matrix cell of *score*, such as ``"B2"``, or ``None`` without a grade.
@@ -329,8 +346,18 @@ class MatrixPolicy:
         Raises:
             ValueError: The grade is not on the fit ladder.
         """
-        if score.grade is None:
+        grade = score.grade
+        if grade is None:
             return None
+        letter = _LETTERS.get(grade) if type(grade) is str else None
+        if letter is not None:
+            bands = self.engagement_bands
+            value = score.value
+            if value >= bands[0]:
+                return self._cells[letter][0]
+            if value >= bands[1]:
+                return self._cells[letter][1]
+            return self._cells[letter][2 if value >= bands[2] else 3]
         if not isinstance(score.grade, str) or not _GRADE.match(score.grade):
             msg = (
                 f"grade {score.grade!r} is not on the fit ladder F, D-, D, D+ … A+; "
@@ -355,11 +382,11 @@ class MatrixPolicy:
         Raises:
             ValueError: The grade is not on the fit ladder.
         """
-        if not _in_stages(self.stages, journey):
-            return Decision()
+        if self.stages and journey.stage not in self.stages:
+            return _NOTHING
         cell = self.cell(score)
         if cell is None or cell not in self.accept:
-            return Decision()
+            return _NOTHING
         return Decision(
             self.event, f"matrix cell {cell} (grade {score.grade}, score {_fmt(score.value)})"
         )
@@ -398,11 +425,15 @@ class AllOf:
 
     policies: tuple[Policy, ...]
     _names: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _parts: tuple[tuple[str, Policy, bool], ...] = attrs.field(
+        init=False, eq=False, hash=False, repr=False
+    )
 
     def __init__(self, *policies: Policy) -> None:
         self.__attrs_init__(_as_policies(policies, "AllOf"))
         names = tuple(f"AllOf[{i}]:{_hook_name(p)}" for i, p in enumerate(self.policies))
         object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_parts", _trusted_parts(names, self.policies))
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Decide for *journey* after *touch* was scored.
@@ -420,10 +451,16 @@ class AllOf:
         """
         event: str | None = None
         reasons: list[str] = []
-        for name, policy in zip(self._names, self.policies, strict=True):
-            decision = checked_decision(name, policy, journey, score, touch)
+        for name, policy, trusted in self._parts:
+            if trusted:  # a built-in policy: its decision is valid by construction
+                try:
+                    decision = policy(journey, score, touch)
+                except Exception as exc:
+                    raise _raised(name, exc, journey, touch) from exc
+            else:
+                decision = checked_decision(name, policy, journey, score, touch)
             if decision.event is None or (event is not None and decision.event != event):
-                return Decision()
+                return _NOTHING
             event = decision.event
             if decision.reason:
                 reasons.append(decision.reason)
@@ -447,11 +484,15 @@ class AnyOf:
 
     policies: tuple[Policy, ...]
     _names: tuple[str, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _parts: tuple[tuple[str, Policy, bool], ...] = attrs.field(
+        init=False, eq=False, hash=False, repr=False
+    )
 
     def __init__(self, *policies: Policy) -> None:
         self.__attrs_init__(_as_policies(policies, "AnyOf"))
         names = tuple(f"AnyOf[{i}]:{_hook_name(p)}" for i, p in enumerate(self.policies))
         object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_parts", _trusted_parts(names, self.policies))
 
     def __call__(self, journey: Journey, score: Score, touch: Touch) -> Decision:
         """Decide for *journey* after *touch* was scored.
@@ -467,11 +508,17 @@ class AnyOf:
         Raises:
             HookError: One of the policies asked failed its contract.
         """
-        for name, policy in zip(self._names, self.policies, strict=True):
-            decision = checked_decision(name, policy, journey, score, touch)
-            if decision.acts:
+        for name, policy, trusted in self._parts:
+            if trusted:  # a built-in policy: its decision is valid by construction
+                try:
+                    decision = policy(journey, score, touch)
+                except Exception as exc:
+                    raise _raised(name, exc, journey, touch) from exc
+            else:
+                decision = checked_decision(name, policy, journey, score, touch)
+            if decision.event is not None:
                 return decision
-        return Decision()
+        return _NOTHING
 
 
 # ---------------------------------------------------------------- contract
@@ -504,10 +551,7 @@ def checked_decision(
     try:
         result = policy(journey, score, touch)
     except Exception as exc:
-        deciding = f"deciding for lead {journey.lead_id!r} in stage {journey.stage!r}"
-        raise HookError(
-            name, f"policy raised {type(exc).__name__} {deciding}: {exc}", subject=touch.touch_id
-        ) from exc
+        raise _raised(name, exc, journey, touch) from exc
     if (
         type(result) is Decision
         and (result.event is None or (type(result.event) is str and result.event))
@@ -519,6 +563,24 @@ def checked_decision(
         deciding = f"deciding for lead {journey.lead_id!r} in stage {journey.stage!r}"
         raise HookError(name, f"{problem} {deciding}", subject=touch.touch_id, received=result)
     return result
+
+
+def _raised(name: str, exc: Exception, journey: Journey, touch: Touch) -> HookError:
+    """The error for a policy that raised *exc*, formatted only once it did."""
+    deciding = f"deciding for lead {journey.lead_id!r} in stage {journey.stage!r}"
+    return HookError(
+        name, f"policy raised {type(exc).__name__} {deciding}: {exc}", subject=touch.touch_id
+    )
+
+
+def _trusted_parts(
+    names: tuple[str, ...], policies: tuple[Policy, ...]
+) -> tuple[tuple[str, Policy, bool], ...]:
+    """Each part of a combinator with its name and whether it is a built-in policy (exactly)."""
+    return tuple(
+        (name, policy, type(policy) in _BUILT_IN)
+        for name, policy in zip(names, policies, strict=True)
+    )
 
 
 def _decision_problem(result: object) -> str | None:
@@ -576,3 +638,9 @@ def available_policies() -> tuple[str, ...]:
         Every name in the ``buyerjourney.policies`` entry point group.
     """
     return tuple(sorted(_entry_points(POLICY_GROUP)))
+
+
+_BUILT_IN: frozenset[type] = frozenset(
+    {ThresholdPolicy, TouchKindPolicy, MatrixPolicy, AnyOf, AllOf}
+)
+"""Policies whose decisions are valid by construction (exactly these types, not subclasses)."""

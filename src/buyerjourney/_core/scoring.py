@@ -205,8 +205,8 @@ def _points(micro: int) -> float:
 def _score(lines: Iterable[_Line], grade: str | None = None) -> Score:
     lines = tuple(lines)
     total = sum(micro for _, micro, _ in lines)
-    items = tuple(ScoreItem(rule, _points(micro), detail) for rule, micro, detail in lines)
-    return Score(_points(total), items, grade)
+    items = tuple([_item(rule, micro, detail) for rule, micro, detail in lines])
+    return _new_score(_points(total), items, grade)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -707,19 +707,20 @@ class PointsScorer:
         where *kept* are the touches given to :meth:`add` so far, all at or
         before ``touch.at``; costs O(1) per rule instead of a scan of the
         history. Touches too old to count any more are dropped from *state*
-        (time only moves forward, so they never count again).
+        (time only moves forward, so they never count again); nothing else
+        in *state* changes until :meth:`add`.
         """
         return _score_next(self._compiled, state, touch, attributes)
 
     def add(self, state: PointsState, touch: Touch) -> None:
         """Keep *touch* in *state* (the engine calls it once the touch's operation committed)."""
-        at = _micros(touch.at)
-        last, matched = state.matched
+        last, matched, at = state.matched
         if last is not touch:
             matched = _matching(self._compiled, touch)
-        rules = self._compiled.rules
+            at = _micros(touch.at)
+        repeatable = self._compiled.repeatable
         for index in matched:
-            state.add(index, at, rules[index].repeatable)
+            state.add(index, at, repeatable[index])
 
 
 def _cap_line(rule: str, what: str, cap: float, lines: list[_Line]) -> list[_Line]:
@@ -734,6 +735,8 @@ def _cap_line(rule: str, what: str, cap: float, lines: list[_Line]) -> list[_Lin
 # ---------------------------------------------------------------- incremental points
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_CACHED_COUNTS = 1024
+"""Breakdown lines are kept per rule for counts up to this (their text does not change)."""
 
 
 def _micros(at: datetime) -> int:
@@ -747,6 +750,28 @@ def _round_half_even(numerator: int, denominator: int) -> int:
     if twice > denominator or (twice == denominator and quotient % 2):
         quotient += 1
     return quotient
+
+
+_FMT_LIMIT = 10**15
+"""Below this many micro-points (a billion points), :func:`_fmt_micro` writes the integer."""
+
+
+def _fmt_micro(micro: int) -> str:
+    """``_fmt(micro / 10**6)``, from the integer: the same text, without float formatting.
+
+    Between 10⁻⁴ and 10⁹ points (in absolute value) the shortest text that
+    reads back as ``micro / 10**6`` is its decimal expansion (at most six
+    decimals, trailing zeros dropped): floats there are closer together
+    than 10⁻⁶, so no shorter decimal denotes the same float. Elsewhere
+    (``repr`` writes an exponent below 10⁻⁴) it asks :func:`_fmt`.
+    """
+    if 100 <= micro < _FMT_LIMIT:
+        whole, part = divmod(micro, _SCALE)
+        return f"{whole}.{part:06d}".rstrip("0") if part else str(whole)
+    if -_FMT_LIMIT < micro <= -100:
+        whole, part = divmod(-micro, _SCALE)
+        return f"-{whole}.{part:06d}".rstrip("0") if part else f"-{whole}"
+    return _fmt(micro / _SCALE)
 
 
 @attrs.frozen
@@ -773,6 +798,99 @@ class _CompiledGroup:
     rules: tuple[int, ...]
 
 
+_PLAIN, _WINDOW, _LINEAR, _OTHER = range(4)
+"""How a group's touches keep points: always, inside a window, decaying, or a decay subclass."""
+
+
+class _RulePlan:
+    """One rule as :func:`_score_next` reads it, with its breakdown lines kept by count."""
+
+    __slots__ = (
+        "decayed",
+        "denominator",
+        "full",
+        "index",
+        "label",
+        "name",
+        "numerator",
+        "plain",
+        "points",
+        "repeatable",
+        "zero",
+    )
+
+    def __init__(self, rule: _CompiledRule, index: int, group: _CompiledGroup, mode: int) -> None:
+        self.index = index
+        self.name = rule.name
+        self.repeatable = rule.repeatable
+        self.numerator = rule.numerator
+        self.denominator = rule.denominator
+        self.decayed = rule.denominator * group.whole
+        """The denominator of a decayed line's micro-points (with the decay's whole)."""
+        self.points = rule.points
+        self.zero = rule.points == 0
+        self.label = f" {_TIMES} {rule.label}" + (
+            f", {group.decay_text}" if mode == _WINDOW else ""
+        )
+        self.plain: dict[int, tuple[int, ScoreItem]] = {}
+        """Count → the line when no touch lost points (no decay, a window, or all at age 0)."""
+        self.full: dict[int, str] = {}
+        """Count → the start of a decayed line's text (see :meth:`decayed_start`)."""
+
+    def plain_line(self, counted: int) -> tuple[int, ScoreItem]:
+        """The line of *counted* touches that kept all their points, with its micro-points."""
+        micro = _round_half_even(self.numerator * counted, self.denominator)
+        line = micro, _item(self.name, micro, f"{counted}{self.label}")
+        if counted <= _CACHED_COUNTS:
+            self.plain[counted] = line
+        return line
+
+    def decayed_start(self, counted: int) -> str:
+        """The start of a decayed line's text: ``"3 × page_view, 3 decayed to "``."""  # noqa: RUF002
+        # points * counted in floats is the correctly rounded exact product, as the pure path's
+        start = f"{counted}{self.label}, {_fmt(self.points * counted)} decayed to "
+        if counted <= _CACHED_COUNTS:
+            self.full[counted] = start
+        return start
+
+
+class _GroupPlan:
+    """One group as :func:`_score_next` reads it."""
+
+    __slots__ = (
+        "cap_micro",
+        "cap_name",
+        "cap_text",
+        "decay",
+        "decay_suffix",
+        "mode",
+        "numerator",
+        "rules",
+        "whole",
+    )
+
+    def __init__(self, group: _CompiledGroup, rules: tuple[_CompiledRule, ...]) -> None:
+        decay = group.decay
+        if decay is None:
+            self.mode = _PLAIN
+        elif group.whole == 0:
+            self.mode = _OTHER
+        elif type(decay) is TimeWindow:
+            self.mode = _WINDOW
+        else:
+            self.mode = _LINEAR
+        self.decay = decay
+        self.whole = group.whole
+        self.numerator = group.numerator
+        self.decay_suffix = f" ({group.decay_text})"
+        self.rules = tuple(_RulePlan(rules[i], i, group, self.mode) for i in group.rules)
+        self.cap_micro = group.cap_micro
+        self.cap_name = f"cap:{group.name}"
+        self.cap_text = (
+            "" if group.cap is None else f"{group.name} capped at {_fmt(group.cap)} (was "
+        )
+
+
 @attrs.frozen
 class _Compiled:
     rules: tuple[_CompiledRule, ...]
@@ -782,6 +900,25 @@ class _Compiled:
     total_cap: float | None
     total_cap_micro: int | None
     any_where: bool
+    plan: tuple[_GroupPlan, ...] = attrs.field(init=False, eq=False, repr=False)
+    repeatable: tuple[bool, ...] = attrs.field(init=False, eq=False, repr=False)
+    matches: Mapping[str, tuple[int, ...]] = attrs.field(init=False, eq=False, repr=False)
+    """Touch kind → every rule of that kind or of any kind (properties aside)."""
+    any_kind: tuple[int, ...] = attrs.field(init=False, eq=False, repr=False)
+    total_text: str = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "plan", tuple(_GroupPlan(g, self.rules) for g in self.groups))
+        setattr_(self, "repeatable", tuple(r.repeatable for r in self.rules))
+        any_kind = self.by_kind.get(None, ())
+        setattr_(self, "any_kind", any_kind)
+        matches = {k: v + any_kind for k, v in self.by_kind.items() if k is not None}
+        setattr_(self, "matches", matches)
+        total = self.total_cap
+        setattr_(
+            self, "total_text", "" if total is None else f"total capped at {_fmt(total)} (was "
+        )
 
 
 def _compile(scorer: PointsScorer) -> _Compiled:
@@ -815,7 +952,7 @@ def _compile(scorer: PointsScorer) -> _Compiled:
             numerator = share.numerator
         elif type(decay) is TimeWindow:
             numerator = decay.within // _MICROSECOND
-        elif decay is not None:  # a subclass: keep its own arithmetic (see _score_next)
+        elif decay is not None:  # a subclass: keep its own arithmetic (see _other_line)
             whole = 0
         cap = None if group is None else group.cap
         groups.append(
@@ -849,132 +986,203 @@ class PointsState:
 
     Times are integer microseconds. A repeatable rule keeps every matching
     touch still inside its decay or window (oldest first) and their sum; a
-    once-only rule keeps its latest matching touch. Opaque to callers: only
+    once-only rule keeps its latest matching touch. A rule's times are only
+    allocated once a touch matches it. Opaque to callers: only
     :class:`PointsScorer` reads it.
     """
 
     __slots__ = ("matched", "sums", "times")
 
     def __init__(self, rules: int) -> None:
-        self.times: list[deque[int]] = [deque() for _ in range(rules)]
+        self.times: list[deque[int] | None] = [None] * rules
         self.sums: list[int] = [0] * rules
-        self.matched: tuple[Touch | None, list[int]] = (None, [])
-        """The last touch scored and the rules it matched, for :meth:`PointsScorer.add`."""
+        self.matched: tuple[Touch | None, tuple[int, ...], int] = (None, (), 0)
+        """The last touch scored, the rules it matched and its time (for ``add``)."""
 
     def add(self, index: int, at: int, repeatable: bool) -> None:
         """Keep a matching touch at *at* (microseconds) for rule *index*."""
         times = self.times[index]
-        if not repeatable:
-            times.clear()
-            self.sums[index] = 0
-        times.append(at)
-        self.sums[index] += at
+        if times is None or not repeatable:
+            self.times[index] = deque((at,))
+            self.sums[index] = at
+        else:
+            times.append(at)
+            self.sums[index] += at
 
 
-def _matching(compiled: _Compiled, touch: Touch) -> list[int]:
+def _matching(compiled: _Compiled, touch: Touch) -> tuple[int, ...]:
     """The indexes of the rules *touch* matches (kind and properties)."""
-    found = [*compiled.by_kind.get(touch.kind, ()), *compiled.by_kind.get(None, ())]
+    found = compiled.matches.get(touch.kind, compiled.any_kind)
     if not compiled.any_where:
         return found
     rules = compiled.rules
     props = touch.properties
-    return [
+    return tuple(
         i
         for i in found
         if not rules[i].where
         or all(key in props and props[key] == value for key, value in rules[i].where.items())
-    ]
+    )
 
 
-def _rule_next(
-    group: _CompiledGroup,
-    rule: _CompiledRule,
-    index: int,
-    state: PointsState,
-    at: int,
-    *,
-    new: bool,
-) -> _Line | None:
-    """One rule's breakdown line at *at* (microseconds), with the new touch if it matches."""
-    times = state.times[index]
-    total = state.sums[index]
-    extra = 1 if new else 0
-    if new and not rule.repeatable:  # the new touch is the latest: it alone counts
-        times.clear()
-        state.sums[index] = total = 0
+_new = object.__new__
+_set_rule = ScoreItem.__dict__["rule"].__set__
+_set_points = ScoreItem.__dict__["points"].__set__
+_set_detail = ScoreItem.__dict__["detail"].__set__
+_set_value = Score.__dict__["value"].__set__
+_set_breakdown = Score.__dict__["breakdown"].__set__
+_set_grade = Score.__dict__["grade"].__set__
+
+
+def _item(rule: str, micro: int, detail: str) -> ScoreItem:
+    """``ScoreItem(rule, micro / 10**6, detail)``, from values valid by construction.
+
+    Sets the slots directly: the attrs ``__init__`` of a frozen class goes
+    through ``object.__setattr__`` once per field, which is most of a line's cost.
+    """
+    item: ScoreItem = _new(ScoreItem)
+    _set_rule(item, rule)
+    _set_points(item, micro / _SCALE)
+    _set_detail(item, detail)
+    return item
+
+
+def _item_points(rule: str, points: float, detail: str) -> ScoreItem:
+    """``ScoreItem(rule, points, detail)`` (see :func:`_item`)."""
+    item: ScoreItem = _new(ScoreItem)
+    _set_rule(item, rule)
+    _set_points(item, points)
+    _set_detail(item, detail)
+    return item
+
+
+def _new_score(value: float, breakdown: tuple[ScoreItem, ...], grade: str | None) -> Score:
+    """``Score(value, breakdown, grade)``, from values valid by construction (see :func:`_item`)."""
+    score: Score = _new(Score)
+    _set_value(score, value)
+    _set_breakdown(score, breakdown)
+    _set_grade(score, grade)
+    return score
+
+
+def _other_line(
+    group: _GroupPlan, rule: _RulePlan, times: deque[int] | None, at: int, new: bool
+) -> tuple[int, str] | None:
+    """A line of a group whose decay is a subclass: its own ``_kept``, as the pure path asks it."""
     decay = group.decay
-    if decay is None:
-        counted = len(times) + extra
-        kept, whole = counted, 1
-    elif group.whole == 0:  # a decay subclass: ask it, exactly as the pure path does
-        counted, share = decay._kept([at - t for t in times] + [0] * extra)
-        kept, whole = share.numerator, share.denominator
-    elif type(decay) is TimeWindow:
-        while times and at - times[0] >= group.numerator:
-            total -= times.popleft()
-        state.sums[index] = total
-        counted = len(times) + extra
-        kept, whole = counted, 1
-    else:  # LinearDecay: a touch keeps whole - numerator * age while that is positive
-        whole = group.whole
-        while times and group.numerator * (at - times[0]) >= whole:
-            total -= times.popleft()
-        state.sums[index] = total
-        counted = len(times) + extra
-        kept = counted * whole - group.numerator * (counted * at - total - extra * at)
+    assert decay is not None
+    if new and not rule.repeatable:  # the new touch is the latest: it alone counts
+        ages = [0]
+    else:
+        ages = [at - t for t in times or ()] + ([0] if new else [])
+    counted, share = decay._kept(ages)
     if not counted:
         return None
-    micro = _round_half_even(rule.numerator * kept, rule.denominator * whole)
-    detail = f"{counted} {_TIMES} {rule.label}"
+    micro = _round_half_even(rule.numerator * share.numerator, rule.denominator * share.denominator)
+    detail = f"{counted}{rule.label}"
     if isinstance(decay, TimeWindow):
-        detail += f", {group.decay_text}"
-    elif isinstance(decay, LinearDecay) and rule.points != 0 and kept != counted * whole:
-        # points * counted in floats is the correctly rounded exact product, as the pure path's
-        full = rule.points * counted
-        detail += f", {_fmt(full)} decayed to {_fmt(_points(micro))} ({group.decay_text})"
-    return rule.name, micro, detail
+        detail += f", {decay}"
+    elif isinstance(decay, LinearDecay) and not rule.zero and share != counted:
+        detail += f", {_fmt(rule.points * counted)} decayed to {_fmt_micro(micro)} ({decay})"
+    return micro, detail
 
 
-def _cap(name: str, what: str, cap: float, cap_micro: int, lines: list[_Line]) -> list[_Line]:
-    subtotal = sum(micro for _, micro, _ in lines)
-    if subtotal <= cap_micro:
-        return []
-    return [
-        (
-            name,
-            cap_micro - subtotal,
-            f"{what} capped at {_fmt(cap)} (was {_fmt(_points(subtotal))})",
-        )
-    ]
-
-
-def _score_next(
+def _score_next(  # noqa: PLR0915 (one loop, inlined: it runs for every touch)
     compiled: _Compiled, state: PointsState, touch: Touch, attributes: Mapping[str, Any]
 ) -> Score:
-    at = _micros(touch.at)
+    at = (touch.at - _EPOCH) // _MICROSECOND
     matched = _matching(compiled, touch)
-    state.matched = (touch, matched)
-    new = set(matched)
-    rules = compiled.rules
-    lines: list[_Line] = []
-    for group in compiled.groups:
-        times = state.times
-        group_lines = [
-            line
-            for index in group.rules
-            if (times[index] or index in new)
-            and (line := _rule_next(group, rules[index], index, state, at, new=index in new))
-        ]
-        lines += group_lines
-        if group.cap is not None and group.cap_micro is not None:
-            lines += _cap(f"cap:{group.name}", group.name, group.cap, group.cap_micro, group_lines)
+    state.matched = (touch, matched, at)
+    all_times = state.times
+    sums = state.sums
+    items: list[ScoreItem] = []
+    append = items.append
+    new_item = _new
+    set_rule, set_points, set_detail = _set_rule, _set_points, _set_detail
+    total = 0
+    for group in compiled.plan:
+        mode = group.mode
+        subtotal = 0
+        for rule in group.rules:
+            index = rule.index
+            times = all_times[index]
+            new = index in matched
+            if not new and not times:
+                continue
+            if mode == _OTHER:
+                line = _other_line(group, rule, times, at, new)
+                if line is not None:
+                    subtotal += line[0]
+                    append(_item(rule.name, line[0], line[1]))
+                continue
+            aged = 0  # the sum of the ages of the kept touches that count
+            if new and not rule.repeatable:  # the new touch is the latest: it alone counts
+                counted = 1
+            elif times:
+                if mode == _LINEAR:
+                    numerator, whole = group.numerator, group.whole
+                    if numerator * (at - times[0]) >= whole:
+                        dropped = 0
+                        while times and numerator * (at - times[0]) >= whole:
+                            dropped += times.popleft()
+                        sums[index] -= dropped
+                    aged = len(times) * at - sums[index]
+                elif mode == _WINDOW:
+                    within = group.numerator
+                    if at - times[0] >= within:
+                        dropped = 0
+                        while times and at - times[0] >= within:
+                            dropped += times.popleft()
+                        sums[index] -= dropped
+                counted = len(times) + new
+                if not counted:
+                    continue
+            else:
+                counted = 1
+            if not aged or rule.zero:
+                micro, item = rule.plain.get(counted) or rule.plain_line(counted)
+                subtotal += micro
+                append(item)
+                continue
+            # micro-points: round(points * kept share), half to even, in integers
+            denominator = rule.decayed
+            micro, remainder = divmod(
+                rule.numerator * (counted * group.whole - group.numerator * aged), denominator
+            )
+            if 2 * remainder > denominator or (2 * remainder == denominator and micro % 2):
+                micro += 1
+            subtotal += micro
+            # the text of _fmt(micro / 10**6), as in _fmt_micro
+            if 100 <= micro < _FMT_LIMIT:
+                whole_points, part = divmod(micro, _SCALE)
+                text = f"{whole_points}.{part:06d}".rstrip("0") if part else str(whole_points)
+            else:
+                text = _fmt_micro(micro)
+            item = new_item(ScoreItem)
+            set_rule(item, rule.name)
+            set_points(item, micro / _SCALE)
+            set_detail(
+                item,
+                (rule.full.get(counted) or rule.decayed_start(counted)) + text + group.decay_suffix,
+            )
+            append(item)
+        cap = group.cap_micro
+        if cap is not None and subtotal > cap:
+            append(
+                _item(group.cap_name, cap - subtotal, group.cap_text + _fmt_micro(subtotal) + ")")
+            )
+            subtotal = cap
+        total += subtotal
     for attribute_rule, micro in compiled.attribute_rules:
         value = attributes.get(attribute_rule.attribute, _MISSING)
         if value is not _MISSING and value in attribute_rule.values:
-            lines.append((attribute_rule.name, micro, f"{attribute_rule.attribute} = {value!r}"))
-    if compiled.total_cap is not None and compiled.total_cap_micro is not None:
-        lines += _cap("cap:total", "total", compiled.total_cap, compiled.total_cap_micro, lines)
-    return _score(lines)
+            append(_item(attribute_rule.name, micro, f"{attribute_rule.attribute} = {value!r}"))
+            total += micro
+    cap = compiled.total_cap_micro
+    if cap is not None and total > cap:
+        append(_item("cap:total", cap - total, compiled.total_text + _fmt_micro(total) + ")"))
+        total = cap
+    return _new_score(total / _SCALE, tuple(items), None)
 
 
 # ---------------------------------------------------------------- fit
@@ -1101,6 +1309,10 @@ class CombinedScorer:
 
     engagement: Scorer
     fit: Scorer
+    _fits: dict[tuple[object, ...], tuple[str | None, tuple[ScoreItem, ...]]] = attrs.field(
+        init=False, factory=dict, eq=False, hash=False, repr=False
+    )
+    """A FitGrader's grade and ``fit:`` items by the values of its attributes (all str)."""
 
     def __call__(self, lead: Lead, at: datetime) -> Score:
         """Score *lead* at *at* with both scorers.
@@ -1120,10 +1332,9 @@ class CombinedScorer:
 
     @staticmethod
     def _combine(engagement: Score, fit: Score) -> Score:
-        fit_items = tuple(
-            ScoreItem(f"fit:{item.rule}", item.points, item.detail) for item in fit.breakdown
+        return _new_score(
+            engagement.value, engagement.breakdown + _fit_items(fit.breakdown), fit.grade
         )
-        return Score(engagement.value, engagement.breakdown + fit_items, fit.grade)
 
     @property
     def incremental(self) -> bool:
@@ -1137,19 +1348,58 @@ class CombinedScorer:
     def score_next(self, state: Any, touch: Touch, attributes: Mapping[str, Any]) -> Score:
         """The score once *touch* is added; the fit grade reads only *attributes*."""
         engagement_scorer = cast(IncrementalScorer, self.engagement)
-        engagement = checked_call(
-            "engagement",
-            lambda: engagement_scorer.score_next(state, touch, attributes),
-            touch.lead_id,
-            touch.at,
-            None,
-        )
-        lead = Lead(touch.lead_id, attributes)
-        return self._combine(engagement, checked_score("fit", self.fit, lead, touch.at))
+        if type(engagement_scorer) is PointsScorer:  # valid by construction: only errors matter
+            try:
+                engagement = _score_next(engagement_scorer._compiled, state, touch, attributes)
+            except Exception as exc:
+                raise _scorer_raised("engagement", exc, touch.lead_id, touch.at, None) from exc
+        else:
+            engagement = checked_call(
+                "engagement",
+                lambda: engagement_scorer.score_next(state, touch, attributes),
+                touch.lead_id,
+                touch.at,
+                None,
+            )
+        fit = self.fit
+        key = _fit_key(fit, attributes) if type(fit) is FitGrader else None
+        known = None if key is None else self._fits.get(key)
+        if known is None:
+            lead = Lead(touch.lead_id, attributes)
+            fit_score = checked_score("fit", fit, lead, touch.at)
+            known = fit_score.grade, _fit_items(fit_score.breakdown)
+            if key is not None and len(self._fits) < _FIT_CACHE:
+                self._fits[key] = known
+        return _new_score(engagement.value, engagement.breakdown + known[1], known[0])
 
     def add(self, state: Any, touch: Touch) -> None:
         """Keep *touch* in the engagement scorer's *state*."""
         cast(IncrementalScorer, self.engagement).add(state, touch)
+
+
+_FIT_CACHE = 4096
+"""At most this many fit grades are kept per :class:`CombinedScorer`."""
+
+
+def _fit_items(items: tuple[ScoreItem, ...]) -> tuple[ScoreItem, ...]:
+    """A fit score's items, named ``fit:<rule>``."""
+    return tuple([_item_points(f"fit:{item.rule}", item.points, item.detail) for item in items])
+
+
+def _fit_key(grader: FitGrader, attributes: Mapping[str, Any]) -> tuple[object, ...] | None:
+    """What *grader* reads of *attributes*, when every value is a plain str or missing.
+
+    A FitGrader's score depends on nothing else (its time is only checked),
+    so equal keys give equal scores. Other values are not keys: ``1``,
+    ``1.0`` and ``True`` are equal but are written differently in the detail.
+    """
+    key = []
+    for criterion in grader.criteria:
+        value = attributes.get(criterion.attribute, _MISSING)
+        if value is not _MISSING and type(value) is not str:
+            return None
+        key.append(value)
+    return tuple(key)
 
 
 # ---------------------------------------------------------------- contract
@@ -1203,22 +1453,29 @@ def checked_call(
     Raises:
         HookError: As :func:`checked_score`.
     """
-    subject = touch_id if touch_id is not None else lead_id
     try:
         result = call()
     except Exception as exc:
-        scoring = _scoring(lead_id, at)
-        raise HookError(
-            name, f"scorer raised {type(exc).__name__} {scoring}: {exc}", subject=subject
-        ) from exc
+        raise _scorer_raised(name, exc, lead_id, at, touch_id) from exc
     if trusted:
         return cast(Score, result)
     problem = score_problem(result)
     if problem is not None:
+        subject = touch_id if touch_id is not None else lead_id
         raise HookError(
             name, f"{problem} {_scoring(lead_id, at)}", subject=subject, received=result
         )
     return cast(Score, result)
+
+
+def _scorer_raised(
+    name: str, exc: Exception, lead_id: str, at: datetime, touch_id: str | None
+) -> HookError:
+    """The error for a scorer that raised *exc*, formatted only once it did."""
+    subject = touch_id if touch_id is not None else lead_id
+    return HookError(
+        name, f"scorer raised {type(exc).__name__} {_scoring(lead_id, at)}: {exc}", subject=subject
+    )
 
 
 def _scoring(lead_id: str, at: object) -> str:
