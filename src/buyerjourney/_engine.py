@@ -1472,7 +1472,7 @@ class _Pending:
 
 def _same(a: Record, b: Record) -> bool:
     """Whether two records say the same thing, wherever they are in the log."""
-    return a.seq == b.seq or attrs.evolve(a, seq=0) == attrs.evolve(b, seq=0)
+    return attrs.evolve(a, seq=0) == attrs.evolve(b, seq=0)
 
 
 _KIND_HOOKS: Mapping[RecordKind, str] = {
