@@ -32,6 +32,7 @@ from buyerjourney import (
 )
 from buyerjourney._core.journey import rebuild
 from buyerjourney._core.lifecycle import effective
+from buyerjourney.analytics import funnel_report, handoff_report
 from buyerjourney.errors import InvalidAction, InvalidTouch
 from buyerjourney.testing.strategies import touch_streams
 
@@ -180,3 +181,20 @@ def test_a_memory_store_keeps_revisions_like_any_record() -> None:
     engine.ingest([_touch(1, "a", 0), _touch(2, "a", 3), _touch(3, "a", 1)])
     assert [r.kind for r in store.load().records].count(RecordKind.REVISED) == 1
     assert store.journeys() == dict(engine.journeys)
+
+
+def test_reports_read_a_revised_log_as_the_on_time_log() -> None:
+    on_time = [_touch(i, "abc"[i % 3], i, "demo_request" if i % 4 == 0 else "webinar_attended")
+               for i in range(15)]  # fmt: skip
+    arrival = on_time[:5] + on_time[8:11] + on_time[5:8] + on_time[11:]
+    reference = _engine()
+    reference.ingest(on_time)
+    engine = _engine(lateness=6 * HOUR)
+    assert engine.ingest(arrival).late >= 1
+    funnel = PIPELINE.funnel
+    assert funnel_report(funnel, engine.records).to_dict() == (
+        funnel_report(funnel, reference.records).to_dict()
+    )
+    assert handoff_report(funnel, engine.records).to_dict() == (
+        handoff_report(funnel, reference.records).to_dict()
+    )

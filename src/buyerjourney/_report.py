@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.lifecycle import effective
 from buyerjourney._core.records import Record, RecordKind
 
 __all__ = ["ReplaySummary", "StageRow", "format_summary", "summarize"]
@@ -87,7 +88,7 @@ def summarize(funnel: Funnel, records: Iterable[Record]) -> ReplaySummary:
     refusals: Counter[str] = Counter()
     counts: Counter[RecordKind] = Counter()
     total = 0
-    for record in records:
+    for record in effective(records):  # revisions applied
         total += 1
         kind = record.kind
         counts[kind] += 1

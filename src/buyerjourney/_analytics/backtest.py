@@ -50,6 +50,7 @@ from buyerjourney._analytics.frames import Table, Tabular, backtest_tables
 from buyerjourney._analytics.predictive import PredictiveModel
 from buyerjourney._core._values import frozen_mapping
 from buyerjourney._core.funnel import Funnel, StageKind
+from buyerjourney._core.lifecycle import effective
 from buyerjourney._core.policies import (
     AnyOf,
     Decision,
@@ -192,7 +193,7 @@ def handoff_times(
     stages = _reached(funnel, stage if stage is not None else handoff_stage(funnel))
     end = optional_time(as_of, "as_of")
     out: dict[str, datetime] = {}
-    for record in records:
+    for record in effective(records):  # revisions applied
         if end is not None and record.at > end:
             continue
         if record.kind.enters_stage and record.target in stages and record.lead_id not in out:

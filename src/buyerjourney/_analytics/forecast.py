@@ -45,6 +45,7 @@ import attrs
 from buyerjourney._analytics._stats import format_duration, format_rate, iso, optional_time, seconds
 from buyerjourney._analytics.frames import Table, Tabular, table
 from buyerjourney._core.funnel import Funnel, StageKind
+from buyerjourney._core.lifecycle import effective
 from buyerjourney._core.records import Record
 
 __all__ = ["Forecast", "ForecastWeek", "StepEstimate", "estimate_steps", "forecast"]
@@ -304,7 +305,7 @@ def _leads(records: Iterable[Record], end: datetime) -> dict[str, _Lead]:
     firsts: dict[str, dict[str, datetime]] = {}
     leaves: dict[str, dict[str, datetime]] = {}
     current: dict[str, str] = {}
-    for record in records:
+    for record in effective(records):  # revisions applied
         if record.at > end or not record.kind.enters_stage or record.target is None:
             continue
         lead = record.lead_id

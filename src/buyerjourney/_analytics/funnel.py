@@ -65,6 +65,7 @@ from buyerjourney._analytics.frames import (
 )
 from buyerjourney._core._values import thaw
 from buyerjourney._core.funnel import Funnel
+from buyerjourney._core.lifecycle import effective
 from buyerjourney._core.records import Record
 
 __all__ = [
@@ -551,7 +552,7 @@ def _options(
 def _entries(records: Iterable[Record], as_of: datetime | None) -> dict[str, list[_Entry]]:
     """Every lead's stage entries up to *as_of*, in log order."""
     entries: dict[str, list[_Entry]] = {}
-    for record in records:
+    for record in effective(records):  # revisions applied
         if as_of is not None and record.at > as_of:
             continue
         if record.kind.enters_stage and record.target is not None:
@@ -768,7 +769,7 @@ def _attribute_values(
     records: Iterable[Record], attribute: str, attribution: str, as_of: datetime | None
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for record in records:
+    for record in effective(records):  # revisions applied
         if as_of is not None and record.at > as_of:
             continue
         learned = record.data.get("attributes")

@@ -45,7 +45,7 @@ from buyerjourney._analytics.frames import Table, Tabular, handoff_tables
 from buyerjourney._core._values import frozen_mapping
 from buyerjourney._core.funnel import Direction, Funnel
 from buyerjourney._core.journey import rebuild
-from buyerjourney._core.lifecycle import POLICY_ACTOR_PREFIX
+from buyerjourney._core.lifecycle import POLICY_ACTOR_PREFIX, effective
 from buyerjourney._core.records import SYSTEM, Actor, Record, RecordKind
 
 __all__ = [
@@ -420,7 +420,7 @@ def handoff_report(
     """
     end = optional_time(as_of, "as_of")
     start = optional_time(since, "since")
-    kept = [r for r in records if end is None or r.at <= end]
+    kept = [r for r in effective(records) if end is None or r.at <= end]  # revisions applied
     tally = _Tally(funnel)
     for record in kept:
         tally.add(record, counted=start is None or record.at >= start)
