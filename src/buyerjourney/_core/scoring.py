@@ -766,12 +766,19 @@ def _fmt_micro(micro: int) -> str:
     (``repr`` writes an exponent below 10⁻⁴) it asks :func:`_fmt`.
     """
     if 100 <= micro < _FMT_LIMIT:
-        whole, part = divmod(micro, _SCALE)
-        return f"{whole}.{part:06d}".rstrip("0") if part else str(whole)
+        return _decimal(str(micro))
     if -_FMT_LIMIT < micro <= -100:
-        whole, part = divmod(-micro, _SCALE)
-        return f"-{whole}.{part:06d}".rstrip("0") if part else f"-{whole}"
+        return "-" + _decimal(str(-micro))
     return _fmt(micro / _SCALE)
+
+
+def _decimal(digits: str) -> str:
+    """The digits of at least 100 micro-points as points: ``"3907600"`` → ``"3.9076"``."""
+    if digits[-6:] == "000000":
+        return digits[:-6]
+    if len(digits) > 6:
+        return (digits[:-6] + "." + digits[-6:]).rstrip("0")
+    return ("0." + digits.rjust(6, "0")).rstrip("0")
 
 
 @attrs.frozen
@@ -1154,8 +1161,11 @@ def _score_next(  # noqa: PLR0915 (one loop, inlined: it runs for every touch)
             subtotal += micro
             # the text of _fmt(micro / 10**6), as in _fmt_micro
             if 100 <= micro < _FMT_LIMIT:
-                whole_points, part = divmod(micro, _SCALE)
-                text = f"{whole_points}.{part:06d}".rstrip("0") if part else str(whole_points)
+                digits = str(micro)
+                if len(digits) > 6 and digits[-6:] != "000000":
+                    text = (digits[:-6] + "." + digits[-6:]).rstrip("0")
+                else:
+                    text = _decimal(digits)
             else:
                 text = _fmt_micro(micro)
             item = new_item(ScoreItem)
