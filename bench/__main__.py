@@ -51,7 +51,7 @@ from buyerjourney import (
 from buyerjourney.bulk._columnar import ColumnarLog, summarize_columnar
 from buyerjourney.bulk._replay import JourneyStore, TouchBatch, replay
 from buyerjourney.policies import Decision, MatrixPolicy
-from buyerjourney.scoring import CombinedScorer, FitCriterion, FitGrader
+from buyerjourney.scoring import CombinedScorer, FitCriterion, FitGrader, PointsScorer
 
 from . import baselines, handwritten
 from .streams import KIND_WEIGHTS, START, generate
@@ -202,6 +202,24 @@ def matrix_pipeline(base: Pipeline) -> Pipeline:
     )
 
 
+def score_alone(scorer: PointsScorer, touches: Sequence[Touch]) -> dict[str, float]:
+    """Each lead's final score, scored incrementally as the engine does (no records, no fold)."""
+    states: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    scores: dict[str, float] = {}
+    for touch in touches:
+        lead = touch.lead_id
+        state = states.get(lead)
+        if state is None:
+            state = states[lead] = scorer.start()
+        known = attributes.get(lead, {})
+        if touch.attributes:
+            known = attributes[lead] = {**known, **touch.attributes}
+        scores[lead] = scorer.score_next(state, touch, known).value
+        scorer.add(state, touch)
+    return scores
+
+
 def custom_policy_pipeline(base: Pipeline) -> Pipeline:
     """The seed pipeline with its policy wrapped in a function: a policy of one's own."""
     inner = base.policy
@@ -247,6 +265,16 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
         rounds, lambda: handwritten.replay_by_lead(config, grouped, base.kinds)
     )
     row("lead_loop", "hand loop, lead by lead (the yardstick)", base_n, seconds)
+    scorer = pipeline.scorer
+    assert isinstance(scorer, PointsScorer)
+    seconds, scores = median_time(rounds, lambda: score_alone(scorer, base_touches))
+    assert scores == {lead: j.score for lead, j in engine.journeys.items()}
+    row(
+        "scorer",
+        "the engine's scorer alone (`PointsScorer.score_next` + `add`, breakdowns included)",
+        base_n,
+        seconds,
+    )
     seconds, (time_rows, _) = median_time(
         rounds, lambda: handwritten.replay(config, *lists, base.kinds)
     )
@@ -347,6 +375,14 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
         [
             "live `Engine.ingest` / hand loop, lead by lead",
             f"{engine_t / per_touch['lead_loop']:,.1f}x",
+        ],
+        [
+            "the scorer alone / live `Engine.ingest` (its share of the engine's time)",
+            f"{per_touch['scorer'] / engine_t:,.2f}x",
+        ],
+        [
+            "the scorer alone / hand loop, lead by lead",
+            f"{per_touch['scorer'] / per_touch['lead_loop']:,.1f}x",
         ],
         [
             "live `Engine.ingest` / hand loop, time order",
@@ -703,27 +739,32 @@ def scaling(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 
 def profile_engine(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """cProfile of ``Engine.ingest`` over 20,000 touches of the bench stream, top entries."""
-    pipeline = default_pipeline(presets.seed())
+    """cProfile of ``Engine.ingest`` over 20,000 touches of the bench stream, top entries.
+
+    Twice: with the default seed pipeline, then with the fit grade and the
+    ``MatrixPolicy`` of the matrix row (the reference engine's replay).
+    """
+    seed = default_pipeline(presets.seed())
     touches = list(generate(20_000, seed=13).touches())
-    engine = pipeline.engine()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    engine.ingest(touches)
-    profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(25)
-    print("\n### cProfile of `Engine.ingest`, 20,000 touches (top 25 by own time)\n")
-    print("```text")
-    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20000])
-    print("```")
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
-    print("\n### The same, top 25 by cumulative time\n")
-    print("```text")
-    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20000])
-    print("```")
+    for title, pipeline in (
+        ("the default pipeline", seed),
+        ("a `CombinedScorer` and a `MatrixPolicy`", matrix_pipeline(seed)),
+    ):
+        engine = pipeline.engine()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        engine.ingest(touches)
+        profiler.disable()
+        for order, what in (("tottime", "own time"), ("cumulative", "cumulative time")):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
+            print(
+                f"\n### cProfile of `Engine.ingest` with {title}, 20,000 touches "
+                f"(top 25 by {what})\n"
+            )
+            print("```text")
+            print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20000])
+            print("```")
     sys.stdout.flush()
 
 
