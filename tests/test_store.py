@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buyerjourney import (
     Actor,
@@ -191,3 +194,21 @@ def test_a_store_that_fails_at_the_end_of_an_ingest_stops_the_engine_loudly() ->
     assert fresh.records == ()
     fresh.ingest([Touch("t1", "a", T0, "visit")])
     assert fresh.journey("a").stage == "awareness"
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=4), _JSON_VALUES, max_size=4))
+def test_the_codec_writes_frozen_values_as_json_dumps_of_thawed_ones(value: dict) -> None:  # type: ignore[type-arg]
+    from buyerjourney._adapters.codec import _json  # noqa: PLC0415  (the private encoder)
+    from buyerjourney._core._values import freeze, thaw  # noqa: PLC0415
+
+    frozen = freeze(value)
+    assert _json(frozen) == json.dumps(thaw(frozen), sort_keys=True, ensure_ascii=False)

@@ -46,8 +46,26 @@ ACTION_COLUMNS = (
 """The columns of a stored action, in the order of :func:`action_row`."""
 
 
+def _plain(value: object) -> Any:
+    """What JSON cannot encode itself: frozen mappings and sets (``thaw``'s rule), else text."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(thaw(value), sort_keys=True, default=str, ensure_ascii=False)
+    """*value* as JSON text with sorted keys, without copying the frozen value first.
+
+    The same text as ``json.dumps(thaw(value), sort_keys=True)``.
+    """
+    if not value:
+        return "{}" if isinstance(value, Mapping) else _ENCODER.encode(thaw(value))
+    return _ENCODER.encode(value)
 
 
 def record_row(record: Record) -> tuple[Any, ...]:
