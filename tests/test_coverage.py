@@ -180,18 +180,7 @@ def test_the_structural_report_has_no_coverage() -> None:
     assert report.to_dict()["coverage"] is None
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        *(n for n in DEEP_FUNNELS if n.startswith("chain") is False),
-        pytest.param(
-            "chain10 with a trial",
-            marks=pytest.mark.xfail(
-                reason="verify's harness misses the trial branch", strict=False
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", list(DEEP_FUNNELS))
 def test_verify_reaches_every_reachable_stage_at_the_default_budget(name: str) -> None:
     report = verify_pipeline(default_pipeline(DEEP_FUNNELS[name]()))
     assert report.coverage is not None

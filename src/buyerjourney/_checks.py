@@ -710,8 +710,13 @@ class Structure:
 
     def check_hooks(self) -> None:
         """A finding for each guard the funnel names and the hooks lack."""
+        missing = set(self.missing)
+        using: dict[str, list[Transition]] = {}
+        for t in self.funnel.transitions:
+            if t.guard in missing:
+                using.setdefault(t.guard, []).append(t)
         for name in self.missing:
-            users = [t for t in self.funnel.transitions if t.guard == name]
+            users = using[name]
             used = "; ".join(label(t) for t in users)
             if self.missing_guards == "error":
                 self.add(
@@ -743,11 +748,14 @@ class Structure:
             self._check_handoff_acceptance()
             return
         gates = [s for s in funnel.stages if s.gate]
+        into: dict[str, list[Transition]] = {gate.name: [] for gate in gates}
+        for t in funnel.transitions:
+            if t.target in into:
+                into[t.target].append(t)
         for gate in gates:
             self._check_bypass(gate, gates)
-            for t in funnel.transitions:
-                if t.target == gate.name:
-                    self._check_gate_handoff(t, gate)
+            for t in into[gate.name]:
+                self._check_gate_handoff(t, gate)
             self._check_gate_members(gate)
         for t in funnel.transitions:
             if t.bypasses_gate and t not in self.declared_bypasses:
@@ -954,6 +962,7 @@ class Structure:
         if self.policy is None:
             return
         funnel = self.funnel
+        known = frozenset(funnel.events)
         for name, part in _policy_parts(self.policy, hook_name(self.policy, "policy")):
             events: list[str] = []
             stages: tuple[str, ...] = ()
@@ -966,7 +975,7 @@ class Structure:
                 continue
             where = f"policy {name}"
             for event in dict.fromkeys(events):
-                if event not in funnel.events:
+                if event not in known:
                     self.add(
                         "policy-unknown-event",
                         Severity.ERROR,
@@ -988,7 +997,7 @@ class Structure:
             event = events[0]
             listed = [s for s in (stages or funnel.stage_names) if s in funnel]
             refused = [s for s in listed if event not in funnel.allowed_events(s)]
-            if refused and event in funnel.events:
+            if refused and event in known:
                 self.add(
                     "policy-event-not-allowed",
                     Severity.WARNING,

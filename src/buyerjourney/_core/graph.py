@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 if TYPE_CHECKING:
     from buyerjourney._core.funnel import Funnel, Transition
 
-__all__ = ["Move", "PathTree", "backward_reach", "components", "reach", "shortest_paths"]
+__all__ = [
+    "Move",
+    "PathTree",
+    "backward_reach",
+    "components",
+    "reach",
+    "shortest_paths",
+]
 
 
 class Move(Protocol):
@@ -123,16 +130,20 @@ class PathTree(Mapping[str, tuple[_M, ...]]):
 
     Args:
         moves: The moves out of a stage, such as ``funnel.transitions_from``;
-            called once per stage reached.
+            called once per stage reached (within *limit*).
         start: Where every path starts.
         avoid: Stages the paths never enter.
         usable: If given, only the moves for which it is true are taken.
+        also: More stages to start from, after *start*: each stage's path
+            then starts at the nearest of them (ties to the first given).
+        limit: If given, the longest path kept: the walk stops there, so
+            that it costs only what lies within *limit* moves.
 
     Attributes:
-        start: Where every path starts.
-        last: The move that reaches each stage (``None`` for *start*).
-        parent: The stage each stage is reached from (``None`` for *start*).
-        depth: The number of moves from *start* to each stage.
+        start: Where every path starts (the first start, with *also*).
+        last: The move that reaches each stage (``None`` for a start).
+        parent: The stage each stage is reached from (``None`` for a start).
+        depth: The number of moves from its start to each stage.
     """
 
     def __init__(
@@ -142,14 +153,22 @@ class PathTree(Mapping[str, tuple[_M, ...]]):
         *,
         avoid: Collection[str] = (),
         usable: Callable[[_M], bool] | None = None,
+        also: Iterable[str] = (),
+        limit: int | None = None,
     ) -> None:
         self.start = start
         self.last: dict[str, _M | None] = {start: None}
         self.parent: dict[str, str | None] = {start: None}
         self.depth: dict[str, int] = {start: 0}
-        queue = deque([start])
+        for other in also:
+            if other not in self.last and other not in avoid:
+                self.last[other] = self.parent[other] = None
+                self.depth[other] = 0
+        queue = deque(self.last)
         while queue:
             stage = queue.popleft()
+            if limit is not None and self.depth[stage] >= limit:
+                continue
             for move in moves(stage):
                 target = move.target
                 if target in self.last or target in avoid:
@@ -196,6 +215,20 @@ class PathTree(Mapping[str, tuple[_M, ...]]):
             steps.append(move)
             here = self.parent[here]
         return tuple(reversed(steps))
+
+    def origin(self, stage: str) -> str | None:
+        """The start the path to *stage* begins at (``None`` for a stage not reached).
+
+        Args:
+            stage: A reached stage.
+        """
+        here = stage if stage in self.last else None
+        while here is not None:
+            parent = self.parent[here]
+            if parent is None:
+                return here
+            here = parent
+        return None
 
 
 def backward_reach(funnel: Funnel, targets: Iterable[str]) -> set[str]:

@@ -114,8 +114,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from buyerjourney._checks import Coverage, CoverageCounter
+from buyerjourney._checks import Coverage, CoverageCounter, label
 from buyerjourney._core.funnel import Direction, Funnel, Transition
+from buyerjourney._core.graph import PathTree
 from buyerjourney._core.journey import Journey, apply
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Decision, Policy
@@ -394,6 +395,13 @@ class _Plan:
     reason: st.SearchStrategy[str]
     gap: st.SearchStrategy[timedelta]
     back: st.SearchStrategy[timedelta]
+    goal: st.SearchStrategy[str | None]
+    goals: Mapping[str, int]
+    """The index of each transition by its label (``"event: source -> target [if guard]"``)."""
+    order: Mapping[Transition, int]
+    """The index of each transition of the funnel."""
+    legal: frozenset[tuple[str, str, str]]
+    """Every (source, event, target) of the funnel's transitions."""
 
     @property
     def pipeline(self) -> Pipeline:
@@ -460,6 +468,7 @@ class _Plan:
                 f"(got {machine.backend!r} and {machine.replay_backends!r})"
             )
             raise InvalidArgument(msg)
+        goals = {label(t): i for i, t in enumerate(funnel.transitions)}
         unit = "hours" if max_gap >= timedelta(hours=1) else "seconds"
         units = max_gap // timedelta(**{unit: 1})
         return cls(
@@ -484,6 +493,10 @@ class _Plan:
             reason=st.sampled_from(_REASONS),
             gap=st.builds(timedelta, **{unit: st.integers(0, units)}),
             back=st.builds(timedelta, **{unit: st.integers(1, units)}),
+            goal=st.sampled_from(tuple(goals)) if goals else st.none(),
+            goals=goals,
+            order={t: i for i, t in enumerate(funnel.transitions)},
+            legal=frozenset((t.source, t.event, t.target) for t in funnel.transitions),
         )
 
 
@@ -709,6 +722,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self._seen: tuple[Record, ...] = ()
         self._highest: dict[str, str] = {}
         self._entered: set[str] = set()
+        self._taken: set[tuple[str | None, str | None, str | None]] = set()
         plan = type(self)._plan()
         if plan is not None:
             self._set_up(plan)
@@ -730,7 +744,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self.engine = self._engine(plan.backend, checked=True)
         """The live engine under test."""
         self._shadows = [self._engine(backend, checked=False) for backend in plan.replay_backends]
-        self._legal = {(t.source, t.event, t.target) for t in plan.funnel.transitions}
+        self._legal = plan.legal
 
     def _engine(self, backend: Backend, *, checked: bool) -> Engine:
         """A fresh engine for the plan's pipeline; *checked*: its hooks are called twice."""
@@ -853,6 +867,8 @@ class PipelineMachine(RuleBasedStateMachine):
         for record in outcome.records:
             if record.kind in (RecordKind.CREATED, RecordKind.TRANSITION) and record.target:
                 self._entered.add(record.target)
+            if record.kind is RecordKind.TRANSITION:
+                self._taken.add((record.source, record.event, record.target))
         self._operations.append(operation)
         if isinstance(operation, Touch) and error is None:
             self._ingested.append(operation)
@@ -1027,22 +1043,34 @@ class PipelineMachine(RuleBasedStateMachine):
         self.perform(Advance(self.now + gap))
 
     @precondition(_has_journeys)
-    @rule(lead=_current("lead"), rnd=st.randoms(use_true_random=False))
-    def walk(self, lead: str, rnd: random.Random) -> None:
-        """Walk a lead toward stages this run has not reached, until it ends or is refused.
+    @rule(lead=_current("lead"), goal=_drawn("goal"), rnd=st.randoms(use_true_random=False))
+    def walk(self, lead: str, goal: str | None, rnd: random.Random) -> None:
+        """Walk a journey to a transition this run has not taken yet, take it, then go on.
 
         At most :data:`WALK_MOVES` moves, so that a step costs the same on
-        a funnel of any size.
+        a funnel of any size; the walk stops earlier at a terminal stage or
+        when a move is refused.
 
         Each step is an ordinary checked operation: the owning team accepts a
-        waiting handoff, or sends an event leaving the journey's stage,
-        preferring a forward one (toward the won stages) into a stage not
-        entered yet in this run, then any forward one, then any; one step
-        in eight takes an exit not entered yet instead (lost, churned).
-        *rnd* (drawn by Hypothesis, so the same on every replay) picks
-        among equals. Without this rule most runs stay in the first stages
-        of a long funnel.
+        waiting handoff, or sends an event leaving the journey's stage.
+        The walk aims at a transition this run has not taken yet and that an
+        open journey can get to within the walk's moves: one into a stage
+        not entered yet in this run if there is one, and among those the
+        first in the funnel's order from *goal* on (a transition's label,
+        drawn by Hypothesis), round to the start. So every walk takes
+        something new, each run heads for the stages it has not seen, and
+        every transition is aimed at, whatever the branches and however
+        deep. The journey walked is *lead*'s if it can get
+        there, else the one nearest to it; it follows a shortest way, then
+        takes the transition. After that (or if a guard sends it elsewhere,
+        or nothing is left to aim at) each event is a forward one (toward
+        the won stages) into a stage not entered yet in this run, then any
+        forward one, then one into a stage not entered yet, then any; *rnd*
+        (drawn by Hypothesis, so the same on every replay) picks among
+        equals. Without this rule most runs stay in the first stages of a
+        long funnel.
         """
+        lead, way = self._aim(lead, goal)
         for _ in range(WALK_MOVES):
             journey = self.engine.journeys.get(lead)
             if journey is None:
@@ -1051,7 +1079,9 @@ class PipelineMachine(RuleBasedStateMachine):
             if journey.pending_acceptance:
                 operation: Operation = Action("accept", lead, self.now, actor)
             else:
-                move = self._steer(journey.stage, rnd)
+                if way and way[0].source != journey.stage:
+                    way.clear()  # a guard took another way: steer from here
+                move = way.pop(0) if way else self._steer(journey.stage, rnd)
                 if move is None:
                     return
                 operation = Action(
@@ -1059,6 +1089,39 @@ class PipelineMachine(RuleBasedStateMachine):
                 )
             if self.perform(operation).refused:
                 return
+
+    def _aim(self, lead: str, goal: str | None) -> tuple[str, list[Transition]]:
+        """The journey to walk and the moves to make: a shortest way to the aim, then the aim.
+
+        Only what lies within the walk's moves of the open journeys is looked
+        at, so this costs the same on a funnel of any size.
+        """
+        plan, journeys = self.plan, self.engine.journeys
+        funnel = plan.funnel
+        at: dict[str, str] = {}
+        for key in (lead, *sorted(journeys)):
+            journey = journeys.get(key)
+            if journey is not None and funnel.transitions_from(journey.stage):
+                at.setdefault(journey.stage, key)
+        if goal is None or not at:
+            return lead, []
+        first, *others = at
+        near = PathTree(funnel.transitions_from, first, also=others, limit=WALK_MOVES - 1)
+        start, count = plan.goals[goal], len(plan.order)
+        best: tuple[tuple[bool, int], Transition] | None = None
+        for stage in near:
+            for t in funnel.transitions_from(stage):
+                if (t.source, t.event, t.target) in self._taken:
+                    continue
+                rank = (t.target in self._entered, (plan.order[t] - start) % count)
+                if best is None or rank < best[0]:
+                    best = (rank, t)
+        if best is None:
+            return lead, []
+        aim = best[1]
+        origin = near.origin(aim.source)
+        assert origin is not None  # the aim's source is in the tree
+        return at[origin], [*near.path(aim.source), aim]
 
     def _steer(self, stage: str, rnd: random.Random) -> Transition | None:
         """The move out of *stage* that best heads toward unreached stages, or ``None``."""
@@ -1072,9 +1135,6 @@ class PipelineMachine(RuleBasedStateMachine):
             if t.direction is Direction.FORWARD and not funnel.stage(t.target).kind.is_exit
         ]
         new = [t for t in out if t.target not in self._entered]
-        exits = [t for t in new if funnel.stage(t.target).kind.is_exit]
-        if exits and rnd.random() < 1 / 8:
-            return rnd.choice(exits)
         pool = [t for t in forward if t in new] or forward or new or list(out)
         return rnd.choice(pool)
 

@@ -91,7 +91,7 @@ from buyerjourney._checks import (
     where_transition,
 )
 from buyerjourney._core.funnel import Funnel, Transition
-from buyerjourney._core.graph import PathTree
+from buyerjourney._core.graph import PathTree, reach
 from buyerjourney._core.lifecycle import policy_actor
 from buyerjourney._core.owners import OwnerRules
 from buyerjourney._core.policies import Policy
@@ -135,6 +135,8 @@ _NEUTRAL_KIND: Final = "page_view"
 _LEADS: Final = 2
 _GAPS_MINUTES: Final[tuple[int, ...]] = (0, 30, 60 * 24, 60 * 80)
 _MAX_ROUNDS: Final = 8
+_AFTER_PLAY: Final = frozenset({"invariant-violation", "nondeterministic"})
+"""The codes :meth:`_Verification.run_steps` finds once a run's steps are all played."""
 
 
 # ---------------------------------------------------------------- entry points
@@ -418,6 +420,21 @@ class _Observer:
                 self.handoffs.add((*move, record.from_team, record.to_team))
 
 
+class _Log:
+    """Listener keeping the records an engine commits, as they come.
+
+    Reading ``engine.records`` after every step would copy the whole log
+    each time: quadratic in a long run.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def on_record(self, record: Record, journey: object) -> None:
+        """Listener hook: keep the record."""
+        self.records.append(record)
+
+
 def _recording_hooks(funnel: Funnel, hooks: Hooks, observer: _Observer) -> Hooks:
     """Hooks that record each guard's answers, with never-true stand-ins for missing guards."""
     out = Hooks()
@@ -505,6 +522,12 @@ class _Verification(Structure):
         )
         self.examples = 0
         self.guard_errors: set[str] = set()
+        self.events = frozenset(funnel.events)
+        self.guarding: dict[str, list[Transition]] = {}
+        """The transitions each guard decides, in the funnel's order."""
+        for t in funnel.transitions:
+            if t.guard is not None:
+                self.guarding.setdefault(t.guard, []).append(t)
         # The engine names its scorer and policy in its errors and records; tell them
         # apart even when both go by the same name (two lambdas, say).
         self.scorer_name = hook_name(scorer, "scorer")
@@ -574,6 +597,16 @@ class _Verification(Structure):
                 else:
                     continue
                 break
+        if not funnel.guards:
+            # Nothing a lead is or scores changes where it may go: one walk finds every
+            # move, and each profile only decides who owns the stages at both ends.
+            reached = reach(funnel.transitions_from, funnel.initial.name)
+            self.observer.reached |= reached
+            for profile in self.profiles:
+                for t in funnel.transitions:
+                    if t.source in reached:
+                        self._note_model_move(t, profile)
+            return
         table = CompiledFunnel(funnel, self.hooks)
         for profile in self.profiles:
             for score in self.scores:
@@ -612,7 +645,7 @@ class _Verification(Structure):
             fn = self.user_hooks.guards.get(name)
             if fn is None or name in self.observer.guard_true or name in self.guard_errors:
                 continue
-            users = [t for t in funnel.transitions if t.guard == name]
+            users = self.guarding[name]
             failure: list[tuple[HookError, Context]] = []
 
             def passes(
@@ -713,32 +746,66 @@ class _Verification(Structure):
             break
 
     def _probe_touches(self, known: set[tuple[str, str]]) -> None:
-        """One touch of every kind, and one for every profile, each on a fresh engine.
+        """One touch of every kind, and one for every profile, each for a lead of its own.
 
         What fails on one kind of touch or for one segment is then found
-        without luck; combinations are left to the random exploration.
+        without luck; combinations are left to the random exploration. The
+        probes run together on one engine, a lead each (journeys do not
+        share state), so that their cost does not grow with the funnel's
+        size times the number of kinds; a problem found is shown with the
+        one touch that causes it, played alone on a fresh engine.
         """
         # A touch named after an event not allowed in the initial stage does nothing more on
-        # a fresh engine than any other touch: probing each of them would build one engine
-        # per event, quadratic in a long funnel's size. The random runs still send them.
+        # a fresh journey than any other touch, unless a hook names that kind. The random
+        # runs still send them.
         funnel = self.funnel
         named = {*self.hints.kinds, *self.options.touch_kinds}
         first = set(funnel.allowed_events(funnel.initial.name))
         probes = [
             (kind, 0)
             for kind in self.kinds
-            if kind not in funnel.events or kind in first or kind in named
+            if kind not in self.events or kind in first or kind in named
         ]
         probes += [(_NEUTRAL_KIND, profile) for profile in range(1, len(self.profiles))]
-        for kind, profile in probes:
+        self.examples += len(probes)
+        while probes:
+            steps = [
+                ("touch", lead, kind, 0, profile) for lead, (kind, profile) in enumerate(probes)
+            ]
             lines: list[str] = []
+            try:
+                self.run_steps(steps, lines, known)
+            except _Found as found:
+                if found.code in _AFTER_PLAY:
+                    # Found once every touch was played: look for one that shows it alone.
+                    culprits, rest = probes[:_MAX_ROUNDS], []
+                else:  # found while playing the touch of the last line
+                    played = sum(1 for line in lines if not line.startswith("-> "))
+                    culprits, rest = probes[played - 1 : played], probes[played:]
+                self._report_probe(found, lines, culprits, known)
+                probes = rest
+                continue
+            return
+
+    def _report_probe(
+        self,
+        found: _Found,
+        lines: list[str],
+        culprits: Sequence[tuple[str, int]],
+        known: set[tuple[str, str]],
+    ) -> None:
+        """Report *found*, with the first of *culprits* that shows a problem on a fresh engine."""
+        for kind, profile in culprits:
+            alone: list[str] = []
             self.examples += 1
             try:
-                self.run_steps([("touch", 0, kind, 0, profile)], lines, known)
-            except _Found as found:
-                severity = Severity.WARNING if found.code == "policy-refused" else Severity.ERROR
-                self.add(found.code, severity, found.where, found.what, lines)
-                known.add((found.code, found.where))
+                self.run_steps([("touch", 0, kind, 0, profile)], alone, known)
+            except _Found as shown:
+                found, lines = shown, alone
+                break
+        severity = Severity.WARNING if found.code == "policy-refused" else Severity.ERROR
+        self.add(found.code, severity, found.where, found.what, lines)
+        known.add((found.code, found.where))
 
     def _search(
         self,
@@ -770,11 +837,12 @@ class _Verification(Structure):
                 lines.append(f"-> {detail}")
                 raise _Found(code, where, what, detail)
 
-        engine = self.engine([self.observer])
+        written = _Log()
+        engine = self.engine([self.observer, written])
         try:
-            log = self._play(engine, steps, lines, found)
+            log = self._play(engine, written, steps, lines, found)
         finally:
-            self.counter.add(engine.records)
+            self.counter.add(written.records)
         if engine.rebuild() != dict(engine.journeys):
             found(
                 "invariant-violation",
@@ -782,8 +850,9 @@ class _Verification(Structure):
                 "rebuilding the journeys from the log does not give the live state",
                 "rebuild() differs from the live journeys",
             )
-        again = self.engine()
-        self._play(again, steps, [], _ignore)
+        rewritten = _Log()
+        again = self.engine([rewritten])
+        self._play(again, rewritten, steps, [], _ignore)
         replay = [r.to_dict() for r in again.records]
         if replay != log:
             self._nondeterministic(log, replay, found)
@@ -828,6 +897,7 @@ class _Verification(Structure):
     def _play(
         self,
         engine: Engine,
+        written: _Log,
         steps: Sequence[_Step],
         lines: list[str],
         found: _Report,
@@ -843,13 +913,13 @@ class _Verification(Structure):
                 touch = Touch(f"t{n}", lead, clock, touch_kind, attributes=attributes)
                 shown = f" with {fmt_attributes(attributes)}" if attributes else ""
                 lines.append(f"touch {lead} {touch_kind!r} at +{_elapsed(clock)}{shown}")
-                before = len(engine.records)
+                before = len(written.records)
                 try:
                     engine.ingest_one(touch)
                 except HookError as exc:
                     found(*self._hook_failure(exc, engine))
                     continue
-                self._check_refusals(engine.records[before:], touch, found)
+                self._check_refusals(written.records[before:], touch, found)
                 continue
             if journey is None:
                 lines.append(f"{kind} {lead} (no journey yet: skipped)")
@@ -874,7 +944,7 @@ class _Verification(Structure):
                 found(*self._hook_failure(exc, engine))
             except (ActionRefused, TransitionNotAllowed):
                 lines[-1] += " (refused)"
-        return [r.to_dict() for r in engine.records]
+        return [r.to_dict() for r in written.records]
 
     def _hook_failure(self, exc: HookError, engine: Engine) -> tuple[str, str, str, str]:
         """The finding for a hook that failed while the engine ran: code, where, what, detail."""
@@ -905,7 +975,7 @@ class _Verification(Structure):
         )
 
     def _check_refusals(self, records: Sequence[Record], touch: Touch, found: _Report) -> None:
-        if touch.kind in self.funnel.events:
+        if touch.kind in self.events:
             return  # the touch itself asked for the event: the input is wrong, not the policy
         for record in records:
             if record.kind is RecordKind.REFUSED and record.actor == self.policy_actor:
@@ -976,7 +1046,7 @@ class _Verification(Structure):
         )
         never = [g for g in funnel.guards if g not in unavailable and g not in observer.guard_true]
         for name in never:
-            users = "; ".join(label(t) for t in funnel.transitions if t.guard == name)
+            users = "; ".join(label(t) for t in self.guarding[name])
             self.add(
                 "guard-never-true",
                 Severity.WARNING,
@@ -985,10 +1055,15 @@ class _Verification(Structure):
                 f"{self.options.budget} generated contexts), so {users} never happens. "
                 "If real leads can pass it, give verify() such attributes=.",
             )
-        dead = set(never) | unavailable
-        for event in funnel.events:
-            ts = [t for t in funnel.transitions if t.event == event]
-            if all(t.guard is not None and t.guard in never for t in ts):
+        never_true = set(never)
+        dead = never_true | unavailable
+        by_event: dict[str, list[Transition]] = {}
+        entering: dict[str, list[Transition]] = {}
+        for t in funnel.transitions:
+            by_event.setdefault(t.event, []).append(t)
+            entering.setdefault(t.target, []).append(t)
+        for event, ts in by_event.items():
+            if all(t.guard is not None and t.guard in never_true for t in ts):
                 guards = ", ".join(dict.fromkeys(t.guard or "" for t in ts))
                 self.add(
                     "event-never-enabled",
@@ -1005,7 +1080,7 @@ class _Verification(Structure):
         for stage in funnel.stage_names:
             if stage in observer.reached or stage not in live:
                 continue
-            entries = [t for t in funnel.transitions if t.target == stage]
+            entries = entering.get(stage, [])
             dead_entries = [t for t in entries if t.guard in dead]
             why = ""
             if dead_entries and len(dead_entries) == len(entries):
@@ -1020,7 +1095,7 @@ class _Verification(Structure):
             )
         self._check_handoffs(explored_by, live)
 
-    def _check_handoffs(self, explored_by: str, live: PathTree) -> None:
+    def _check_handoffs(self, explored_by: str, live: PathTree[Transition]) -> None:
         funnel = self.funnel
         allowed: dict[tuple[str, str, str, str], tuple[Transition, dict[str, Any]]] = {}
         for t in funnel.transitions:
