@@ -14,6 +14,7 @@ from buyerjourney._core.journey import rebuild
 from buyerjourney._pipeline import ingest, located, read_stream
 from buyerjourney.cli import main
 from buyerjourney.errors import StoreConflict, StoreInUse
+from pg_support import drop_schema, new_schema, postgres_url  # noqa: F401  (a fixture)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src/buyerjourney/data/sample_touches.jsonl"
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
@@ -276,3 +277,47 @@ def test_a_bad_mapping_file_is_a_clear_error(
     assert code == 1
     assert "unknown key 'colour'" in err
     assert "Traceback" not in err
+
+
+def _ingest_in_postgres(url: str, schema: str, start: object) -> None:
+    from buyerjourney import PostgresStore  # noqa: PLC0415  (the extra)
+
+    start.wait(60)  # type: ignore[attr-defined]
+    pipeline = default_pipeline(presets.get("waterfall"))
+    store = PostgresStore(url, schema=schema)
+    try:
+        ingest(pipeline.engine(store=store), _sample_items())  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def test_four_processes_writing_one_postgres_store_give_the_serial_result(
+    postgres_url: str,  # noqa: F811  (the fixture)
+) -> None:
+    from buyerjourney import PostgresStore  # noqa: PLC0415  (the extra)
+
+    schema = new_schema()
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        start = ctx.Event()
+        workers = [
+            ctx.Process(target=_ingest_in_postgres, args=(postgres_url, schema, start))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        start.set()
+        for worker in workers:
+            worker.join(600)
+        assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+        pipeline = default_pipeline(presets.get("waterfall"))
+        reference = pipeline.engine(store=MemoryStore())
+        ingest(reference, _sample_items())  # type: ignore[arg-type]
+        store = PostgresStore(postgres_url, schema=schema)
+        try:
+            assert store.load().records == reference.records
+            assert store.journeys() == dict(reference.journeys)
+        finally:
+            store.close()
+    finally:
+        drop_schema(postgres_url, schema)
