@@ -11,9 +11,10 @@ import pytest
 
 from buyerjourney import Engine, MemoryStore, SQLiteStore, Touch, default_pipeline, presets
 from buyerjourney._core.journey import rebuild
-from buyerjourney._pipeline import ingest, located, read_stream
+from buyerjourney._pipeline import ingest, located
 from buyerjourney.cli import main
 from buyerjourney.errors import StoreConflict, StoreInUse
+from buyerjourney.readers import read_stream
 from pg_support import drop_schema, new_schema, postgres_url  # noqa: F401  (a fixture)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src/buyerjourney/data/sample_touches.jsonl"

@@ -30,6 +30,7 @@ from buyerjourney._adapters.files import (
     save_owner_rules,
 )
 from buyerjourney._adapters.postgres import PostgresStore
+from buyerjourney._adapters.readers import read_stream
 from buyerjourney._adapters.sqlite import (
     SCHEMA_VERSION,
     MemoryStore,
@@ -110,7 +111,6 @@ from buyerjourney._pipeline import (
     default_scorer,
     ingest,
     located,
-    read_stream,
     run,
 )
 from buyerjourney._report import (

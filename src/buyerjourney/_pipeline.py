@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import attrs
 
@@ -47,7 +45,6 @@ __all__ = [
     "default_scorer",
     "ingest",
     "located",
-    "read_stream",
     "run",
 ]
 
@@ -184,47 +181,6 @@ def default_pipeline(
 
 
 Item = Touch | Action
-
-
-def read_stream(
-    source: str | os.PathLike[str] | Iterable[str],
-) -> Iterator[tuple[int, Item | InvalidTouch]]:
-    """Read a JSON Lines stream of touches and actions, from a path or an iterable of lines.
-
-    Yields ``(line number, item)``; a line that is not valid JSON or not a
-    valid touch or action yields an :class:`~buyerjourney.errors.InvalidTouch`
-    in place of the item, so the caller can quarantine it and go on. Blank
-    lines are skipped. Lines with ``"type": "action"`` are actions; all
-    others are touches. A file is read as UTF-8; a byte order mark at its
-    start is dropped.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        with Path(source).open(encoding="utf-8-sig") as handle:
-            yield from read_stream(handle)
-        return
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield (
-                number,
-                InvalidTouch("<line>", line.strip()[:80], f"JSON ({exc.msg})", position=number),
-            )
-            continue
-        try:
-            if isinstance(data, dict) and data.get("type") == "action":
-                yield number, Action.from_dict(data, position=number)
-            elif isinstance(data, dict) and data.get("type", "touch") != "touch":
-                yield (
-                    number,
-                    InvalidTouch("type", data["type"], "'touch' or 'action'", position=number),
-                )
-            else:
-                yield number, Touch.from_dict(data, position=number)
-        except InvalidTouch as exc:
-            yield number, exc
 
 
 @attrs.frozen
@@ -426,7 +382,9 @@ def located(source: str, items: Iterable[tuple[int, Item | InvalidTouch]]) -> It
     for line, item in items:
         if isinstance(item, InvalidTouch):
             text = str(item.value)[:200] if item.field == "<line>" else ""
-            yield source, line, QuarantineEntry(source, line, "invalid", str(item), text)
+            code = str(getattr(item, "code", "invalid"))
+            reason = getattr(getattr(item, "rejected", None), "reason", None) or str(item)
+            yield source, line, QuarantineEntry(source, line, code, reason, text)
         elif isinstance(item, Action) and item.action_id is None:
             yield source, line, attrs.evolve(item, action_id=action_key(item))
         else:

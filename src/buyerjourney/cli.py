@@ -341,10 +341,11 @@ def _add_replay(subparsers: SubParsers) -> None:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
+    from buyerjourney._adapters.readers import read_stream  # noqa: PLC0415
     from buyerjourney._adapters.sqlite import SQLiteStore  # noqa: PLC0415
     from buyerjourney._core.journey import rebuild  # noqa: PLC0415
     from buyerjourney._core.records import parse_time  # noqa: PLC0415  (keep `buyerjourney --help` fast)
-    from buyerjourney._pipeline import read_stream, run  # noqa: PLC0415
+    from buyerjourney._pipeline import run  # noqa: PLC0415
     from buyerjourney._report import format_summary, summarize  # noqa: PLC0415
 
     funnel_arg = args.funnel

@@ -31,6 +31,7 @@ from buyerjourney._adapters.readers import (
     Location,
     Rejected,
     StageColumns,
+    UnreadableRecord,
     UnreadableSource,
     ValueMap,
     columns_from_dict,
@@ -39,6 +40,7 @@ from buyerjourney._adapters.readers import (
     load_columns,
     read,
     read_stage_history,
+    read_stream,
 )
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "Location",
     "Rejected",
     "StageColumns",
+    "UnreadableRecord",
     "UnreadableSource",
     "ValueMap",
     "columns_from_dict",
@@ -66,4 +69,5 @@ __all__ = [
     "load_columns",
     "read",
     "read_stage_history",
+    "read_stream",
 ]

@@ -1698,3 +1698,44 @@ def load_columns(path: str | os.PathLike[str]) -> Columns:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InvalidMapping("<mapping>", f"{name}: not a valid TOML file ({exc})") from None
     return columns_from_dict(data, source=name)
+
+
+# ---------------------------------------------------------------- the stream format
+
+
+def read_stream(
+    source: str | os.PathLike[str] | Iterable[str],
+) -> Iterator[tuple[int, Touch | Action | InvalidTouch]]:
+    """Read a JSON Lines stream of touches and actions, from a path or an iterable of lines.
+
+    The stream format of ``buyerjourney replay``, through :func:`read`: yields
+    ``(line number, item)``, where a line that cannot be read or is not a
+    valid touch or action yields an :class:`~buyerjourney.errors.InvalidTouch`
+    in place of the item (its ``field`` is ``"<line>"``, its value the line's
+    text), so the caller can quarantine it and go on. Blank lines are
+    skipped; a byte order mark at the start is dropped.
+    """
+    for location, item in read(source, format="jsonl"):
+        if isinstance(item, Rejected):
+            yield location.line, UnreadableRecord(item)
+        else:
+            yield location.line, item
+
+
+class UnreadableRecord(InvalidTouch):
+    """A line of a stream that is not a valid touch or action (what :func:`read_stream` yields).
+
+    Attributes:
+        rejected: The reader's :class:`Rejected` entry (location, code, reason, text).
+        code: Its stable code.
+    """
+
+    def __init__(self, rejected: Rejected) -> None:
+        line = rejected.location.line
+        super().__init__("<line>", rejected.text, rejected.reason, position=line)
+        self.rejected = rejected
+        self.code = rejected.code
+        self.args = (f"line {line}: [{rejected.code}] {rejected.reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -80,8 +80,9 @@ def _replay_stream(
     pipeline: Pipeline, source: str
 ) -> tuple[list[Touch | Action], tuple[Record, ...]]:
     """The stream's items and the log the pipeline makes of them (bad lines reported)."""
+    from buyerjourney._adapters.readers import read_stream  # noqa: PLC0415
     from buyerjourney._core.records import Action, Touch  # noqa: PLC0415
-    from buyerjourney._pipeline import read_stream, run  # noqa: PLC0415
+    from buyerjourney._pipeline import run  # noqa: PLC0415
 
     if not Path(source).is_file():
         raise CommandError(f"{source}: no such file; give a JSON Lines stream of touches")
