@@ -11,6 +11,17 @@ Usage::
                         [--db PATH [--replace]] [--until TIME] [--format text|json]
     buyerjourney verify FILE|PRESET|--pipeline FILE [--owners FILE] [--hooks MODULE]
                         [--budget N] [--structure-only] [--format text|json]
+    buyerjourney ingest FILE...|--sample [--store PATH|URL] [--columns FILE] [--lateness D]
+    buyerjourney journeys [LEAD] [--store PATH|URL]
+    buyerjourney rebuild [--store PATH|URL] [--funnel FILE|PRESET|--pipeline FILE]
+    buyerjourney quarantine [--store PATH|URL] [--retry]
+    buyerjourney report --store PATH --funnel FILE|PRESET|--pipeline FILE [--html FILE]
+    buyerjourney backtest|simulate|forecast ...
+
+``ingest``, ``journeys``, ``rebuild`` and ``quarantine`` live in
+:mod:`buyerjourney._commands.store`, ``report`` in ``_commands.report``, and
+``backtest``, ``simulate`` and ``forecast`` in ``_commands.analytics``; each
+command's ``--help`` gives its options.
 
 Wherever a funnel is expected, give either a preset name (see
 ``buyerjourney presets``) or the path of a ``.toml`` / ``.json`` funnel file.
