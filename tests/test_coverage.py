@@ -8,7 +8,11 @@ project, and walk a funnel's graph a number of times linear in its size.
 
 from __future__ import annotations
 
+import gc
 import json
+import random
+import weakref
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,12 +20,15 @@ from hypothesis import configuration, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import InvalidArgument
 
-from buyerjourney import Context, Funnel, Hooks, Stage, Transition, presets
-from buyerjourney._checks import DEFAULT_BUDGET, Coverage, verify_structure
+from buyerjourney import Context, Engine, Funnel, Hooks, Stage, Transition, presets
+from buyerjourney._checks import DEFAULT_BUDGET, Coverage, label, verify_structure
+from buyerjourney._core import table
 from buyerjourney._core.funnel import Funnel as CoreFunnel
+from buyerjourney._core.records import RecordKind
 from buyerjourney._pipeline import default_pipeline
+from buyerjourney.errors import TransitionNotAllowed
 from buyerjourney.testing import pipeline_machine, run_pipeline_machine
-from buyerjourney.testing.harness import BUILTIN_RULES
+from buyerjourney.testing.harness import BUILTIN_RULES, WALK_MOVES, PipelineMachine
 from buyerjourney.testing.verify import project_root, verify, verify_pipeline
 
 
@@ -127,6 +134,65 @@ def test_the_harness_reaches_every_reachable_stage_at_the_default_budget(name: s
     assert coverage.runs >= DEFAULT_BUDGET
 
 
+def _machine(funnel: Funnel) -> PipelineMachine:
+    """A machine of *funnel*'s default pipeline with journeys for lead-1 and lead-2, in s0."""
+    machine = pipeline_machine(default_pipeline(funnel))()
+    for lead in ("lead-1", "lead-2"):
+        machine.ingest(lead, "page_view", {}, timedelta(0))
+    return machine
+
+
+def _taken(machine: PipelineMachine, lead: str | None = None) -> list[str]:
+    labels = {(t.source, t.event, t.target): label(t) for t in machine.plan.funnel.transitions}
+    return [
+        labels[(r.source, r.event, r.target)]
+        for r in machine.records
+        if r.kind is RecordKind.TRANSITION and lead in (None, r.lead_id)
+    ]
+
+
+def test_a_walk_goes_to_its_goal_however_deep_and_takes_it() -> None:
+    machine = _machine(chain(10, trial=True))
+    machine.walk("lead-1", "start_trial: s7 -> trial", random.Random(0))
+    taken = _taken(machine, "lead-1")
+    assert taken[:8] == [f"e{i}: s{i} -> s{i + 1}" for i in range(7)] + ["start_trial: s7 -> trial"]
+    assert machine.engine.journey("lead-1").stage == "s9"  # then on toward the won stage
+
+
+def test_each_walk_takes_a_transition_the_run_has_not_taken_into_a_stage_not_entered() -> None:
+    machine = _machine(chain(10, trial=True))
+    goal = "start_trial: s7 -> trial"
+    machine.walk("lead-1", goal, random.Random(0))
+    entered = {r.target for r in machine.records if r.kind is RecordKind.TRANSITION}
+    before = set(_taken(machine))
+    machine.walk("lead-2", goal, random.Random(0))  # the same goal, taken already
+    new = [t for t in _taken(machine, "lead-2") if t not in before]
+    assert new
+    assert any(t.rsplit("-> ", 1)[1] not in entered for t in new)
+
+
+def test_a_walk_moves_another_journey_when_the_drawn_one_has_ended() -> None:
+    machine = _machine(chain(10, trial=True))
+    machine.walk("lead-1", "e8: s8 -> s9", random.Random(0))
+    assert machine.engine.journey("lead-1").stage == "s9"
+    machine.walk("lead-1", "lose: s3 -> lost", random.Random(0))
+    assert machine.engine.journey("lead-1").stage == "s9"
+    assert _taken(machine, "lead-2")[-1] == "lose: s3 -> lost"
+
+
+def test_a_walk_costs_the_same_on_a_funnel_of_any_size(walks: list[str]) -> None:
+    seen = []
+    for n in (50, 3000):
+        machine = _machine(chain(n))
+        walks.clear()
+        machine.walk("lead-1", label(machine.plan.funnel.transitions[-1]), random.Random(0))
+        seen.append(len(walks))
+        assert len(_taken(machine, "lead-1")) >= WALK_MOVES // 2
+    # The walk looks only at what lies within its moves of the journeys: not n stages.
+    assert seen[1] < 2 * seen[0]
+    assert seen[1] < 20 * WALK_MOVES
+
+
 def test_the_harness_reports_stages_and_transitions_with_counts() -> None:
     funnel = presets.demand_waterfall()
     coverage = run_harness(funnel, examples=10)
@@ -186,6 +252,52 @@ def test_verify_reaches_every_reachable_stage_at_the_default_budget(name: str) -
     assert report.coverage is not None
     assert report.coverage.complete, str(report.coverage)
     assert not report.by_code("stage-never-reached")
+
+
+def test_verify_builds_as_many_engines_for_a_long_funnel_as_for_a_short_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The touch probes (one per event the policy names) share one engine, a lead each."""
+    built: list[int] = []
+    real_init = Engine.__init__
+
+    def counting(self: Engine, funnel: Funnel, **options: object) -> None:
+        built.append(len(funnel.stages))
+        real_init(self, funnel, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "__init__", counting)
+    counts = []
+    for n in (40, 160):
+        built.clear()
+        report = verify_pipeline(default_pipeline(chain(n, trial=True)), budget=5, harness=False)
+        assert report.ok, str(report)
+        counts.append(len(built))
+    assert counts[1] <= counts[0]
+    assert counts[0] < 40  # a dozen: the probes, then the runs of the search and their replays
+
+
+def test_engines_of_one_funnel_share_its_compiled_table() -> None:
+    funnel = chain(200)
+    first = Engine(funnel)
+    second = table.compile_funnel(funnel)
+    shape = weakref.ref(table._shape_of(funnel))
+    assert second.table is table.compile_funnel(funnel).table
+    assert second.stage_index is table.compile_funnel(funnel).stage_index
+    assert first.funnel is funnel
+    del first, second, funnel
+    gc.collect()
+    assert shape() is None  # gone with its funnel
+
+
+def test_each_compiled_table_binds_its_own_guards() -> None:
+    funnel = chain(20).extend(add_transitions=[Transition("skip", "s1", "s3", guard="vip")])
+    yes = table.compile_funnel(funnel, Hooks({"vip": lambda ctx: True}))
+    no = table.compile_funnel(funnel, Hooks({"vip": lambda ctx: False}))
+    assert yes.step("s1", "skip").target == "s3"
+    with pytest.raises(TransitionNotAllowed, match="vip"):
+        no.step("s1", "skip")
+    assert yes.stage_index is no.stage_index
+    assert yes.table[(1, 1)] is no.table[(1, 1)]  # e1 from s1: unguarded, shared as it is
 
 
 # ---------------------------------------------------------------- Hypothesis's files

@@ -125,3 +125,61 @@ def test_no_other_breadth_first_search_is_left(module: str) -> None:
     assert "buyerjourney._core.graph" in imported
     assert "deque" not in names
     assert "popleft" not in names
+
+
+# ---------------------------------------------------------------- linear paths
+
+
+def _chain(n: int) -> Funnel:
+    stages = [Stage(f"s{i}", i, initial=i == 0) for i in range(n - 1)]
+    stages.append(Stage(f"s{n - 1}", n - 1, StageKind.WON, terminal=True))
+    return Funnel(
+        f"chain{n}", stages, [Transition(f"e{i}", f"s{i}", f"s{i + 1}") for i in range(n - 1)]
+    )
+
+
+def test_shortest_paths_are_a_mapping_built_on_lookup() -> None:
+    paths = shortest_paths(DIAMOND.transitions_from, "start")
+    assert len(paths) == 5
+    assert dict(paths) == {stage: paths[stage] for stage in paths}
+    assert "island" not in paths
+    with pytest.raises(KeyError):
+        paths["island"]
+    assert paths.path("island") == ()  # the tree's own lookup: nothing for a stage not reached
+
+
+def test_a_long_chain_copies_no_path_until_one_is_looked_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Giving every stage its whole path is n²/2 moves copied; the tree keeps one per stage."""
+    funnel = _chain(3000)
+    copied: list[int] = []
+    real_path = graph.PathTree.path
+
+    def counting(self: graph.PathTree[Transition], stage: str) -> tuple[Transition, ...]:
+        path = real_path(self, stage)
+        copied.append(len(path))
+        return path
+
+    monkeypatch.setattr(graph.PathTree, "path", counting)
+    paths = shortest_paths(funnel.transitions_from, "s0")
+    assert len(paths) == 3000
+    assert copied == []
+    assert [t.event for t in paths["s3"]] == ["e0", "e1", "e2"]
+    assert len(paths["s2999"]) == 2999
+    assert copied == [3, 2999]
+    assert reach(funnel.transitions_from, "s0") == set(funnel.stage_names)
+    assert copied == [3, 2999]  # reach keeps no path at all
+
+
+def test_a_tree_may_start_from_several_stages_and_stop_at_a_depth() -> None:
+    funnel = _chain(10)
+    near = graph.PathTree(funnel.transitions_from, "s6", also=["s1", "s6"], limit=2)
+    assert list(near) == ["s6", "s1", "s7", "s2", "s8", "s3"]
+    assert near.depth["s3"] == 2
+    assert near.origin("s3") == "s1"
+    assert near.origin("s8") == "s6"
+    assert near.origin("s9") is None
+    assert [t.event for t in near.path("s3")] == ["e1", "e2"]
+    assert "s4" not in near  # beyond the limit
+    assert "s9" not in near

@@ -709,3 +709,34 @@ def test_every_pipeline_example_of_the_docs_passes_verify(
     pipeline = loads_pipeline(text, format=fmt, directory=tmp_path, check_owners=False)  # type: ignore[arg-type]
     report = verify_pipeline(pipeline, budget=10, missing_guards="warning", harness=False)
     assert report.ok, f"{place}:\n{report}"
+
+
+# ---------------------------------------------------------------- touch probes
+
+
+def test_a_failing_touch_probe_is_shown_alone_though_the_probes_share_an_engine() -> None:
+    """Every event the policy names is probed (on one engine, a lead each); the finding
+    shows the one touch that fails, played on a fresh engine."""
+    pipeline = default_pipeline(presets.demand_waterfall())
+
+    def breaks_on_wins(lead, at):  # type: ignore[no-untyped-def]
+        if lead.touches[-1].kind == "win":
+            msg = "no points for a win"
+            raise LookupError(msg)
+        return pipeline.scorer(lead, at)  # type: ignore[misc]
+
+    report = verify(
+        pipeline.funnel,
+        pipeline.owners,
+        pipeline.hooks,
+        breaks_on_wins,
+        pipeline.policy,
+        thresholds=pipeline.thresholds,
+        budget=BUDGET,
+        harness=False,
+    )
+    (failure,) = report.by_code("scorer-error")
+    assert failure.example[0] == "touch lead-0 'win' at +0h00"
+    assert len(failure.example) == 2
+    assert "no points for a win" in failure.example[1]
+    assert report.codes == {"scorer-error"}
