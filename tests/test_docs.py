@@ -16,6 +16,11 @@ Conventions for documentation authors:
 * Each file runs with a fresh temporary directory as the working directory,
   so examples may write files freely.
 * Blocks indented under a list item or an admonition are found too.
+* A page that needs something the machine may lack (a data set) names the
+  pytest fixtures it needs in an HTML comment, ``<!-- requires: olist_dir -->``
+  (several: ``<!-- requires: a, b -->``). The fixtures are requested before
+  the page runs, so a fixture that skips (``olist_dir`` when the data set is
+  absent) skips the page; the page itself finds its data on its own.
 
 Files with no runnable block are not collected. A failing block is reported
 with its file, the line of its opening fence, and the exception.
@@ -43,6 +48,7 @@ DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _SKIP_LINE = re.compile(r"^(>>>\s*)?#\s*doctest:\s*skip\s*$", re.IGNORECASE)
+_REQUIRES = re.compile(r"<!--\s*requires:\s*(?P<names>[\w\s,]*?)\s*-->")
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,18 @@ def _dedent_line(line: str, indent: int) -> str:
 def runnable_blocks(path: Path) -> list[CodeBlock]:
     """Return the blocks of ``path`` that the test suite executes."""
     return [b for b in extract_blocks(path.read_text(encoding="utf-8")) if b.runnable]
+
+
+def required_fixtures(text: str) -> list[str]:
+    """The fixtures a Markdown document names in ``<!-- requires: ... -->`` comments, in order."""
+    names = (name for m in _REQUIRES.finditer(text) for name in re.split(r"[\s,]+", m["names"]))
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def request_required_fixtures(path: Path, request: pytest.FixtureRequest) -> None:
+    """Request the fixtures the document at *path* requires; one that skips skips the caller."""
+    for name in required_fixtures(path.read_text(encoding="utf-8")):
+        request.getfixturevalue(name)
 
 
 def _format_exception(exc: BaseException) -> str:
@@ -186,8 +204,11 @@ DOC_FILES = [f for f in _doc_files() if runnable_blocks(f)]
 @pytest.mark.parametrize(
     "doc", DOC_FILES, ids=[f.relative_to(REPO_ROOT).as_posix() for f in DOC_FILES]
 )
-def test_doc_examples(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every runnable example in ``doc`` runs without error."""
+def test_doc_examples(
+    doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Every runnable example in ``doc`` runs (skipped when a fixture it requires skips)."""
+    request_required_fixtures(doc, request)
     monkeypatch.chdir(tmp_path)
     run_markdown_file(doc, doc.relative_to(REPO_ROOT).as_posix())
 
@@ -275,3 +296,29 @@ def test_failing_pycon_block_shows_doctest_report(tmp_path: Path) -> None:
     message = str(info.value)
     assert "broken.md: pycon block starting at line 1 failed" in message
     assert "Expected:\n    3\nGot:\n    2" in message
+
+
+def test_required_fixtures_are_read_from_comments() -> None:
+    text = "# T\n<!-- requires: olist_dir -->\n\ntext <!--requires:a, b  c-->\n<!-- other -->\n"
+    assert required_fixtures(text) == ["olist_dir", "a", "b", "c"]
+    assert required_fixtures("<!-- requires: a -->\n<!-- requires: a -->") == ["a"]
+    assert required_fixtures(SAMPLE) == []
+
+
+@pytest.fixture
+def absent_data() -> None:
+    """A fixture that skips, as ``olist_dir`` does when the data set is absent."""
+    pytest.skip("the data is absent")
+
+
+def test_a_page_requiring_a_skipping_fixture_is_skipped(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("<!-- requires: absent_data -->\n```python\nraise RuntimeError\n```\n")
+    with pytest.raises(pytest.skip.Exception, match="the data is absent"):
+        request_required_fixtures(page, request)
+    present = tmp_path / "present.md"
+    present.write_text("<!-- requires: tmp_path_factory -->\n```python\nok = 1\n```\n")
+    request_required_fixtures(present, request)  # a fixture that does not skip: nothing happens
+    run_markdown_file(present, "present.md")
