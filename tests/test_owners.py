@@ -425,7 +425,8 @@ def test_solo_mode_keeps_owners_and_lets_the_founder_act_for_every_team() -> Non
     assert solo.may_act(founder, SALES)
     assert solo.teams_of(founder) == (MARKETING, SALES)
     assert not solo.may_act(Actor("ana_sdr"), SALES)
-    assert solo.may_act(Actor("ana_sdr", SALES), SALES)
+    # the founder is the declared member of every team: nobody else can claim one
+    assert not solo.may_act(Actor("ana_sdr", SALES), SALES)
     assert not solo.may_act(SYSTEM, SALES)
     assert solo.is_solo
     assert solo.solo_member == "founder"
@@ -996,3 +997,12 @@ def test_a_byte_order_mark_starts_an_owner_file(tmp_path: Path) -> None:
     path = tmp_path / "owners.toml"
     path.write_bytes(b"\xef\xbb\xbf" + b'[defaults]\nretention = "marketing"\n')
     assert load_owner_rules(path, SEED).owner("retention") == MARKETING
+
+
+def test_a_team_with_declared_members_cannot_be_claimed() -> None:
+    """Issue regression: with members declared, an actor must be one of them to act for it."""
+    rules = OwnerRules.for_funnel(SEED, members={"mia": [SALES]})
+    assert rules.may_act(Actor("mia"), SALES)
+    assert rules.may_act(Actor("mia", MARKETING), SALES)
+    assert not rules.may_act(Actor("eve", SALES), SALES)  # claims sales, is not a member
+    assert rules.may_act(Actor("eve", MARKETING), MARKETING)  # marketing declared nobody

@@ -478,7 +478,9 @@ class OwnerRules:
         teams: The known teams. The built-in teams are always included, first.
         members: Person name to the teams that person holds. A person acts
             for those teams in addition to the team on their
-            :class:`~buyerjourney.Actor`.
+            :class:`~buyerjourney.Actor`. A team that some member holds has
+            declared its members: only they act for it, whatever team an
+            actor claims.
     """
 
     defaults: Mapping[str, str] = attrs.field(converter=_as_defaults, hash=False)
@@ -492,6 +494,7 @@ class OwnerRules:
     )
     _wildcard: tuple[OwnerRule, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
     _held: Mapping[str, frozenset[str]] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _declared: frozenset[str] = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         named = dict.fromkeys((*self.defaults, *(s for r in self.overrides for s in r.stages)))
@@ -502,6 +505,8 @@ class OwnerRules:
         object.__setattr__(self, "_wildcard", tuple(r for r in self.overrides if not r.stages))
         held = {name: frozenset(teams) for name, teams in self.members.items()}
         object.__setattr__(self, "_held", held)
+        declared = frozenset(team for teams in held.values() for team in teams)
+        object.__setattr__(self, "_declared", declared)
 
     # ------------------------------------------------------------ construction
 
@@ -616,9 +621,11 @@ class OwnerRules:
     def may_act(self, actor: Actor, team: str) -> bool:
         """Whether *actor* may act for *team*.
 
-        True when the actor's own team is *team*, or when the person holds
-        *team* in :attr:`members`. The system actor acts for no team by this
-        rule; the engine lets it perform automated moves separately.
+        True when the person holds *team* in :attr:`members`, or when the
+        actor's own team is *team* and *team* has not declared its members (no
+        member holds it): a team with declared members cannot be claimed. The
+        system actor acts for no team by this rule; the engine lets it perform
+        automated moves separately.
 
         Args:
             actor: Who wants to act.
@@ -626,10 +633,10 @@ class OwnerRules:
         """
         if actor == SYSTEM:
             return False
-        if actor.team is not None and actor.team == team:
-            return True
         held = self._held.get(actor.name)
-        return held is not None and team in held
+        if held is not None and team in held:
+            return True
+        return actor.team is not None and actor.team == team and team not in self._declared
 
     def teams_of(self, actor: Actor) -> tuple[str, ...]:
         """Every known team *actor* may act for, in the order of :attr:`teams`.

@@ -806,9 +806,10 @@ class Oracle:
         return self._defaults[stage]
 
     def _may_act(self, actor: Actor, team: str) -> bool:
-        if actor == SYSTEM or (actor.team is not None and actor.team == team):
+        if actor == SYSTEM or team in self._members.get(actor.name, frozenset()):
             return True
-        return team in self._members.get(actor.name, frozenset())
+        declared = any(team in teams for teams in self._members.values())
+        return actor.team is not None and actor.team == team and not declared
 
     # ------------------------------------------------------------ rules 12 to 17
 
