@@ -508,6 +508,8 @@ class Replay:
         quarantined: Touches set aside, with position and reason (as
             :meth:`Engine.ingest <buyerjourney.Engine.ingest>` reports them).
         accepted: How many touches were ingested.
+        duplicates: How many touches were skipped because their id came
+            before (counted, as :meth:`Engine.ingest <buyerjourney.Engine.ingest>` counts them).
     """
 
     def __init__(
@@ -520,6 +522,7 @@ class Replay:
         quarantined: tuple[Quarantined, ...],
         accepted: int,
         kept: _Kept | None = None,
+        duplicates: int = 0,
     ) -> None:
         self.mode = mode
         self.reasons = reasons
@@ -527,6 +530,7 @@ class Replay:
         self.journeys = journeys
         self.quarantined = quarantined
         self.accepted = accepted
+        self.duplicates = duplicates
         self._kept = kept  # what the columnar paths keep (the batch replay reads its touches)
 
     def __repr__(self) -> str:
@@ -696,6 +700,7 @@ def _reference(
         dict(engine.journeys),
         quarantined=report.quarantined,
         accepted=report.accepted,
+        duplicates=report.duplicates,
     )
 
 
