@@ -768,6 +768,17 @@ def profile_engine(args: argparse.Namespace, results: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def durable_ingest(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Durable ingestion into SQLite (and PostgreSQL, with a test server) against a raw insert."""
+    from bench import ingest  # noqa: PLC0415
+
+    n = 10_000 if args.quick else 100_000
+    figures = ingest.run(n, args.rounds)
+    print("\n## Durable ingestion (wall time, medians)\n")
+    print(ingest.report(figures))
+    results["durable_ingest"] = figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes; what CI runs")
@@ -801,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     memory(args, results)
     summary(args, results)
     scaling(args, results)
+    durable_ingest(args, results)
     if args.profile_engine:
         profile_engine(args, results)
     elapsed = time.perf_counter() - started
