@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,18 @@ def test_forecast_reads_a_store(
     assert main(["forecast", "--store", str(db), "--funnel", "waterfall", "--runs", "20"]) == 0
     assert "forecast of entries into won" in capsys.readouterr().out
     assert main(["forecast", "--store", str(tmp_path / "none.db"), "--funnel", "waterfall"]) == 1
+
+
+def test_backtest_writes_an_html_page_with_the_curve(
+    stream: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "backtest.html"
+    argv = ["backtest", str(stream), "--funnel", "waterfall", "--thresholds", "40,60,80"]
+    assert main([*argv, "--html", str(page), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    html = page.read_text(encoding="utf-8")
+    assert 'data-chart="backtest"' in html
+    assert 'data-chart="funnel"' in html
+    for point in result["curve"]:  # every point of the curve is in the page's table
+        assert html_escape(point["name"]) in html
+    assert "<script" not in html

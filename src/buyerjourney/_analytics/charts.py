@@ -515,11 +515,13 @@ def cohort_chart(cohorts: Cohorts) -> Chart:
 # ---------------------------------------------------------------- backtest
 
 
-def backtest_points(points: Sequence[Any]) -> tuple[BacktestPoint, ...]:
+def backtest_points(points: Sequence[Any] | Any) -> tuple[BacktestPoint, ...]:
     """Check the points of a precision/recall curve (see :data:`BacktestPoint`).
 
     Args:
-        points: A sequence of ``(label, precision, recall)``.
+        points: A sequence of ``(label, precision, recall)``, or a backtest
+            result (:class:`~buyerjourney.analytics.Backtest`), whose
+            trade-off curve gives the points.
 
     Returns:
         The points as tuples, in the order given.
@@ -528,6 +530,9 @@ def backtest_points(points: Sequence[Any]) -> tuple[BacktestPoint, ...]:
         ValueError: A point is not a triple, its label is not text, or a
             figure is neither ``None`` nor a number in [0, 1].
     """
+    curve = getattr(points, "curve", None)
+    if curve is not None:  # a Backtest: its curve, one point per thresholded candidate
+        points = [(p.name, p.precision, p.recall) for p in curve]
     checked: list[BacktestPoint] = []
     for index, point in enumerate(points):
         if isinstance(point, (str, bytes)) or not isinstance(point, Sequence) or len(point) != 3:

@@ -426,7 +426,7 @@ def render_html(
     handoffs: HandoffReport | None = None,
     breakdown: Breakdown | None = None,
     cohorts: Cohorts | None = None,
-    backtest: Sequence[BacktestPoint] | None = None,
+    backtest: Sequence[BacktestPoint] | Any = None,
     title: str | None = None,
     charts: bool = True,
 ) -> str:
@@ -437,7 +437,8 @@ def render_html(
         handoffs: The handoff report (:func:`handoff_report`), for its section.
         breakdown: A breakdown (:func:`funnel_breakdown`), for its section.
         cohorts: Cohorts (:func:`funnel_cohorts`), for the heatmap and its table.
-        backtest: The precision/recall points of a backtest, one
+        backtest: A backtest result (:func:`~buyerjourney.analytics.backtest`,
+            whose curve is drawn), or its precision/recall points, one
             ``(label, precision, recall)`` per policy (see
             :data:`~buyerjourney._analytics.charts.BacktestPoint`), for the
             trade-off curve and its table; ``None`` leaves the section out.
@@ -490,7 +491,7 @@ def write_html(
     handoffs: HandoffReport | None = None,
     breakdown: Breakdown | None = None,
     cohorts: Cohorts | None = None,
-    backtest: Sequence[BacktestPoint] | None = None,
+    backtest: Sequence[BacktestPoint] | Any = None,
     title: str | None = None,
     charts: bool = True,
 ) -> Path:

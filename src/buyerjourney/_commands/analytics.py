@@ -179,6 +179,12 @@ def add_backtest(subparsers: SubParsers) -> None:
         help="f1 (default), precision, recall, or precision@recall>=X",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page: the funnel and handoff reports of the "
+        "replayed log and the candidates' precision/recall curve (needs the 'report' extra)",
+    )
     parser.set_defaults(run=run_backtest)
 
 
@@ -215,6 +221,18 @@ def run_backtest(args: argparse.Namespace) -> int:
         stage=args.stage,
         objective=args.objective,
     )
+    if args.html:
+        from buyerjourney._analytics.funnel import funnel_report  # noqa: PLC0415
+        from buyerjourney._analytics.handoffs import handoff_report  # noqa: PLC0415
+        from buyerjourney._analytics.html import write_html  # noqa: PLC0415
+
+        write_html(
+            args.html,
+            funnel_report(pipeline.funnel, records),
+            handoffs=handoff_report(pipeline.funnel, records),
+            backtest=result,
+            title=f"Backtest: {pipeline.funnel.name}",
+        )
     if args.format == "json":
         write_output(json.dumps(result.to_dict(), indent=2) + "\n", None)
     else:
