@@ -65,8 +65,11 @@ Name built-in rules and invariants in :attr:`PipelineMachine.disabled` (or
 invariant with a plain method (no decorator) works too.
 
 **Coverage and steering.** Random steps rarely get deep into a long funnel,
-so the ``walk`` rule takes one lead through it, toward stages the run has not
-entered yet. :func:`run_pipeline_machine` returns the
+so the ``walk`` rule takes one journey through it: to a transition the run
+has not taken yet (one into a stage it has not entered, if it can), by a
+shortest way, then on toward stages not entered yet. Only what lies within
+the walk's moves of the journeys is looked at, so a walk costs the same on a
+funnel of any size. :func:`run_pipeline_machine` returns the
 :class:`~buyerjourney._checks.Coverage` of its runs (stages and transitions
 reached, with counts); :meth:`PipelineMachine.coverage` gives that of every
 run of a class.
@@ -1055,9 +1058,10 @@ class PipelineMachine(RuleBasedStateMachine):
         waiting handoff, or sends an event leaving the journey's stage.
         The walk aims at a transition this run has not taken yet and that an
         open journey can get to within the walk's moves: one into a stage
-        not entered yet in this run if there is one, and among those the
-        first in the funnel's order from *goal* on (a transition's label,
-        drawn by Hypothesis), round to the start. So every walk takes
+        not entered yet in this run if there is one, an exit (to lost,
+        churned) only when no other is left, and among equals the first in
+        the funnel's order from *goal* on (a transition's label, drawn by
+        Hypothesis), round to the start. So every walk takes
         something new, each run heads for the stages it has not seen, and
         every transition is aimed at, whatever the branches and however
         deep. The journey walked is *lead*'s if it can get
@@ -1108,12 +1112,13 @@ class PipelineMachine(RuleBasedStateMachine):
         first, *others = at
         near = PathTree(funnel.transitions_from, first, also=others, limit=WALK_MOVES - 1)
         start, count = plan.goals[goal], len(plan.order)
-        best: tuple[tuple[bool, int], Transition] | None = None
+        best: tuple[tuple[bool, bool, int], Transition] | None = None
         for stage in near:
             for t in funnel.transitions_from(stage):
                 if (t.source, t.event, t.target) in self._taken:
                     continue
-                rank = (t.target in self._entered, (plan.order[t] - start) % count)
+                entered = t.target in self._entered
+                rank = (entered, t.direction is Direction.EXIT, (plan.order[t] - start) % count)
                 if best is None or rank < best[0]:
                     best = (rank, t)
         if best is None:
