@@ -1059,9 +1059,10 @@ class PipelineMachine(RuleBasedStateMachine):
         The walk aims at a transition this run has not taken yet and that an
         open journey can get to within the walk's moves: one into a stage
         not entered yet in this run if there is one, an exit (to lost,
-        churned) only when no other is left, and among equals the first in
-        the funnel's order from *goal* on (a transition's label, drawn by
-        Hypothesis), round to the start. So every walk takes
+        churned) only when no other is left, an unguarded one before a
+        guarded one (whose guard may refuse and end the walk), and among
+        equals the first in the funnel's order from *goal* on (a
+        transition's label, drawn by Hypothesis), round to the start. So every walk takes
         something new, each run heads for the stages it has not seen, and
         every transition is aimed at, whatever the branches and however
         deep. The journey walked is *lead*'s if it can get
@@ -1112,13 +1113,14 @@ class PipelineMachine(RuleBasedStateMachine):
         first, *others = at
         near = PathTree(funnel.transitions_from, first, also=others, limit=WALK_MOVES - 1)
         start, count = plan.goals[goal], len(plan.order)
-        best: tuple[tuple[bool, bool, int], Transition] | None = None
+        best: tuple[tuple[bool, bool, bool, int], Transition] | None = None
         for stage in near:
             for t in funnel.transitions_from(stage):
                 if (t.source, t.event, t.target) in self._taken:
                     continue
                 entered = t.target in self._entered
-                rank = (entered, t.direction is Direction.EXIT, (plan.order[t] - start) % count)
+                exit = t.direction is Direction.EXIT
+                rank = (entered, exit, t.guard is not None, (plan.order[t] - start) % count)
                 if best is None or rank < best[0]:
                     best = (rank, t)
         if best is None:

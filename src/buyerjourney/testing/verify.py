@@ -769,43 +769,54 @@ class _Verification(Structure):
         probes += [(_NEUTRAL_KIND, profile) for profile in range(1, len(self.profiles))]
         self.examples += len(probes)
         while probes:
-            steps = [
-                ("touch", lead, kind, 0, profile) for lead, (kind, profile) in enumerate(probes)
-            ]
-            lines: list[str] = []
-            try:
-                self.run_steps(steps, lines, known)
-            except _Found as found:
-                if found.code in _AFTER_PLAY:
-                    # Found once every touch was played: look for one that shows it alone.
-                    culprits, rest = probes[:_MAX_ROUNDS], []
-                else:  # found while playing the touch of the last line
-                    played = sum(1 for line in lines if not line.startswith("-> "))
-                    culprits, rest = probes[played - 1 : played], probes[played:]
-                self._report_probe(found, lines, culprits, known)
-                probes = rest
-                continue
-            return
+            found = self._probe(probes, known)
+            if found is None:
+                return
+            problem, lines = found
+            if problem.code in _AFTER_PLAY:
+                # Found once every touch was played: halve the probes down to one that shows it.
+                shown, index = self._isolate(probes, known)
+            else:  # found while playing the touch of the last line
+                index = sum(1 for line in lines if not line.startswith("-> ")) - 1
+                shown = self._probe(probes[index : index + 1], known)
+            if shown is not None:
+                problem, lines = shown
+            severity = Severity.WARNING if problem.code == "policy-refused" else Severity.ERROR
+            self.add(problem.code, severity, problem.where, problem.what, lines)
+            known.add((problem.code, problem.where))
+            probes = probes[index + 1 :]
 
-    def _report_probe(
-        self,
-        found: _Found,
-        lines: list[str],
-        culprits: Sequence[tuple[str, int]],
-        known: set[tuple[str, str]],
-    ) -> None:
-        """Report *found*, with the first of *culprits* that shows a problem on a fresh engine."""
-        for kind, profile in culprits:
-            alone: list[str] = []
+    def _probe(
+        self, probes: Sequence[tuple[str, int]], known: set[tuple[str, str]]
+    ) -> tuple[_Found, list[str]] | None:
+        """Play *probes* on a fresh engine, a lead each: the new problem found, with its lines."""
+        steps = [("touch", lead, kind, 0, profile) for lead, (kind, profile) in enumerate(probes)]
+        lines: list[str] = []
+        try:
+            self.run_steps(steps, lines, known)
+        except _Found as found:
+            return found, lines
+        return None
+
+    def _isolate(
+        self, probes: Sequence[tuple[str, int]], known: set[tuple[str, str]]
+    ) -> tuple[tuple[_Found, list[str]] | None, int]:
+        """The first probe that finds a new problem alone, by halving: it and its index.
+
+        ``None`` (and the last index) when no single probe does: the problem
+        then needs several of them together.
+        """
+        start, end = 0, len(probes)
+        while end - start > 1:
+            middle = (start + end) // 2
             self.examples += 1
-            try:
-                self.run_steps([("touch", 0, kind, 0, profile)], alone, known)
-            except _Found as shown:
-                found, lines = shown, alone
-                break
-        severity = Severity.WARNING if found.code == "policy-refused" else Severity.ERROR
-        self.add(found.code, severity, found.where, found.what, lines)
-        known.add((found.code, found.where))
+            if self._probe(probes[start:middle], known) is not None:
+                end = middle
+            else:
+                start = middle
+        self.examples += 1
+        shown = self._probe(probes[start:end], known)
+        return shown, (start if shown is not None else len(probes) - 1)
 
     def _search(
         self,
