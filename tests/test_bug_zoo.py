@@ -432,8 +432,9 @@ def test_a_guard_that_answers_each_context_once_is_caught_by_the_harness() -> No
     assert finding.where == "guard first_ask"
     assert "(found by the stateful harness)" in finding.what
     *steps, last = finding.example
-    assert steps[-1].startswith("ingest(")
-    assert "kind='fast_track'" in steps[-1]
+    # the shrunk example starts a journey and reaches the guard by a touch or an event
+    assert steps[0].startswith("ingest(")
+    assert any("'fast_track'" in step for step in steps)
     assert last == (
         "-> the guard 'first_ask' is not deterministic: called twice with the same arguments "
         "it gave True, then False. Hooks must not read the clock, draw random numbers or keep "

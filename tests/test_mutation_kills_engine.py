@@ -405,25 +405,27 @@ def test_ingest_quarantines_by_default_and_counts_what_landed() -> None:
     not_a_touch: Any = {"touch_id": "t4"}
     report = engine.ingest([first, first, early, not_a_touch, later])
     assert (report.accepted, report.records) == (2, 3)  # CREATED, SCORED, SCORED
+    assert (report.read, report.duplicates, report.late) == (5, 1, 0)  # the repeat: counted
     assert [(q.position, q.touch) for q in report.quarantined] == [
-        (1, first),
         (2, early),
         (3, not_a_touch),
     ]
     for q in report.quarantined:
         assert isinstance(q.error, InvalidTouch)
         assert q.reason == str(q.error)
-    assert [q.error.field for q in report.quarantined] == ["touch_id", "at", "<touch>"]
-    assert report == IngestReport(2, 3, report.quarantined)
+    assert [q.error.field for q in report.quarantined] == ["at", "<touch>"]
+    assert report == IngestReport(2, 3, report.quarantined, 1, 5)
     assert isinstance(report.quarantined[0], Quarantined)
 
 
 def test_ingest_can_raise_at_the_first_bad_touch() -> None:
     engine = Engine(demo_funnel(), hooks=demo_hooks())
     first = t(1, "L1", 1, "visit")
+    report = engine.ingest([first, first], errors="raise")  # a repeat is no error
+    assert (report.accepted, report.duplicates) == (1, 1)
     with pytest.raises(InvalidTouch) as info:
-        engine.ingest([first, first, t(2, "L1", 2, "visit")], errors="raise")
-    assert info.value.field == "touch_id"
+        engine.ingest([t(2, "L1", 0, "visit"), t(3, "L1", 2, "visit")], errors="raise")
+    assert info.value.field == "at"
     assert [r.touch_id for r in engine.records] == ["t1", "t1"]
 
 
@@ -461,6 +463,7 @@ def test_time_going_backwards_is_reported_exactly(what: str) -> None:
     assert str(info.value) == (
         f"{prefix} must be a time not before the engine's clock "
         "2024-01-01T10:00:00+00:00; feed the engine in time order "
+        "(or allow some lateness: Engine(..., lateness=...)) "
         f"(got {h(0)!r} that is a datetime)"
     )
 

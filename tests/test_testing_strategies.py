@@ -322,25 +322,32 @@ def test_streams_are_in_time_order_with_unique_ids(stream: list[Touch]) -> None:
     assert report.accepted == len(stream)
 
 
-def _expected_quarantine(stream: list[Touch]) -> list[int]:
-    """What an engine sets aside: ids already accepted, and touches older than the clock."""
+def _expected_quarantine(stream: list[Touch]) -> tuple[list[int], int]:
+    """What an engine sets aside (touches older than the clock), and how many repeats it skips."""
     seen: set[str] = set()
     clock: datetime | None = None
     bad = []
+    repeats = 0
     for position, touch in enumerate(stream):
-        if touch.touch_id in seen or (clock is not None and touch.at < clock):
+        if touch.touch_id in seen:
+            repeats += 1
+            continue
+        if clock is not None and touch.at < clock:
             bad.append(position)
             continue
         seen.add(touch.touch_id)
         clock = touch.at
-    return bad
+    return bad, repeats
 
 
 @QUICK
 @given(touch_streams(duplicates=True, late=True))
 def test_duplicates_and_late_touches_are_what_the_engine_quarantines(stream: list[Touch]) -> None:
+    """Late touches are set aside; repeated ids are skipped and counted as duplicates."""
     report = Engine(presets.seed()).ingest(stream)
-    assert [q.position for q in report.quarantined] == _expected_quarantine(stream)
+    late, repeats = _expected_quarantine(stream)
+    assert [q.position for q in report.quarantined] == late
+    assert report.duplicates == repeats
 
 
 def test_duplicates_repeat_an_earlier_touch_later() -> None:
