@@ -250,6 +250,8 @@ class Engine:
         self._broken: Exception | None = None
         self._late_applied = 0
         """How many touches were applied late (re-folding their journey), ever."""
+        self._written = 0
+        """How many records this engine appended itself (not read from its store), ever."""
         self._reset_state()
         if store is not None:
             self._absorb(store.load())
@@ -330,15 +332,18 @@ class Engine:
             times.append(self._clock)
         self._clock = max(times) if times else None
         for lead_id in touched:
-            journey = journeys[lead_id]
-            for entry in _deadlines(self.funnel, journey, journey.stages[journey.stage].entered):
-                sla = entry[3]
-                if (sla == lifecycle.STAGE_SLA and not journey.escalated) or (
-                    sla == lifecycle.ACCEPTANCE_SLA
-                    and journey.pending_acceptance
-                    and not journey.acceptance_escalated
-                ):
-                    heapq.heappush(self._deadlines, entry)
+            self._push_deadlines(journeys[lead_id])
+
+    def _push_deadlines(self, journey: Journey) -> None:
+        """Put the SLA deadlines of *journey*'s current visit that still wait on the heap."""
+        for entry in _deadlines(self.funnel, journey, journey.stages[journey.stage].entered):
+            sla = entry[3]
+            if (sla == lifecycle.STAGE_SLA and not journey.escalated) or (
+                sla == lifecycle.ACCEPTANCE_SLA
+                and journey.pending_acceptance
+                and not journey.acceptance_escalated
+            ):
+                heapq.heappush(self._deadlines, entry)
 
     def _reload(self) -> None:
         """Forget the in-memory state and resume from the store (after a refused batch)."""
@@ -431,7 +436,7 @@ class Engine:
         serial run.
         """
         counts = _Counts()
-        before = len(self._records)
+        before = self._written
         late_before = self._late_applied
         deferring = self.store is not None and self._deferred is None
         if deferring:
@@ -453,7 +458,7 @@ class Engine:
                     self._deferred = None
         return IngestReport(
             counts.accepted,
-            len(self._records) - before,
+            self._written - before,
             tuple(counts.quarantined),
             counts.duplicates,
             counts.read,
@@ -480,6 +485,8 @@ class Engine:
     def _redo(self, batch: _Batch, counts: _Counts, errors: str) -> None:
         """Apply a batch the store refused again, one operation per transaction."""
         self._deferred = None
+        self._late_applied -= batch.late
+        self._written -= len(batch.records)
         self._reload()
         for position, touch in batch.inputs:
             counts.accepted -= 1
@@ -508,6 +515,7 @@ class Engine:
                 raise _BatchConflict(batch) from None
             except Exception as exc:
                 self._broken = exc
+                self._deferred = _Batch()  # reported once: not tried again at the end
                 msg = (
                     f"the store refused {len(batch.touches)} ingested touches ({exc}); this "
                     "engine is now ahead of its store and stops: open a new engine on the "
@@ -692,8 +700,12 @@ class Engine:
         elif self.scorer is not None:
             self._touches[lead_id] = sibling._touches.get(lead_id, [])
         pending.commit()
+        journey = self._journeys[lead_id]
+        self._push_deadlines(journey)  # the final visit may have begun in the kept prefix
         self._late_applied += 1
-        return self._journeys[lead_id]
+        if self._deferred is not None:
+            self._deferred.late += 1
+        return journey
 
     def _decide(
         self, pending: _Pending, journey: Journey, decision: Decision, touch: Touch
@@ -1025,17 +1037,30 @@ class Engine:
         except InvalidTouch as exc:
             raise InvalidAction("advance", "at", given, exc.expected) from None
         self._check_clock(at, "advance", given)
-        out = self._escalate_until(at)
+        if self.store is None or self._deferred is not None:
+            out = self._escalate_until(at)
+        else:  # another writer may go first: catch up and escalate what is still due
+            out = self._retrying(lambda: self._escalate_until(at))
         self._clock = at if self._clock is None or at > self._clock else self._clock
         if self._advanced is None or at > self._advanced:
             self._advanced = at
         return out
 
     def _escalate_until(self, horizon: datetime) -> list[Record]:
-        """Escalate every deadline up to *horizon*, in escalation order."""
+        """Escalate every deadline up to *horizon*, in escalation order.
+
+        A deadline whose escalation the store refused (another writer went
+        first) goes back on the heap, so that the retry after catching up
+        still sees it.
+        """
         out: list[Record] = []
         while self._deadlines and self._deadlines[0][0][0] <= horizon:
-            out.extend(self._escalate(heapq.heappop(self._deadlines)))
+            entry = heapq.heappop(self._deadlines)
+            try:
+                out.extend(self._escalate(entry))
+            except _Conflict:
+                heapq.heappush(self._deadlines, entry)
+                raise
         return out
 
     def _escalate(self, entry: _Deadline) -> list[Record]:
@@ -1331,6 +1356,8 @@ class _Batch:
     """What listeners hear once the batch is stored."""
     inputs: list[tuple[int, Touch]] = attrs.Factory(list)
     """The touches applied in the batch, with their positions (to apply them again)."""
+    late: int = 0
+    """How many of them were applied late (re-folding their journey)."""
 
 
 @attrs.define
@@ -1446,6 +1473,7 @@ class _Pending:
         engine = self.engine
         self.persist()
         engine._records.extend(self.records)
+        engine._written += len(self.records)
         engine._journeys.update(self.journeys)
         for lead_id, entries in self.deadlines.items():
             for entry in entries:

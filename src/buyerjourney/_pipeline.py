@@ -192,22 +192,26 @@ class RunResult:
         actions: Actions performed.
         refused: Actions refused (each also recorded in the log).
         quarantined: Lines set aside, with position (line number) and reason.
+        duplicates: Touches and actions skipped because their id came before.
     """
 
     touches: int
     actions: int
     refused: int
     quarantined: tuple[Quarantined | tuple[int, str], ...]
+    duplicates: int = 0
 
 
 def run(engine: Engine, items: Iterable[tuple[int, Item | InvalidTouch]]) -> RunResult:
     """Drive *engine* through a stream from :func:`read_stream`.
 
-    Bad lines and touches whose hooks fail are quarantined with their
-    position and reason; refused actions are counted (the log records them);
-    everything else lands.
+    Bad lines, touches whose hooks fail and actions out of time order are
+    quarantined with their position and reason; refused actions are counted
+    (the log records them); repeated ids are skipped and counted as
+    duplicates; everything else lands. :func:`ingest` is the same for a
+    store, with counts and a kept quarantine.
     """
-    touches = actions = refused = 0
+    touches = actions = refused = duplicates = 0
     quarantined: list[Quarantined | tuple[int, str]] = []
     for position, item in items:
         if isinstance(item, InvalidTouch):
@@ -215,6 +219,8 @@ def run(engine: Engine, items: Iterable[tuple[int, Item | InvalidTouch]]) -> Run
         elif isinstance(item, Touch):
             try:
                 engine.ingest_one(item)
+            except Duplicate:
+                duplicates += 1
             except (InvalidTouch, HookError) as exc:
                 quarantined.append(Quarantined(position, str(exc), item, exc))
             else:
@@ -222,13 +228,15 @@ def run(engine: Engine, items: Iterable[tuple[int, Item | InvalidTouch]]) -> Run
         else:
             try:
                 engine.perform(item)
+            except Duplicate:
+                duplicates += 1
             except (ActionRefused, TransitionNotAllowed, HookError):
                 refused += 1
-            except (InvalidTouch, UnknownStage) as exc:
+            except (InvalidTouch, InvalidAction, UnknownStage) as exc:
                 quarantined.append((position, str(exc)))
             else:
                 actions += 1
-    return RunResult(touches, actions, refused, tuple(quarantined))
+    return RunResult(touches, actions, refused, tuple(quarantined), duplicates)
 
 
 Located = tuple[str, int, "Item | QuarantineEntry"]
@@ -308,7 +316,7 @@ def ingest(engine: Engine, items: Iterable[Located]) -> IngestCounts:
     """
     read = applied = duplicates = refused = late = 0
     entries: list[QuarantineEntry] = []
-    before = len(engine.records)
+    before = engine._written  # this engine's own records: not those other writers stored
     chunk: list[tuple[str, int, Touch]] = []
 
     def flush() -> None:
@@ -349,7 +357,7 @@ def ingest(engine: Engine, items: Iterable[Located]) -> IngestCounts:
     if store is not None and entries:
         store.quarantine(entries)
     return IngestCounts(
-        read, applied, duplicates, refused, tuple(entries), len(engine.records) - before, late
+        read, applied, duplicates, refused, tuple(entries), engine._written - before, late
     )
 
 

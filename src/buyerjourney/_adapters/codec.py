@@ -16,6 +16,7 @@ from typing import Any
 from buyerjourney._core._values import thaw
 from buyerjourney._core.journey import Journey, StageTime
 from buyerjourney._core.records import Action, Actor, Record, Touch, parse_time
+from buyerjourney.errors import StoreError
 
 __all__ = [
     "ACTION_COLUMNS",
@@ -61,7 +62,8 @@ _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain)
 def _json(value: Any) -> str:
     """*value* as JSON text with sorted keys, without copying the frozen value first.
 
-    The same text as ``json.dumps(thaw(value), sort_keys=True)``.
+    The same text as ``json.dumps(thaw(value), sort_keys=True, ensure_ascii=False,
+    default=str)``: a value JSON cannot encode is written as its ``str()``.
     """
     if not value:
         return "{}" if isinstance(value, Mapping) else _ENCODER.encode(thaw(value))
@@ -89,11 +91,33 @@ def record_row(record: Record) -> tuple[Any, ...]:
     )
 
 
+def _unreadable(what: str, row: object, exc: Exception) -> StoreError:
+    """The error for a stored row that does not decode: the store was changed by hand."""
+    shown = repr(row)
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return StoreError(
+        f"a stored {what} cannot be read ({type(exc).__name__}: {exc}): {shown}; the store "
+        "was changed outside buyerjourney: restore it from a backup, or ingest the inputs "
+        "into a new store"
+    )
+
+
+_DECODE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
+"""What a row changed by hand raises while it is decoded (``json``, ``parse_time``, attrs)."""
+
+
 def record_from_row(row: Sequence[Any]) -> Record:
-    """The record a :func:`record_row` tuple holds."""
-    values = dict(zip(RECORD_COLUMNS, row, strict=True))
-    values["data"] = json.loads(values["data"])
-    return Record.from_dict({k: v for k, v in values.items() if v is not None})
+    """The record a :func:`record_row` tuple holds.
+
+    Raises:
+        StoreError: The row does not decode (it was changed outside buyerjourney).
+    """
+    try:
+        values = dict(zip(RECORD_COLUMNS, row, strict=True))
+        values["data"] = json.loads(values["data"])
+        return Record.from_dict({k: v for k, v in values.items() if v is not None})
+    except _DECODE_ERRORS as exc:
+        raise _unreadable("record", row, exc) from None
 
 
 def touch_row(touch: Touch) -> tuple[Any, ...]:
@@ -109,16 +133,23 @@ def touch_row(touch: Touch) -> tuple[Any, ...]:
 
 
 def touch_from_row(row: Sequence[Any]) -> Touch:
-    """The touch a :func:`touch_row` tuple holds."""
-    touch_id, lead_id, at, kind, properties, attributes = row
-    return Touch(
-        touch_id,
-        lead_id,
-        parse_time(at),
-        kind,
-        properties=json.loads(properties),
-        attributes=json.loads(attributes),
-    )
+    """The touch a :func:`touch_row` tuple holds.
+
+    Raises:
+        StoreError: The row does not decode (it was changed outside buyerjourney).
+    """
+    try:
+        touch_id, lead_id, at, kind, properties, attributes = row
+        return Touch(
+            touch_id,
+            lead_id,
+            parse_time(at),
+            kind,
+            properties=json.loads(properties),
+            attributes=json.loads(attributes),
+        )
+    except _DECODE_ERRORS as exc:
+        raise _unreadable("touch", row, exc) from None
 
 
 def action_row(action: Action) -> tuple[Any, ...]:
@@ -137,18 +168,25 @@ def action_row(action: Action) -> tuple[Any, ...]:
 
 
 def action_from_row(row: Sequence[Any]) -> Action:
-    """The action an :func:`action_row` tuple holds."""
-    action_id, lead_id, at, action, actor, team, event, stage, reason = row
-    return Action(
-        action,
-        lead_id,
-        parse_time(at),
-        Actor(actor, team),
-        event,
-        stage,
-        reason,
-        action_id,
-    )
+    """The action an :func:`action_row` tuple holds.
+
+    Raises:
+        StoreError: The row does not decode (it was changed outside buyerjourney).
+    """
+    try:
+        action_id, lead_id, at, action, actor, team, event, stage, reason = row
+        return Action(
+            action,
+            lead_id,
+            parse_time(at),
+            Actor(actor, team),
+            event,
+            stage,
+            reason,
+            action_id,
+        )
+    except _DECODE_ERRORS as exc:
+        raise _unreadable("action", row, exc) from None
 
 
 def _time(value: datetime | None) -> str | None:
@@ -191,7 +229,18 @@ def journey_to_json(journey: Journey) -> str:
 
 
 def journey_from_json(text: str) -> Journey:
-    """The journey :func:`journey_to_json` wrote."""
+    """The journey :func:`journey_to_json` wrote.
+
+    Raises:
+        StoreError: The text does not decode (it was changed outside buyerjourney).
+    """
+    try:
+        return _journey_from_json(text)
+    except _DECODE_ERRORS as exc:
+        raise _unreadable("journey", text, exc) from None
+
+
+def _journey_from_json(text: str) -> Journey:
     data: Mapping[str, Any] = json.loads(text)
     stages = {
         name: StageTime(

@@ -614,6 +614,8 @@ class SQLiteStore:
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            # a refused conversion drops the lock held: hold the shared one again
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
             msg = (
                 f"store {self.path!r} is open in another process (an engine, an ingest, a "
                 "report); stop it, then run this command again"

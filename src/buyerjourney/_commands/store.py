@@ -172,17 +172,14 @@ def add_ingest(subparsers: SubParsers) -> None:
 
 def _read_file(args: argparse.Namespace, source: str, lines: Any = None) -> Iterator[Located]:
     """The inputs of one file (or of *lines*, named *source*), through the readers."""
-    import attrs  # noqa: PLC0415
-
     from buyerjourney._adapters.readers import (  # noqa: PLC0415
         Rejected,
+        UnreadableRecord,
         in_time_order,
         load_columns,
         read,
     )
-    from buyerjourney._core.protocols import QuarantineEntry  # noqa: PLC0415
-    from buyerjourney._core.records import Action  # noqa: PLC0415
-    from buyerjourney._pipeline import action_key  # noqa: PLC0415
+    from buyerjourney._pipeline import located  # noqa: PLC0415
 
     columns = load_columns(args.columns) if getattr(args, "columns", None) else None
     fmt = getattr(args, "input_format", None)
@@ -192,16 +189,11 @@ def _read_file(args: argparse.Namespace, source: str, lines: Any = None) -> Iter
         items = read(lines, format="jsonl", name=source)
     if getattr(args, "sort", False):
         items = in_time_order(items)
-    for location, item in items:
-        if isinstance(item, Rejected):
-            entry = QuarantineEntry(
-                location.source, location.line, item.code, item.reason, item.text
-            )
-            yield location.source, location.line, entry
-        elif isinstance(item, Action) and item.action_id is None:
-            yield location.source, location.line, attrs.evolve(item, action_id=action_key(item))
-        else:
-            yield location.source, location.line, item
+    pairs = (
+        (loc.line, UnreadableRecord(item) if isinstance(item, Rejected) else item)
+        for loc, item in items
+    )
+    yield from located(source, pairs)  # the one rule for ids and quarantine entries
 
 
 def _inputs(args: argparse.Namespace) -> Iterator[Located]:
@@ -517,15 +509,16 @@ def _retry(args: argparse.Namespace, store: SQLiteStore, entries: list[Any]) -> 
             wanted.setdefault(entry.source, {})[entry.line] = entry
     engine = _engine(_pipeline(args), store)
     released: list[int] = []
-    still = len(entries)
     for source, lines in wanted.items():
         items = [item for item in _read_file(args, source) if item[1] in lines]
         counts = ingest(engine, items)
-        failed = {(e.source, e.line) for e in counts.quarantined}
+        again = {e.line: e for e in counts.quarantined if e.source == source}
+        read_again = {item[1] for item in items}
         for line, entry in lines.items():
-            if (source, line) not in failed:
-                released.append(entry.entry_id)
-    # the retry's own failures were quarantined again: drop the old entries they repeat
-    store.release(e.entry_id for e in entries if e.source in wanted and e.line in wanted[e.source])
-    still = len(entries) - len(released)
-    return len(released), still
+            failed = again.get(line)
+            if line not in read_again:
+                continue  # the line is no longer in the file: keep the entry
+            if failed is None or (failed.code, failed.text) != (entry.code, entry.text):
+                released.append(entry.entry_id)  # landed (or a duplicate), or kept anew
+    store.release(released)
+    return len(released), len(entries) - len(released)

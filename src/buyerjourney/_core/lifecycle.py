@@ -39,12 +39,14 @@ __all__ = [
     "PAST_SLA",
     "POLICY_ACTOR_PREFIX",
     "REJECTION_NEEDS_REASON",
+    "REVISED_LATE",
     "STAGE_SLA",
     "acceptance_deadline",
     "accepted",
     "breakdown_rows",
     "created",
     "crossings",
+    "effective",
     "escalation",
     "escalation_order",
     "handoff",
@@ -53,6 +55,7 @@ __all__ = [
     "recycle_transitions",
     "refused",
     "rejected",
+    "revised",
     "scored",
     "sla_deadline",
     "threshold",
@@ -70,8 +73,10 @@ AWAITS_ANSWER = "stage {stage!r} waits for the receiving team to accept or rejec
 """Why a person's ``send`` is refused while a handoff waits for acceptance."""
 
 PAST_SLA = "in {stage!r} since {entered}, past its SLA"
-REVISED_LATE = "late touch {touch_id!r} of {at} re-folds the journey"
 """The reason of an ESCALATION record of the time in a stage (*entered* in ISO format)."""
+
+REVISED_LATE = "late touch {touch_id!r} of {at} re-folds the journey"
+"""The reason of a REVISED record: which late touch re-folded the journey, and when it was."""
 
 PAST_ACCEPT_SLA = (
     "waiting in {stage!r} since {entered} for the receiving team, past its acceptance SLA"
