@@ -423,18 +423,24 @@ class SQLiteStore:
                 already; nothing was stored.
             StoreError: The write failed; nothing was stored.
         """
+        with self._writing():
+            stored = self._length()
+            _check_seq(stored, expected, records, "SQLite")
+            self._insert_records([record_row(r) for r in records])
+            self._insert_inputs(stored, touches, actions)
+            if journeys:
+                self._db.executemany(
+                    _insert("journeys", _JOURNEY_COLUMNS, "INSERT OR REPLACE"),
+                    [_journey_row(j) for j in journeys.values()],
+                )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction: committed whole, or rolled back; driver errors as StoreError."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                stored = self._length()
-                _check_seq(stored, expected, records, "SQLite")
-                self._insert_records([record_row(r) for r in records])
-                self._insert_inputs(stored, touches, actions)
-                if journeys:
-                    self._db.executemany(
-                        _insert("journeys", _JOURNEY_COLUMNS, "INSERT OR REPLACE"),
-                        [_journey_row(j) for j in journeys.values()],
-                    )
+                yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -548,20 +554,12 @@ class SQLiteStore:
 
     def replace_journeys(self, journeys: Mapping[str, Journey]) -> None:
         """Replace the whole snapshot in one transaction."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM journeys")
-                self._db.executemany(
-                    _insert("journeys", _JOURNEY_COLUMNS),
-                    [_journey_row(j) for j in journeys.values()],
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except (sqlite3.Error, UnicodeEncodeError) as exc:
-            raise _store_error(self.path, "write to", exc) from None
+        with self._writing():
+            self._db.execute("DELETE FROM journeys")
+            self._db.executemany(
+                _insert("journeys", _JOURNEY_COLUMNS),
+                [_journey_row(j) for j in journeys.values()],
+            )
 
     def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
         """Keep inputs that did not land, in one transaction.
@@ -570,15 +568,11 @@ class SQLiteStore:
         """
         if not entries:
             return
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    _insert("quarantine", _QUARANTINE_COLUMNS, "INSERT OR IGNORE"),
-                    [(e.source, e.line, e.code, e.reason, e.text) for e in entries],
-                )
-        except (sqlite3.Error, UnicodeEncodeError) as exc:
-            raise _store_error(self.path, "write to", exc) from None
+        with self._writing():
+            self._db.executemany(
+                _insert("quarantine", _QUARANTINE_COLUMNS, "INSERT OR IGNORE"),
+                [(e.source, e.line, e.code, e.reason, e.text) for e in entries],
+            )
 
     def quarantined(self) -> list[QuarantineEntry]:
         """The quarantine, oldest first, with each entry's id."""
@@ -594,12 +588,8 @@ class SQLiteStore:
     def release(self, entry_ids: Iterable[int]) -> None:
         """Drop quarantine entries (once retried successfully)."""
         ids = [(int(i),) for i in entry_ids]
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("DELETE FROM quarantine WHERE entry_id = ?", ids)
-        except (sqlite3.Error, UnicodeEncodeError) as exc:
-            raise _store_error(self.path, "write to", exc) from None
+        with self._writing():
+            self._db.executemany("DELETE FROM quarantine WHERE entry_id = ?", ids)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -632,14 +622,9 @@ class SQLiteStore:
         Raises:
             StoreInUse: Another process has the store open.
         """
-        with self.exclusive():
-            try:
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    for table in ("records", "touches", "actions", "journeys", "quarantine"):
-                        self._db.execute(f"DELETE FROM {table}")
-            except sqlite3.Error as exc:
-                raise _store_error(self.path, "write to", exc) from None
+        with self.exclusive(), self._writing():
+            for table in ("records", "touches", "actions", "journeys", "quarantine"):
+                self._db.execute(f"DELETE FROM {table}")
 
     # ---------------------------------------------------------------- as a listener
 
@@ -668,16 +653,8 @@ class SQLiteStore:
         """Write buffered records in one transaction."""
         if not self._buffer:
             return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._insert_records(self._buffer)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except (sqlite3.Error, UnicodeEncodeError) as exc:
-            raise _store_error(self.path, "write to", exc) from None
+        with self._writing():
+            self._insert_records(self._buffer)
         self._buffer.clear()
 
     def _insert_records(self, rows: Sequence[tuple[Any, ...]]) -> None:
