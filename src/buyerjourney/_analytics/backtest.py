@@ -836,11 +836,16 @@ class Backtest(Tabular):
 
     def format(self) -> str:
         """The backtest as a plain-text table."""
+        actual = (
+            f"actually handed off {self.actual_handed_off} "
+            f"(precision {format_rate(self.actual_precision)}, "
+            f"recall {format_rate(self.actual_recall)})"
+            if self.actual_handed_off
+            else "actual handoffs unknown (none in the outcomes)"
+        )
         lines = [
             f"backtest of handoffs into {self.stage} (funnel {self.funnel}): {self.leads} leads, "
-            f"{self.won} won; actually handed off {self.actual_handed_off} "
-            f"(precision {format_rate(self.actual_precision)}, "
-            f"recall {format_rate(self.actual_recall)})",
+            f"{self.won} won; {actual}",
             f"objective: {self.objective}; best: {self.best or '- (no candidate qualifies)'}",
             "",
             f"{'candidate':<22}{'handed':>8}{'won':>6}{'precision':>11}{'recall':>8}{'f1':>7}"
