@@ -147,6 +147,46 @@ class Branch:
         }
 
 
+def step_dict(row: Any) -> dict[str, Any]:
+    """A step row as a JSON-ready dict: the one layout of :meth:`StepRow.to_dict`.
+
+    The distributed report's rows (durations summarised rather than kept)
+    use it too, so that both reports' JSON stays the same.
+    """
+    return {
+        "stage": row.stage,
+        "entered": row.entered,
+        "exited": row.exited,
+        "balance": row.balance,
+        "converted": row.converted,
+        "step_conversion": row.step_conversion,
+        "overall_conversion": row.overall_conversion,
+        "drop_off": row.drop_off,
+        "exits": [b.to_dict() for b in row.exits],
+        "velocity_seconds": seconds(row.velocity),
+        "time_in_stage": row.time_in_stage.to_dict(),
+        "time_to_convert": row.time_to_convert.to_dict(),
+        "time_from_start": row.time_from_start.to_dict(),
+    }
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """A funnel report as a JSON-ready dict: the one layout of :meth:`FunnelReport.to_dict`."""
+    return {
+        "funnel": report.funnel,
+        "basis": report.basis,
+        "path": list(report.path),
+        "order": report.order,
+        "window_seconds": seconds(report.window),
+        "as_of": iso(report.as_of),
+        "since": iso(report.since),
+        "journeys": report.journeys,
+        "leads": report.leads,
+        "overall_conversion": report.overall_conversion,
+        "steps": [row.to_dict() for row in report.steps],
+    }
+
+
 @attrs.frozen
 class StepRow:
     """One step of the funnel report.
@@ -189,21 +229,7 @@ class StepRow:
 
     def to_dict(self) -> dict[str, Any]:
         """The step as a JSON-ready dict (durations in seconds)."""
-        return {
-            "stage": self.stage,
-            "entered": self.entered,
-            "exited": self.exited,
-            "balance": self.balance,
-            "converted": self.converted,
-            "step_conversion": self.step_conversion,
-            "overall_conversion": self.overall_conversion,
-            "drop_off": self.drop_off,
-            "exits": [b.to_dict() for b in self.exits],
-            "velocity_seconds": seconds(self.velocity),
-            "time_in_stage": self.time_in_stage.to_dict(),
-            "time_to_convert": self.time_to_convert.to_dict(),
-            "time_from_start": self.time_from_start.to_dict(),
-        }
+        return step_dict(self)
 
 
 @attrs.frozen
@@ -279,19 +305,7 @@ class FunnelReport(Tabular):
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (times in ISO format, durations in seconds)."""
-        return {
-            "funnel": self.funnel,
-            "basis": self.basis,
-            "path": list(self.path),
-            "order": self.order,
-            "window_seconds": seconds(self.window),
-            "as_of": iso(self.as_of),
-            "since": iso(self.since),
-            "journeys": self.journeys,
-            "leads": self.leads,
-            "overall_conversion": self.overall_conversion,
-            "steps": [row.to_dict() for row in self.steps],
-        }
+        return report_dict(self)
 
     def format(self) -> str:
         """The report as plain-text tables."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from buyerjourney._analytics._stats import BUCKETS, format_duration, iso, rate, seconds
+from buyerjourney._analytics._stats import BUCKETS, format_duration, rate, seconds
 from buyerjourney._analytics.funnel import (
     COHORT_BASIS,
     Branch,
@@ -36,6 +36,8 @@ from buyerjourney._analytics.funnel import (
     _Options,
     _options,
     _reach_times,
+    report_dict,
+    step_dict,
 )
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.records import RecordKind
@@ -338,21 +340,7 @@ class DistributedStepRow:
 
     def to_dict(self) -> dict[str, Any]:
         """As the analytics' ``StepRow.to_dict()``."""
-        return {
-            "stage": self.stage,
-            "entered": self.entered,
-            "exited": self.exited,
-            "balance": self.balance,
-            "converted": self.converted,
-            "step_conversion": self.step_conversion,
-            "overall_conversion": self.overall_conversion,
-            "drop_off": self.drop_off,
-            "exits": [b.to_dict() for b in self.exits],
-            "velocity_seconds": seconds(self.velocity),
-            "time_in_stage": self.time_in_stage.to_dict(),
-            "time_to_convert": self.time_to_convert.to_dict(),
-            "time_from_start": self.time_from_start.to_dict(),
-        }
+        return step_dict(self)
 
 
 @attrs.frozen
@@ -409,19 +397,7 @@ class DistributedFunnelReport:
 
     def to_dict(self) -> dict[str, Any]:
         """As the analytics' ``FunnelReport.to_dict()``."""
-        return {
-            "funnel": self.funnel,
-            "basis": self.basis,
-            "path": list(self.path),
-            "order": self.order,
-            "window_seconds": seconds(self.window),
-            "as_of": iso(self.as_of),
-            "since": iso(self.since),
-            "journeys": self.journeys,
-            "leads": self.leads,
-            "overall_conversion": self.overall_conversion,
-            "steps": [row.to_dict() for row in self.steps],
-        }
+        return report_dict(self)
 
 
 def assemble_report(
