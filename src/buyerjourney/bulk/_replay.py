@@ -83,6 +83,7 @@ from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from buyerjourney._engine import Quarantined
 from buyerjourney._pipeline import Pipeline
 from buyerjourney._report import ReplaySummary
+from buyerjourney.bulk._funnel import DistributedFunnelReport
 from buyerjourney.bulk._columnar import (
     ColumnarLog,
     numpy_or_raise,
@@ -552,6 +553,29 @@ class Replay:
     def summary(self) -> ReplaySummary:
         """The stage summary (as :func:`buyerjourney.summarize`), computed on the columns."""
         return summarize_columnar(self.log)
+
+    def funnel_report(
+        self,
+        *,
+        path: Sequence[str] | None = None,
+        order: str = "ordered",
+        window: timedelta | None = None,
+        as_of: datetime | str | None = None,
+        since: datetime | str | None = None,
+    ) -> DistributedFunnelReport:
+        """The full funnel report, computed on the columns (see :meth:`ColumnarLog.funnel_report`).
+
+        Its ``to_dict()`` equals that of
+        :func:`buyerjourney.analytics.funnel_report` over :meth:`records`
+        with the same options.
+
+        Raises:
+            UnknownStage, ValueError, InvalidTouch: As
+                :func:`buyerjourney.analytics.funnel_report`.
+        """
+        return self.log.funnel_report(
+            path=path, order=order, window=window, as_of=as_of, since=since
+        )
 
 
 # ---------------------------------------------------------------- replay
