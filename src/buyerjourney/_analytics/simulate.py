@@ -263,7 +263,24 @@ def _score_events(policy: Policy | None) -> set[str]:
 
 
 def _exponential(rng: random.Random, median: timedelta) -> timedelta:
+    """An exponential time of median *median* (its mean is ``median / ln 2``)."""
     return median * (rng.expovariate(1.0) / math.log(2))
+
+
+def _after_answer(rng: random.Random, answer: timedelta, median: timedelta) -> timedelta:
+    """The rest of a gate's time in stage after an answer that took an exponential *answer*.
+
+    With probability ``p = answer / median`` nothing (the lead moves on when it
+    is accepted), otherwise an exponential time of median *median*: the sum of
+    the answer delay and this rest is then exactly exponential of median
+    *median*, because the Laplace transform of ``Exp(λ)`` divided by that of
+    ``Exp(λ / p)`` (the answer delay's) is ``p + (1 - p)·λ / (λ + s)``. When the answer
+    is slower than the stage (``p >= 1``), the lead moves on when accepted.
+    """
+    p = answer / median
+    if p >= 1 or rng.random() < p:
+        return timedelta(0)
+    return _exponential(rng, median)
 
 
 # ---------------------------------------------------------------- one lead
@@ -482,7 +499,10 @@ class _Simulator:
                     now = lead.clock or answer
                     break
                 now = lead.clock or answer
-            at = now + _exponential(self.rng, self.durations[stage])
+                # The time in the stage runs from the entry: the answer comes inside it.
+                at = now + _after_answer(self.rng, self.accept_delay, self.durations[stage])
+            else:
+                at = now + _exponential(self.rng, self.durations[stage])
             engage_until(at)
             if k >= steps:
                 leave = self.exit(stage)
