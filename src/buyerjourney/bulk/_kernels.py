@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import attrs
 
+from buyerjourney._core._values import freeze
 from buyerjourney.bulk._columnar import sort_keys
 
 Array = Any
@@ -41,13 +42,17 @@ Array = Any
 __all__ = [
     "EXACT_MICRO",
     "NEVER",
+    "NO_GRADE",
     "SCALE",
     "AttributeSpec",
+    "CriterionSpec",
+    "FitSpec",
     "GroupSpec",
     "Groups",
     "RuleSpec",
     "ScorerSpec",
     "columnar_scores",
+    "fit_grades",
     "micro_exact",
 ]
 
@@ -64,6 +69,9 @@ as the reference's integer division does.
 
 NEVER = 2**62
 """A window length (in microseconds) that no touch's age reaches."""
+
+NO_GRADE = -1
+"""The grade code of a score without a grade (grades are indexes into the fit ladder)."""
 
 _MISSING = object()
 
@@ -122,6 +130,36 @@ class AttributeSpec:
 
 
 @attrs.frozen
+class CriterionSpec:
+    """A fit criterion, as the kernel reads it.
+
+    Attributes:
+        attribute: The lead attribute looked at.
+        values: The values that match.
+        steps: Thirds of a letter a match moves the grade (negative: down).
+    """
+
+    attribute: str
+    values: tuple[Any, ...]
+    steps: int
+
+
+@attrs.frozen
+class FitSpec:
+    """A fit grader, as the kernel reads it: grades are indexes into the fit ladder.
+
+    Attributes:
+        criteria: The criteria, in the grader's order.
+        start: The ladder index every lead starts at (``D``).
+        top: The highest ladder index (``A+``); sums are clamped to ``0 .. top``.
+    """
+
+    criteria: tuple[CriterionSpec, ...]
+    start: int
+    top: int
+
+
+@attrs.frozen
 class ScorerSpec:
     """A points scorer, as the kernel reads it (built by :func:`buyerjourney.bulk.plan`).
 
@@ -130,11 +168,15 @@ class ScorerSpec:
             the groups rules name without declaring them).
         attribute_rules: The attribute rules.
         total_cap: The total cap in micro-points, or ``None``.
+        fit: For a combined scorer (an engagement score with a fit grade),
+            the fit grader; the points are the engagement score. ``None``
+            for a points scorer alone (its scores have no grade).
     """
 
     groups: tuple[GroupSpec, ...]
     attribute_rules: tuple[AttributeSpec, ...]
     total_cap: int | None
+    fit: FitSpec | None = None
 
 
 # ---------------------------------------------------------------- exact rounding
@@ -405,8 +447,79 @@ def _attribute_points(
     positions: Array,
 ) -> Array:
     """Attribute points per touch: rules are evaluated where a touch brings attributes."""
+
+    def points(known: Mapping[str, Any]) -> int:
+        total = 0
+        for rule in rules:
+            value = known.get(rule.attribute, _MISSING)
+            if value is not _MISSING and value in rule.values:
+                total += rule.points
+        return total
+
+    return _per_profile(np, points, 0, attributes, g, positions, np.int64)
+
+
+def fit_grades(
+    np: Any,
+    spec: FitSpec,
+    g: Groups,
+    *,
+    attributes: Mapping[int, Mapping[str, Any]],
+    positions: Array | None = None,
+) -> Array:
+    """Every touch's fit grade (lead-sorted order), as ``FitGrader`` grades the merged profile.
+
+    A lead's profile is the merge, touch by touch, of the attributes its
+    touches bring (a later value wins), so the grade only changes at a touch
+    that brings attributes; before the first, the profile is empty and the
+    grade is the start.
+
+    Args:
+        np: The NumPy module.
+        spec: The grader, as :func:`buyerjourney.bulk.plan` translated it.
+        g: The touches grouped by lead.
+        attributes: Lead attributes learned, by batch position (as for
+            :func:`columnar_scores`).
+        positions: Per touch (lead-sorted order), its batch position, or
+            ``None`` when *g* groups the whole batch.
+
+    Returns:
+        Per touch, the index of its grade on the fit ladder (int8).
+    """
+    if positions is None:
+        positions = g.order
+    criteria = spec.criteria
+
+    def grade(known: Mapping[str, Any]) -> int:
+        raw = spec.start
+        for criterion in criteria:
+            value = known.get(criterion.attribute, _MISSING)
+            if value is not _MISSING and value in criterion.values:
+                raw += criterion.steps
+        return min(max(raw, 0), spec.top)
+
+    return _per_profile(np, grade, spec.start, attributes, g, positions, np.int8)
+
+
+def _per_profile(  # noqa: PLR0913, PLR0917  (one array per input)
+    np: Any,
+    evaluate: Any,
+    default: int,
+    attributes: Mapping[int, Mapping[str, Any]],
+    g: Groups,
+    positions: Array,
+    dtype: Any,
+) -> Array:
+    """``evaluate(profile)`` per touch, where *profile* is its lead's merged attributes.
+
+    *evaluate* runs (in Python) only at the touches that bring attributes,
+    in time order per lead; other touches take the value of their lead's
+    latest such touch, or *default* before it. Values are frozen as the
+    engine freezes a touch's attributes (lists become tuples, and so on),
+    so they compare as the engine compares them.
+    """
     n = g.order.shape[0]
-    points = np.zeros(n, np.int64)
+    out = np.full(n, default, dtype)
     changes = np.zeros(n, bool)
     where_set = np.zeros(n, np.int64)
     merged: dict[int, dict[str, Any]] = {}
@@ -418,21 +531,18 @@ def _attribute_points(
     j = np.minimum(np.searchsorted(ascending, wanted), max(n - 1, 0))
     found = (ascending[j] == wanted) if n else np.zeros(wanted.shape[0], bool)
     for k, i in zip(np.flatnonzero(found).tolist(), by_position[j[found]].tolist(), strict=True):
-        position = keys[k]
+        learned = attributes[keys[k]]
+        if not learned:
+            continue
         lead = int(g.lead[i])
         known = merged.setdefault(lead, {})
-        known.update(attributes[position])
-        total = 0
-        for rule in rules:
-            value = known.get(rule.attribute, _MISSING)
-            if value is not _MISSING and value in rule.values:
-                total += rule.points
-        where_set[i] = total
+        known.update(freeze(learned))
+        where_set[i] = evaluate(known)
         changes[i] = True
     if not changes.any():
-        return points
+        return out
     last = np.where(changes, np.arange(n), -1)
     np.maximum.accumulate(last, out=last)
     has = last >= g.start
-    points[has] = where_set[last[has]]
-    return points
+    out[has] = where_set[last[has]]
+    return out

@@ -11,13 +11,17 @@ trusted to behave like its base):
   that is exactly a :class:`~buyerjourney.scoring.LinearDecay`, exactly a
   :class:`~buyerjourney.scoring.TimeWindow` or ``None``, and whose attribute
   rules are exactly :class:`~buyerjourney.scoring.AttributeRule`, with
-  points within the exact range of the kernel's integers;
+  points within the exact range of the kernel's integers; or exactly a
+  :class:`~buyerjourney.scoring.CombinedScorer` of such a points scorer
+  (the engagement) and exactly a :class:`~buyerjourney.scoring.FitGrader`
+  of exactly :class:`~buyerjourney.scoring.FitCriterion` (the fit);
 * the policy: ``None``, or a tree of exactly
   :class:`~buyerjourney.policies.ThresholdPolicy`,
   :class:`~buyerjourney.policies.TouchKindPolicy`,
+  :class:`~buyerjourney.policies.MatrixPolicy`,
   :class:`~buyerjourney.policies.AnyOf` and :class:`~buyerjourney.policies.AllOf`,
-  with at most :data:`MAX_POLICY_THRESHOLDS` distinct thresholds, each
-  exactly a float;
+  with at most :data:`MAX_POLICY_THRESHOLDS` distinct thresholds (a matrix's
+  three engagement bands count as thresholds), each exactly a float;
 * the owner rules: exactly :class:`~buyerjourney.OwnerRules`; the pipeline:
   exactly a :class:`~buyerjourney.Pipeline`; recorded thresholds: exactly floats.
 
@@ -27,7 +31,7 @@ is kept in :attr:`Plan.reasons`, in words.
 
 The kernels never look at the pipeline's objects to decide anything: they
 read the specification :func:`plan` built (:class:`~buyerjourney.bulk._kernels.ScorerSpec`,
-the policy's thresholds), so a component plan did not accept cannot reach
+the policy's thresholds, whether it reads grades), so a component plan did not accept cannot reach
 them. Limits that depend on the batch (how many touches a lead has, how
 long the batch spans) are checked by :func:`batch_problem` before the kernel
 runs.
@@ -42,10 +46,20 @@ from typing import Any, Literal
 import attrs
 
 from buyerjourney._core.owners import OwnerRules
-from buyerjourney._core.policies import AllOf, AnyOf, ThresholdPolicy, TouchKindPolicy
+from buyerjourney._core.policies import (
+    AllOf,
+    AnyOf,
+    MatrixPolicy,
+    ThresholdPolicy,
+    TouchKindPolicy,
+)
 from buyerjourney._core.protocols import hook_name
 from buyerjourney._core.scoring import (
+    GRADES,
     AttributeRule,
+    CombinedScorer,
+    FitCriterion,
+    FitGrader,
     LinearDecay,
     PointsRule,
     PointsScorer,
@@ -58,6 +72,8 @@ from buyerjourney.bulk._kernels import (
     NEVER,
     SCALE,
     AttributeSpec,
+    CriterionSpec,
+    FitSpec,
     GroupSpec,
     RuleSpec,
     ScorerSpec,
@@ -108,12 +124,16 @@ class Compiled:
         scorer: The scorer as the kernel reads it; ``None`` when there is no
             scorer or it cannot be vectorised.
         limits: The policy's distinct thresholds, ascending (the score
-            buckets of the decision table).
+            buckets of the decision table), a matrix's engagement bands included.
+        graded: Whether the policy reads the score's grade (it has a
+            :class:`~buyerjourney.policies.MatrixPolicy`), so that the
+            decision table has a column per letter of the matrix.
     """
 
     plan: Plan
     scorer: ScorerSpec | None = None
     limits: tuple[float, ...] = ()
+    graded: bool = False
 
 
 # ---------------------------------------------------------------- wording
@@ -158,17 +178,60 @@ def exact_float(value: float) -> bool:
 
 def _scorer_spec(scorer: object) -> tuple[ScorerSpec | None, list[str]]:
     """The kernel's reading of *scorer*, or the reasons it has none."""
+    if type(scorer) is CombinedScorer:
+        assert isinstance(scorer, CombinedScorer)
+        return _combined_spec(scorer)
     if type(scorer) is not PointsScorer:
         return None, [
-            f"the {_named('scorer', scorer)} is {_a(scorer)}, not {_exactly('PointsScorer')}: "
-            f"{_HOOKS}"
+            f"the {_named('scorer', scorer)} is {_a(scorer)}, not "
+            f"{_exactly('PointsScorer', 'CombinedScorer')}: {_HOOKS}"
         ]
     assert isinstance(scorer, PointsScorer)
+    return _points_spec(scorer, "scorer")
+
+
+def _combined_spec(scorer: CombinedScorer) -> tuple[ScorerSpec | None, list[str]]:
+    """A combined scorer: the engagement's points, the fit's grade."""
+    problems: list[str] = []
+    engagement, fit = scorer.engagement, scorer.fit
+    spec: ScorerSpec | None = None
+    if type(engagement) is not PointsScorer:
+        problems.append(
+            f"the engagement scorer of the CombinedScorer is {_a(engagement)}, not "
+            f"{_exactly('PointsScorer')}: {_HOOKS}"
+        )
+    else:
+        assert isinstance(engagement, PointsScorer)
+        spec, more = _points_spec(engagement, "engagement scorer")
+        problems += more
+    if type(fit) is not FitGrader:
+        problems.append(
+            f"the fit scorer of the CombinedScorer is {_a(fit)}, not {_exactly('FitGrader')}: "
+            f"{_HOOKS}"
+        )
+    else:
+        assert isinstance(fit, FitGrader)
+        for i, criterion in enumerate(fit.criteria):
+            if type(criterion) is not FitCriterion:
+                problems.append(
+                    f"fit criteria[{i}] ({criterion.name!r}) is {_a(criterion)}, not "
+                    f"{_exactly('FitCriterion')}: {_HOOKS}"
+                )
+    if problems or spec is None:
+        return None, problems
+    assert isinstance(fit, FitGrader)
+    criteria = tuple(CriterionSpec(c.attribute, tuple(c.values), c.steps) for c in fit.criteria)
+    grader = FitSpec(criteria, GRADES.index("D"), len(GRADES) - 1)
+    return attrs.evolve(spec, fit=grader), []
+
+
+def _points_spec(scorer: PointsScorer, what: str) -> tuple[ScorerSpec | None, list[str]]:
+    """The kernel's reading of a points scorer (the *what* of the pipeline), or why not."""
     problems: list[str] = []
     for i, rule in enumerate(scorer.rules):
         if type(rule) is not PointsRule:
             problems.append(
-                f"scorer rules[{i}] ({rule.name!r}) is {_a(rule)}, not {_exactly('PointsRule')}: "
+                f"{what} rules[{i}] ({rule.name!r}) is {_a(rule)}, not {_exactly('PointsRule')}: "
                 f"{_HOOKS}"
             )
     for group in scorer.groups:
@@ -184,7 +247,7 @@ def _scorer_spec(scorer: object) -> tuple[ScorerSpec | None, list[str]]:
     for i, attribute_rule in enumerate(scorer.attribute_rules):
         if type(attribute_rule) is not AttributeRule:
             problems.append(
-                f"scorer attribute_rules[{i}] ({attribute_rule.name!r}) is {_a(attribute_rule)}, "
+                f"{what} attribute_rules[{i}] ({attribute_rule.name!r}) is {_a(attribute_rule)}, "
                 f"not {_exactly('AttributeRule')}: {_HOOKS}"
             )
     if problems:
@@ -195,7 +258,7 @@ def _scorer_spec(scorer: object) -> tuple[ScorerSpec | None, list[str]]:
         largest += size
         if size > EXACT_MICRO:
             problems.append(
-                f"scorer rule {rule.name!r} gives {rule.points:g} points a touch, beyond the "
+                f"{what} rule {rule.name!r} gives {rule.points:g} points a touch, beyond the "
                 f"{_EXACT_POINTS} points the vectorised kernel adds exactly: {_HOOKS}"
             )
     for attribute_rule in scorer.attribute_rules:
@@ -203,13 +266,13 @@ def _scorer_spec(scorer: object) -> tuple[ScorerSpec | None, list[str]]:
         largest += size
         if size > EXACT_MICRO:
             problems.append(
-                f"scorer attribute rule {attribute_rule.name!r} gives {attribute_rule.points:g} "
+                f"{what} attribute rule {attribute_rule.name!r} gives {attribute_rule.points:g} "
                 f"points, beyond the {_EXACT_POINTS} points the vectorised kernel adds exactly: "
                 f"{_HOOKS}"
             )
     if not problems and largest > EXACT_MICRO:
         problems.append(
-            f"the scorer's rules together give up to {float(largest / SCALE):g} points for one "
+            f"the {what}'s rules together give up to {float(largest / SCALE):g} points for one "
             f"touch, beyond the {_EXACT_POINTS} points the vectorised kernel adds exactly: "
             f"{_HOOKS}"
         )
@@ -270,11 +333,17 @@ def _translate(scorer: PointsScorer) -> ScorerSpec:
 # ---------------------------------------------------------------- policy
 
 
-_POLICY_KINDS = _exactly("ThresholdPolicy", "TouchKindPolicy", "AnyOf", "AllOf")
+_POLICY_KINDS = _exactly("ThresholdPolicy", "TouchKindPolicy", "MatrixPolicy", "AnyOf", "AllOf")
 
 
-def _policy_problems(policy: object, path: tuple[str, ...], limits: list[float]) -> list[str]:
-    """Why *policy* (at *path* in the policy tree) cannot be compiled; collects thresholds."""
+def _policy_problems(
+    policy: object, path: tuple[str, ...], limits: list[float], graded: list[bool]
+) -> list[str]:
+    """Why *policy* (at *path* in the policy tree) cannot be compiled.
+
+    Collects the score thresholds into *limits*, and appends to *graded*
+    for every part that reads the score's grade.
+    """
     kind = type(policy)
     if kind is ThresholdPolicy:
         assert isinstance(policy, ThresholdPolicy)
@@ -282,11 +351,16 @@ def _policy_problems(policy: object, path: tuple[str, ...], limits: list[float])
         return []
     if kind is TouchKindPolicy:
         return []
+    if kind is MatrixPolicy:
+        assert isinstance(policy, MatrixPolicy)
+        limits.extend(policy.engagement_bands)
+        graded.append(True)
+        return []
     if kind is AnyOf or kind is AllOf:
         assert isinstance(policy, (AnyOf, AllOf))
         problems: list[str] = []
         for i, part in enumerate(policy.policies):
-            problems += _policy_problems(part, (*path, f"{kind.__name__}[{i}]"), limits)
+            problems += _policy_problems(part, (*path, f"{kind.__name__}[{i}]"), limits, graded)
         return problems
     where = f"part {' > '.join(path)} of the policy" if path else "policy"
     return [
@@ -335,8 +409,9 @@ def compile_plan(pipeline: Pipeline) -> Compiled:
                 f"knows only the time-in-stage SLA around the clock, so {_REFERENCE}"
             )
     found: list[float] = []
+    graded: list[bool] = []
     if pipeline.policy is not None:
-        reference += _policy_problems(pipeline.policy, (), found)
+        reference += _policy_problems(pipeline.policy, (), found, graded)
     for value in (*found, *pipeline.thresholds):
         if not exact_float(value):
             reference.append(
@@ -353,16 +428,19 @@ def compile_plan(pipeline: Pipeline) -> Compiled:
     if reference:
         return Compiled(Plan("reference", (*reference, *hooks)))
     if hooks:
-        return Compiled(Plan("hooks", tuple(hooks)), limits=tuple(limits))
-    return Compiled(Plan("columnar"), spec, tuple(limits))
+        return Compiled(Plan("hooks", tuple(hooks)), limits=tuple(limits), graded=bool(graded))
+    return Compiled(Plan("columnar"), spec, tuple(limits), bool(graded))
 
 
 def plan(pipeline: Pipeline) -> Plan:
     """The fastest path that replays *pipeline* exactly, and why not a faster one.
 
-    * ``"columnar"``: no scorer or a :class:`~buyerjourney.scoring.PointsScorer`
-      built of exactly the built-in parts, and no policy or a tree of exactly
-      the built-in threshold, touch-kind, ``AnyOf`` and ``AllOf`` policies;
+    * ``"columnar"``: no scorer, a :class:`~buyerjourney.scoring.PointsScorer`
+      built of exactly the built-in parts, or a
+      :class:`~buyerjourney.scoring.CombinedScorer` of such a points scorer
+      and a :class:`~buyerjourney.scoring.FitGrader`; and no policy or a
+      tree of exactly the built-in threshold, touch-kind, matrix, ``AnyOf``
+      and ``AllOf`` policies;
     * ``"hooks"``: the same policies with any other scorer (a scorer of your
       own, a subclass, a part the kernel does not know, points too large to
       add exactly), which is called touch by touch;

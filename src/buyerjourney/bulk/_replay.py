@@ -13,17 +13,23 @@ paths may compute (``bulk/_plan.py``):
 
 ``"columnar"``
     Built-in scorer (exactly a :class:`~buyerjourney.scoring.PointsScorer`
-    of built-in parts, or none) and built-in policies (exactly
+    of built-in parts, exactly a :class:`~buyerjourney.scoring.CombinedScorer`
+    of one and exactly a :class:`~buyerjourney.scoring.FitGrader`, or none)
+    and built-in policies (exactly
     :class:`~buyerjourney.policies.ThresholdPolicy`,
-    :class:`~buyerjourney.policies.TouchKindPolicy`, ``AnyOf``/``AllOf`` of
+    :class:`~buyerjourney.policies.TouchKindPolicy`,
+    :class:`~buyerjourney.policies.MatrixPolicy`, ``AnyOf``/``AllOf`` of
     them, or none). The whole batch is processed with NumPy: scores come
     from the vectorised kernel (``bulk/_kernels.py``, exact integer
-    micro-points); threshold crossings compare each score with the lead's
-    previous one; the policy and the funnel are compiled into one table
-    ``(stage, touch kind, score bucket) -> outcome`` that is applied to all
-    leads at once, one touch rank at a time; owners, handoffs and SLA
-    escalations are array lookups. Guards and owner overrides are evaluated
-    in Python, only where a transition actually needs them.
+    micro-points), fit grades from the lead's profile merged touch by
+    touch (evaluated only where a touch brings attributes); threshold
+    crossings compare each score with the lead's previous one; the policy
+    and the funnel are compiled into one table
+    ``(stage, touch kind, grade letter, score bucket) -> outcome`` that is
+    applied to all leads at once, one touch rank at a time; owners,
+    handoffs and SLA escalations are array lookups. Guards and owner
+    overrides are evaluated in Python, only where a transition actually
+    needs them.
 ``"hooks"``
     A scorer the kernel does not implement (a scorer of your own, a
     subclass, a part of a subclassed type, points beyond the kernel's exact
@@ -31,8 +37,8 @@ paths may compute (``bulk/_plan.py``):
     :class:`~buyerjourney.scoring.Lead` it expects; everything else is
     columnar as above.
 ``"reference"``
-    Anything else (a policy of your own, a ``MatrixPolicy``, owner rules of
-    your own), and batches the engine would quarantine touches of (duplicate
+    Anything else (a policy of your own or a subclass of a built-in one,
+    owner rules of your own), and batches the engine would quarantine touches of (duplicate
     ids, times going backwards) or where a guard fails: the reference engine
     itself.
 
@@ -78,7 +84,7 @@ from buyerjourney._core.funnel import Funnel, Transition
 from buyerjourney._core.journey import Journey, rebuild
 from buyerjourney._core.protocols import Context, hook_name
 from buyerjourney._core.records import Record, Touch
-from buyerjourney._core.scoring import Score, ScoreItem, checked_score, score_problem
+from buyerjourney._core.scoring import GRADES, Score, ScoreItem, checked_score, score_problem
 from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from buyerjourney._engine import Quarantined
 from buyerjourney._pipeline import Pipeline
@@ -90,7 +96,7 @@ from buyerjourney.bulk._columnar import (
     stable_order,
     summarize_columnar,
 )
-from buyerjourney.bulk._kernels import SCALE, Groups, columnar_scores
+from buyerjourney.bulk._kernels import NO_GRADE, SCALE, Groups, columnar_scores, fit_grades
 from buyerjourney.bulk._plan import Compiled, Plan, batch_problem, compile_plan, exact_float, plan
 from buyerjourney.bulk._schema import (
     CREATED,
@@ -131,6 +137,11 @@ _NONE, _MOVE, _REFUSE, _GUARDED = 0, 1, 2, 3
 _RANK = {"columnar": 0, "hooks": 1, "reference": 2}
 _LAST_MICROS = to_micros(datetime.max.replace(tzinfo=timezone.utc))
 _SLA_MARGIN = timedelta(days=2)  # touches keep their own time zone: stay clear of the end
+_GRADE_CODE = {grade: code for code, grade in enumerate(GRADES)}
+_LETTER_GRADES: tuple[str | None, ...] = (None, "A", "B", "C", "D")
+"""The grade columns of the decision table: no grade, then a grade of each letter of the matrix."""
+_LETTER_OF_CODE = tuple(_LETTER_GRADES.index("D" if g == "F" else g[0]) for g in GRADES)
+"""Per grade code, its column in the decision table (``F`` is in the ``D`` row of the matrix)."""
 
 
 # ---------------------------------------------------------------- input
@@ -299,23 +310,31 @@ class TouchBatch:
 class _Decisions:
     """The policy and the funnel compiled to ``(stage, symbol) -> outcome`` tables.
 
-    A symbol is ``kind * buckets + bucket`` where the bucket says which of
-    the policy's thresholds the score reaches.
+    A symbol is ``(kind * letters + letter) * buckets + bucket`` where the
+    bucket says which of the policy's thresholds the score reaches and the
+    letter is the column of the score's grade (:data:`_LETTER_GRADES`: none,
+    ``A`` … ``D``) when the policy reads grades (a ``MatrixPolicy``), else 0:
+    a built-in policy reads no more of a score than its value's bucket and
+    its grade's letter.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (what the table is built from)
         self,
         np: Any,
         pipeline: Pipeline,
         table: CompiledFunnel,
         kinds: Sequence[str],
         limits: Sequence[float],
+        *,
+        graded: bool = False,
     ) -> None:
         funnel = pipeline.funnel
         self.limits = np.array(limits, np.float64)
         self.buckets = len(limits) + 1
+        grades = _LETTER_GRADES if graded else (None,)
+        self.letters = len(grades)
         n_stages = len(funnel.stages)
-        n_symbols = len(kinds) * self.buckets
+        n_symbols = len(kinds) * self.letters * self.buckets
         self.outcome = np.zeros((n_stages, n_symbols), np.int8)  # _NONE ... _GUARDED
         self.arg = np.full((n_stages, n_symbols), -1, np.int64)
         self.event = np.full((n_stages, n_symbols), -1, np.int64)
@@ -339,17 +358,18 @@ class _Decisions:
             gate = funnel.stage(stage).gate
             for k, kind in enumerate(kinds):
                 touch = Touch("-", "-", EPOCH, kind)
-                for b, value in enumerate(representative):
-                    decision = policy(stub, Score(value), touch)
-                    if decision.event is not None:
-                        self._compile(
-                            table,
-                            s,
-                            k * self.buckets + b,
-                            decision,
-                            gate=gate,
-                            event_index=event_index,
-                        )
+                for c, grade in enumerate(grades):
+                    for b, value in enumerate(representative):
+                        decision = policy(stub, Score(value, grade=grade), touch)
+                        if decision.event is not None:
+                            self._compile(
+                                table,
+                                s,
+                                (k * self.letters + c) * self.buckets + b,
+                                decision,
+                                gate=gate,
+                                event_index=event_index,
+                            )
 
     def _compile(
         self,
@@ -786,6 +806,8 @@ class _Run:
         self._team_index = {name: i for i, name in enumerate(self.teams)}
         self.quarantined: list[Quarantined] = []
         self.grades: dict[int, str] = {}
+        self.grade_codes: Array | None = None
+        """Per batch position, the grade's code on the fit ladder (for a graded scorer or policy)."""
         self.accepted_mask: Array | None = None
         self._attr_events: dict[int, list[tuple[int, Mapping[str, Any]]]] | None = None
         self.thresholds = tuple(sorted(set(pipeline.thresholds)))
@@ -796,7 +818,16 @@ class _Run:
         else:
             positions, scores = self._run_hook_scores()
         self.accepted = int(positions.shape[0])
-        self.dec = _Decisions(np, pipeline, self.table, batch.kinds, compiled.limits)
+        self.scorer_grades_columnar = (
+            columnar and compiled.scorer is not None and compiled.scorer.fit is not None
+        )
+        if self.scorer_grades_columnar:
+            self.grade_codes = np.full(n, NO_GRADE, np.int8)
+        elif not columnar and compiled.graded:
+            self.grade_codes = self._hook_grade_codes()
+        self.dec = _Decisions(
+            np, pipeline, self.table, batch.kinds, compiled.limits, graded=compiled.graded
+        )
         self.clock = int(batch.at[-1]) if n else 0
         if until is not None:
             self.clock = max(self.clock, until)
@@ -856,8 +887,8 @@ class _Run:
         order = np.argsort(code, kind="stable")
         bounds = np.concatenate(([0], np.cumsum(np.bincount(code, minlength=n_blocks)))).tolist()
         by_block: list[dict[int, Mapping[str, Any]]] | None = None
-        if spec is not None and spec.attribute_rules and attributes:
-            # only the attribute points need them: split them by block once
+        if spec is not None and (spec.attribute_rules or spec.fit is not None) and attributes:
+            # only the attribute points and the fit grade need them: split them by block once
             by_block = [{} for _ in range(n_blocks)]
             for pos, learned in attributes.items():
                 if 0 <= pos < len(batch):
@@ -932,6 +963,24 @@ class _Run:
             lead_state[1] = merged
         self.accepted_mask = ok
         return np.flatnonzero(ok), np.array(values, np.float64)
+
+    def _hook_grade_codes(self) -> Array:
+        """The codes of the grades the scorer gave, for a policy that reads them.
+
+        Raises:
+            _Fallback: A grade is not on the fit ladder: the matrix policy
+                fails on it, which the engine reports.
+        """
+        codes = self.np.full(len(self.batch), NO_GRADE, self.np.int8)
+        for position, grade in self.grades.items():
+            code = _GRADE_CODE.get(grade)
+            if code is None:
+                raise _Fallback(
+                    f"the scorer graded a lead {grade!r}, which is not on the fit ladder a "
+                    "MatrixPolicy reads (the engine reports the policy's failure)"
+                )
+            codes[position] = code
+        return codes
 
     # ------------------------------------------------------------ helpers
 
@@ -1215,6 +1264,15 @@ class _Block:
                 positions=None if whole else self.pos_sorted,
             )
             self.score_sorted = micro / SCALE
+            if spec.fit is not None:
+                assert run.grade_codes is not None
+                run.grade_codes[self.pos_sorted] = fit_grades(
+                    np,
+                    spec.fit,
+                    g,
+                    attributes=attributes,
+                    positions=None if whole else self.pos_sorted,
+                )
         self._decide()
         self._owners_and_sla()
         self._keep()
@@ -1240,7 +1298,12 @@ class _Block:
         self.crossings = crossings
         initial = run.table.initial_index
         bucket = np.searchsorted(dec.limits, score_sorted, side="right")
-        sym = self.kind_sorted * dec.buckets + bucket
+        sym = self.kind_sorted * dec.letters
+        if dec.letters > 1 and run.grade_codes is not None:  # else no score has a grade
+            letter_of = np.array((0, *_LETTER_OF_CODE), np.int64)  # by grade code - NO_GRADE
+            sym += letter_of[run.grade_codes[self.pos_sorted].astype(np.int64) - NO_GRADE]
+        sym *= dec.buckets
+        sym += bucket
         state = np.full(len(g.starts), initial, np.int64)
         before = np.full(n, initial, np.int64)
         n_symbols = dec.outcome.shape[1]
@@ -1703,6 +1766,7 @@ class _Kept:
         self.messages = run.dec.messages
         self.thresholds = run.thresholds
         self.grades = run.grades
+        self.grade_codes = run.grade_codes if run.scorer_grades_columnar else None
         self.touches = _Touches(run.np, run.batch)
         self.columns = columns
         self.sla = {s.name: s.sla // MICROSECOND for s in self.funnel.stages if s.sla is not None}
@@ -1756,6 +1820,14 @@ class _Kept:
             merged.update(self.touches.learned(p))
         return Lead(self.touches.lead_ids[lead], merged, tuple(touches))
 
+    def grade(self, pos: int) -> str | None:
+        """The grade of the score of touch *pos*, or ``None``."""
+        codes = self.grade_codes
+        if codes is None:
+            return self.grades.get(pos)
+        code = int(codes[pos])
+        return None if code == NO_GRADE else GRADES[code]
+
     def _decision_reason(self, seq: int, touch: Touch, stage: int) -> str:
         policy = self.policy
         assert policy is not None
@@ -1768,8 +1840,11 @@ class _Kept:
             created=touch.at,
             updated=touch.at,
         )
-        value = float(self.columns["score"][self._scored_row(seq)])
-        return policy(stub, Score(value), touch).reason
+        row = self._scored_row(seq)
+        score = Score(
+            float(self.columns["score"][row]), grade=self.grade(int(self.columns["touch"][row]))
+        )
+        return policy(stub, score, touch).reason
 
     def _transition(self, source: str, event: str, target: str) -> Transition:
         """The funnel transition a TRANSITION column row stands for (the first of its kind)."""
@@ -1824,7 +1899,7 @@ class _Kept:
             )
         value = float(col["score"][seq])
         if kind == SCORED:
-            grade = self.grades.get(pos)
+            grade = self.grade(pos)
             delta: float | None = None
             breakdown: tuple[ScoreItem, ...] | None = None
             if not light:
