@@ -359,9 +359,9 @@ class BreakdownGroup:
     """The leads of a breakdown that share one value of the property.
 
     Attributes:
-        value: The property's value (``None`` for the missing group, or when
-            the value recorded was ``None``).
-        missing: Whether this is the group of leads that never had the property.
+        value: The property's value (``None`` for the missing group).
+        missing: Whether this is the group of leads that never had a value for
+            the property (a value recorded as ``None`` counts as none).
         report: The funnel report of these leads only.
     """
 
@@ -787,8 +787,8 @@ def _attribute_values(
         if as_of is not None and record.at > as_of:
             continue
         learned = record.data.get("attributes")
-        if not isinstance(learned, Mapping) or attribute not in learned:
-            continue
+        if not isinstance(learned, Mapping) or learned.get(attribute) is None:
+            continue  # absent, or recorded as None: no value either way
         if attribution == "last" or record.lead_id not in values:
             values[record.lead_id] = learned[attribute]
     return values
@@ -809,8 +809,10 @@ def funnel_breakdown(
     """The funnel report broken down by a lead property.
 
     The property is read from the lead attributes the log records (those of
-    CREATED and SCORED records). Leads that never had it form their own
-    group, never merged into a value such as ``"unknown"``.
+    CREATED and SCORED records). Leads that never had a value for it form
+    their own group, never merged into a value such as ``"unknown"``; a value
+    recorded as ``None`` counts as no value (that lead is in the missing group
+    unless another record gives it a real value).
 
     Args:
         funnel: The funnel the log follows.
