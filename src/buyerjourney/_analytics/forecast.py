@@ -68,8 +68,11 @@ class StepEstimate:
         durations: The observed times to convert, sorted.
         left_after: How long the leads that left for another stage stayed, sorted.
         speed: The fitted conversion speed, per second (``None`` without conversions).
-        leave_speed: The fitted speed, per second, at which leads that do not
-            convert leave (0: they stay).
+        leave_speed: The fitted speed, per second, at which the leads that
+            leave for another stage without converting leave (0 when none left).
+        leave_share: The estimated probability to leave for another stage
+            without converting; the rest, ``1 - rate - leave_share``, stay in
+            the stage for ever.
     """
 
     stage: str
@@ -82,6 +85,7 @@ class StepEstimate:
     left_after: tuple[timedelta, ...] = ()
     speed: float | None = None
     leave_speed: float = 0.0
+    leave_share: float = 0.0
 
     @property
     def median_duration(self) -> timedelta | None:
@@ -316,54 +320,163 @@ def _leads(records: Iterable[Record], end: datetime) -> dict[str, _Lead]:
     return {lead: _Lead(firsts[lead], leaves.get(lead, {}), current[lead]) for lead in firsts}
 
 
-def _chance(rate: float, converting: float, staying: float) -> float:
-    """The probability that an open lead converts, from both survivals at its age."""
-    weight = rate * converting
-    rest = (1 - rate) * staying
-    return weight / (weight + rest) if weight > 0 else 0.0
+_CONVERT, _LEAVE, _STAY = 0, 1, 2
+_EM_ROUNDS = 1000
+_BURN_IN = 25
+_PRIOR = 0.5
+"""The Dirichlet prior of the classes seen in the log (Jeffreys': a half per class)."""
+_STAY_PRIOR = 0.1
+"""The prior of staying for ever, weaker: only open leads ever suggest it, never confirm it."""
 
 
-def _fit(
-    durations: Sequence[timedelta], gone: Sequence[timedelta], ages: Sequence[timedelta], n: int
-) -> tuple[float, float | None, float]:
-    """The rate, conversion speed and leaving speed (per second) of a step, open leads censored."""
-    converted, left = len(durations), len(gone)
+def _classes(
+    rate: float, leave_share: float, speed: float, leave_speed: float, age: float
+) -> tuple[float, float, float]:
+    """The probabilities that an open lead of *age* seconds converts, leaves, stays for ever.
+
+    Each class is weighted by its share and by the chance that a lead of the
+    class is still in the stage at that age (computed in logs, so that very
+    old leads do not underflow to 0/0).
+    """
+    stay = 1.0 - rate - leave_share
+    logs = [
+        math.log(rate) - speed * age if rate > 0 else -math.inf,
+        math.log(leave_share) - leave_speed * age if leave_share > 0 else -math.inf,
+        math.log(stay) if stay > 1e-15 else -math.inf,
+    ]
+    top = max(logs)
+    if top == -math.inf:
+        return 0.0, 0.0, 1.0
+    weights = [math.exp(v - top) for v in logs]
+    total = math.fsum(weights)
+    return weights[0] / total, weights[1] / total, weights[2] / total
+
+
+@attrs.frozen
+class _Sample:
+    """What one step's fit rests on (times in seconds)."""
+
+    reached: int
+    durations: tuple[float, ...]
+    """Times to convert of the leads that converted."""
+    gone: tuple[float, ...]
+    """Times in stage of the leads that left for another stage."""
+    ages: tuple[float, ...]
+    """Ages of the open leads (censored)."""
+
+    @property
+    def done(self) -> float:
+        return max(math.fsum(self.durations), 1.0)
+
+    @property
+    def stayed(self) -> float:
+        return max(math.fsum(self.gone), 1.0)
+
+
+@attrs.define
+class _Params:
+    """One step's model: shares of converters and leavers (the rest stay), and their speeds."""
+
+    rate: float
+    leave_share: float
+    speed: float | None
+    leave_speed: float
+
+
+def _fit(sample: _Sample) -> _Params:
+    """The maximum-likelihood fit of the three-class model, open leads censored (EM)."""
+    n, converted, left, open_ = (
+        sample.reached,
+        len(sample.durations),
+        len(sample.gone),
+        len(sample.ages),
+    )
     if not converted:
-        return 0.0, None, 0.0
-    done = math.fsum(d.total_seconds() for d in durations)
-    stayed = math.fsum(g.total_seconds() for g in gone)
-    waits = [a.total_seconds() for a in ages]
-    rate = converted / n
-    speed = converted / max(done, 1.0)
-    leave = left / max(stayed, 1.0) if left else 0.0
-    for _ in range(500):
-        chances = [_chance(rate, math.exp(-speed * w), math.exp(-leave * w)) for w in waits]
-        new_rate = (converted + math.fsum(chances)) / n
-        new_speed = converted / max(
-            done + math.fsum(c * w for c, w in zip(chances, waits, strict=True)), 1.0
+        return _Params(0.0, left / n if n else 0.0, None, left / sample.stayed if left else 0.0)
+    rate = (converted + open_ / 3) / n
+    leave_share = (left + open_ / 3) / n if left else 0.0
+    speed = converted / sample.done
+    leave_speed = left / sample.stayed if left else 0.0
+    for _ in range(_EM_ROUNDS):
+        weights = [_classes(rate, leave_share, speed, leave_speed, a) for a in sample.ages]
+        new_rate = (converted + math.fsum(w[0] for w in weights)) / n
+        new_speed = converted / (
+            sample.done + math.fsum(w[0] * a for w, a in zip(weights, sample.ages, strict=True))
         )
         if left:
-            leave = left / max(
-                stayed + math.fsum((1 - c) * w for c, w in zip(chances, waits, strict=True)), 1.0
+            leave_share = (left + math.fsum(w[1] for w in weights)) / n
+            leave_speed = left / (
+                sample.stayed
+                + math.fsum(w[1] * a for w, a in zip(weights, sample.ages, strict=True))
             )
-        settled = abs(new_rate - rate) < 1e-12 and abs(new_speed - speed) <= 1e-12 * speed
+        settled = abs(new_rate - rate) < 1e-10 and abs(new_speed - speed) <= 1e-10 * speed
         rate, speed = new_rate, new_speed
         if settled:
             break
-    return rate, speed, leave
+    return _Params(rate, leave_share, speed, leave_speed)
+
+
+def _dirichlet(rng: random.Random, counts: Sequence[float]) -> list[float]:
+    draws = [rng.gammavariate(c, 1.0) if c > 0 else 0.0 for c in counts]
+    total = math.fsum(draws)
+    return [d / total for d in draws]
+
+
+@attrs.define
+class _Chain:
+    """One step's parameters, drawn from their posterior by data augmentation (Gibbs).
+
+    Each round draws the class of every open lead from the current parameters,
+    then the parameters from the data completed by those classes: the shares
+    from a Dirichlet (a uniform prior: 1 per class), the speeds from Gammas
+    (observed events over the exposure, open leads of the class censored).
+    """
+
+    sample: _Sample
+    params: _Params
+    classes: list[int] = attrs.Factory(list)
+
+    def draw_classes(self, rng: random.Random) -> list[int]:
+        p = self.params
+        if p.speed is None:
+            self.classes = [_STAY] * len(self.sample.ages)
+            return self.classes
+        out = []
+        for age in self.sample.ages:
+            c, left, _ = _classes(p.rate, p.leave_share, p.speed, p.leave_speed, age)
+            u = rng.random()
+            out.append(_CONVERT if u < c else _LEAVE if u < c + left else _STAY)
+        self.classes = out
+        return out
+
+    def draw_params(self, rng: random.Random) -> None:
+        sample, p = self.sample, self.params
+        if p.speed is None:
+            return
+        converted, left = len(sample.durations), len(sample.gone)
+        counts = [converted + _PRIOR, left + _PRIOR if left else 0.0, _STAY_PRIOR]
+        exposure = [sample.done, sample.stayed]
+        for cls, age in zip(self.classes, sample.ages, strict=True):
+            counts[cls] += 1
+            if cls != _STAY:
+                exposure[cls] += age
+        rate, leave_share, _ = _dirichlet(rng, counts)
+        speed = rng.gammavariate(converted, 1 / exposure[0])
+        leave_speed = rng.gammavariate(left, 1 / exposure[1]) if left else 0.0
+        self.params = _Params(rate, leave_share, speed, leave_speed)
 
 
 def _estimate(
     path: Sequence[str], leads: Mapping[str, _Lead], end: datetime
-) -> tuple[list[StepEstimate], dict[int, list[tuple[datetime, timedelta]]]]:
+) -> tuple[list[StepEstimate], list[_Sample]]:
     steps: list[StepEstimate] = []
-    open_at: dict[int, list[tuple[datetime, timedelta]]] = {}
+    samples: list[_Sample] = []
     for k in range(len(path) - 1):
         stage, nxt = path[k], path[k + 1]
         durations: list[timedelta] = []
         gone: list[timedelta] = []
-        converted = reached = 0
-        ages: list[tuple[datetime, timedelta]] = []
+        ages: list[timedelta] = []
+        reached = 0
         for lead in leads.values():
             start = lead.firsts.get(stage)
             if start is None:
@@ -371,35 +484,37 @@ def _estimate(
             reached += 1
             later = lead.firsts.get(nxt)
             if later is not None and later >= start:
-                converted += 1
                 durations.append(later - start)
             elif lead.current == stage:
-                ages.append((start, end - start))
+                ages.append(end - start)
             elif stage in lead.leaves:
                 gone.append(lead.leaves[stage] - start)
         durations.sort()
         gone.sort()
-        rate, speed, leave = (
-            _fit(durations, gone, [age for _, age in ages], reached)
-            if reached
-            else (None, None, 0.0)
+        sample = _Sample(
+            reached,
+            tuple(d.total_seconds() for d in durations),
+            tuple(g.total_seconds() for g in gone),
+            tuple(a.total_seconds() for a in ages),
         )
+        fit = _fit(sample) if reached else _Params(0.0, 0.0, None, 0.0)
         steps.append(
             StepEstimate(
                 stage,
                 nxt,
                 reached,
-                converted,
+                len(durations),
                 len(ages),
-                rate,
+                fit.rate if reached else None,
                 tuple(durations),
                 tuple(gone),
-                speed,
-                leave,
+                fit.speed,
+                fit.leave_speed,
+                fit.leave_share,
             )
         )
-        open_at[k] = ages
-    return steps, open_at
+        samples.append(sample)
+    return steps, samples
 
 
 def estimate_steps(
@@ -432,17 +547,10 @@ def estimate_steps(
     return tuple(_estimate(path, _leads(records, end), end)[0])
 
 
-def _beta(rng: random.Random, rate: float | None, n: int) -> float:
-    if rate is None or n == 0:
-        return 0.0
-    return rng.betavariate(1 + rate * n, 1 + (1 - rate) * n)
-
-
 def _runs(
-    steps: Sequence[StepEstimate],
-    open_at: Mapping[int, Sequence[tuple[datetime, timedelta]]],
+    samples: Sequence[_Sample],
+    fits: Sequence[_Params],
     *,
-    end: datetime,
     weeks: int,
     runs: int,
     rng: random.Random,
@@ -450,46 +558,55 @@ def _runs(
     span_weeks: float,
 ) -> list[list[int]]:
     """Conversions per run and week."""
-    horizon = end + weeks * _WEEK
-    last = len(steps)
+    last = len(samples)
     weekly = [[0] * weeks for _ in range(runs)]
+    chains = [_Chain(sample, attrs.evolve(fit)) for sample, fit in zip(samples, fits, strict=True)]
+    for _ in range(_BURN_IN):
+        for chain in chains:
+            chain.draw_classes(rng)
+            chain.draw_params(rng)
 
-    def walk(k: int, at: datetime, rates: Sequence[float], run: list[int]) -> None:
+    span = weeks * _WEEK.total_seconds()
+
+    def walk(k: int, at: float, params: Sequence[_Params], run: list[int]) -> None:
+        """Walk a lead on from step *k*, reached *at* seconds after the as-of date."""
         while k < last:
-            speed = steps[k].speed
-            if speed is None or rng.random() >= rates[k]:
+            speed = params[k].speed
+            if speed is None or rng.random() >= params[k].rate:
                 return
-            at += timedelta(seconds=rng.expovariate(speed))
-            if at >= horizon:
+            at += rng.expovariate(speed)
+            if at >= span:
                 return
             k += 1
-        if at > end:
-            run[int((at - end) / _WEEK)] += 1
+        if at > 0:
+            run[min(int(at // _WEEK.total_seconds()), weeks - 1)] += 1
 
     for r in range(runs):
         run = weekly[r]
-        rates = [_beta(rng, s.rate, s.reached) for s in steps]
-        for k, ages in open_at.items():
-            speed, leave = steps[k].speed, steps[k].leave_speed
+        # The classes drawn from the current parameters and those parameters are one draw
+        # from the posterior: the run follows both, then the parameters move on.
+        classes = [chain.draw_classes(rng) for chain in chains]
+        params = [chain.params for chain in chains]
+        for k, drawn in enumerate(classes):
+            speed = params[k].speed
             if speed is None:
                 continue
-            for _, age in ages:
-                wait = age.total_seconds()
-                chance = _chance(rates[k], math.exp(-speed * wait), math.exp(-leave * wait))
-                if chance <= 0 or rng.random() >= chance:
+            for cls in drawn:
+                if cls != _CONVERT:
                     continue
-                at = end + timedelta(seconds=rng.expovariate(speed))  # memoryless
-                if at >= horizon:
-                    continue
-                walk(k + 1, at, rates, run)
+                at = rng.expovariate(speed)  # memoryless
+                if at < span:
+                    walk(k + 1, at, params, run)
         if recent:
             weekly_rate = rng.gammavariate(recent + 0.5, 1 / span_weeks)
-            at = end
+            at = 0.0
             while weekly_rate > 0:
-                at += _WEEK * rng.expovariate(weekly_rate)
-                if at >= horizon:
+                at += _WEEK.total_seconds() * rng.expovariate(weekly_rate)
+                if at >= span:
                     break
-                walk(0, at, rates, run)
+                walk(0, at, params, run)
+        for chain in chains:
+            chain.draw_params(rng)
     return weekly
 
 
@@ -549,21 +666,28 @@ def forecast(
         msg = "the log is empty: give as_of to forecast from a date"
         raise ValueError(msg)
     leads = _leads(records, end)
-    steps, open_at = _estimate(path, leads, end)
+    steps, samples = _estimate(path, leads, end)
+    fits = [_Params(s.rate or 0.0, s.leave_share, s.speed, s.leave_speed) for s in steps]
+    # Arrivals are counted over the lookback, or from the log's first record when the log is
+    # younger: a lookback reaching before the log would count weeks with no data as empty.
+    opened = min((r.at for r in records if r.at <= end), default=end)
+    since = max(end - lookback, opened)
     first = path[0]
     recent = sum(
-        1 for lead in leads.values() if first in lead.firsts and lead.firsts[first] > end - lookback
+        1 for lead in leads.values() if first in lead.firsts and lead.firsts[first] > since
     )
-    per_week = recent / (lookback / _WEEK) if arrivals else 0.0
+    span_weeks = (end - since) / _WEEK
+    if not arrivals or span_weeks <= 0:
+        recent = 0
+    per_week = recent / span_weeks if recent else 0.0
     weekly = _runs(
-        steps,
-        open_at,
-        end=end,
+        samples,
+        fits,
         weeks=weeks,
         runs=runs,
         rng=random.Random(seed),
-        recent=recent if arrivals else 0,
-        span_weeks=lookback / _WEEK,
+        recent=recent,
+        span_weeks=span_weeks,
     )
     low_q, high_q = (1 - interval) / 2, (1 + interval) / 2
     rows: list[ForecastWeek] = []
@@ -596,7 +720,7 @@ def forecast(
         runs=runs,
         seed=seed,
         arrivals_per_week=per_week,
-        open_leads=sum(len(a) for a in open_at.values()),
+        open_leads=sum(s.open for s in steps),
         steps=tuple(steps),
         weeks=tuple(rows),
     )
