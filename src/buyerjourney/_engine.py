@@ -45,7 +45,7 @@ from buyerjourney._core.scoring import (
     PointsScorer,
     Score,
     Scorer,
-    checked_call,
+    checked_next,
     checked_score,
 )
 from buyerjourney._core.table import compile_funnel
@@ -579,13 +579,8 @@ class Engine:
             state = self._states.get(lead_id)
             if state is None:
                 state = incremental.start()
-            score = checked_call(
-                self.scorer_name,
-                lambda: incremental.score_next(state, touch, attributes),
-                lead_id,
-                touch.at,
-                touch.touch_id,
-                trusted=self._trusted,
+            score = checked_next(
+                self.scorer_name, incremental, state, touch, attributes, trusted=self._trusted
             )
         elif self.scorer is None:
             score = _ZERO
@@ -601,7 +596,7 @@ class Engine:
                 touch.at,
                 score=score.value,
                 delta=score.value - old,
-                breakdown=score.breakdown,
+                breakdown=score,  # its rows are written when first read
                 grade=score.grade,
                 attributes=None if created else touch.attributes,  # CREATED carries them
                 touch_id=touch.touch_id,
@@ -1375,6 +1370,19 @@ class _Pending:
     fails half-way (a hook raising) leaves the engine unchanged.
     """
 
+    __slots__ = (
+        "actions",
+        "deadlines",
+        "engine",
+        "first",
+        "journeys",
+        "persisted",
+        "records",
+        "revised",
+        "seq",
+        "touches",
+    )
+
     def __init__(self, engine: Engine, action: Action | None = None) -> None:
         self.engine = engine
         self.records: list[Record] = []
@@ -1479,8 +1487,11 @@ class _Pending:
             for entry in entries:
                 if engine._journeys[lead_id].stage == entry[1]:
                     heapq.heappush(engine._deadlines, entry)
-        engine._touch_ids.update(t.touch_id for t in self.touches)
-        engine._action_ids.update(a.action_id for a in self.actions if a.action_id is not None)
+        touch_ids = engine._touch_ids
+        for touch in self.touches:
+            touch_ids.add(touch.touch_id)
+        if self.actions:
+            engine._action_ids.update(a.action_id for a in self.actions if a.action_id is not None)
         if engine._inputs is not None and engine._lead_records is not None:
             self._keep_for_refolds(engine._inputs, engine._lead_records)
         failures: list[tuple[object, Record, Exception]] = []

@@ -155,18 +155,14 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
             pending_acceptance=lifecycle.waits_after_move(funnel, record.target),
         )
     kind = record.kind
+    if kind is RecordKind.SCORED:
+        return _scored(journey, record)
     if not kind.changes_journey:  # a refusal
         return journey
     changes: dict[str, Any] = {"version": journey.version + 1, "updated": record.at}
     if kind is RecordKind.CREATED:
         raise CorruptLog(record, "the journey already exists")
-    if kind is RecordKind.SCORED:
-        changes["score"] = record.score if record.score is not None else journey.score
-        changes["grade"] = record.data.get("grade", journey.grade)
-        learned = record.data.get("attributes")
-        if learned:  # both sides are frozen already: a read-only view of the merge suffices
-            changes["attributes"] = MappingProxyType({**journey.attributes, **learned})
-    elif kind.enters_stage:  # CREATED was handled above
+    if kind.enters_stage:  # CREATED was handled above
         if record.source != journey.stage or record.target is None or record.target not in funnel:
             raise CorruptLog(
                 record,
@@ -193,6 +189,21 @@ def apply(funnel: Funnel, journey: Journey | None, record: Record) -> Journey:
 
 
 _FIELDS = tuple(a.name for a in attrs.fields(Journey))
+_SLOTS = tuple((Journey.__dict__[n].__get__, Journey.__dict__[n].__set__) for n in _FIELDS)
+_SET = {name: set_ for name, (_, set_) in zip(_FIELDS, _SLOTS, strict=True)}
+_set_version, _set_updated, _set_score, _set_grade, _set_attributes = (
+    _SET[name] for name in ("version", "updated", "score", "grade", "attributes")
+)
+_new = object.__new__
+_MISSING = object()
+
+
+def _copy(journey: Journey) -> Journey:
+    """A copy of *journey*, slot by slot (the fold then sets what changed)."""
+    new: Journey = _new(Journey)
+    for get, set_ in _SLOTS:
+        set_(new, get(journey))
+    return new
 
 
 def _evolve(journey: Journey, changes: Mapping[str, Any]) -> Journey:
@@ -201,9 +212,27 @@ def _evolve(journey: Journey, changes: Mapping[str, Any]) -> Journey:
     The fold is the only writer of journeys and runs once per record, so it
     copies the slots directly rather than going through ``__init__``.
     """
-    new = object.__new__(Journey)
-    for name in _FIELDS:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(journey, name))
+    new = _copy(journey)
+    for name, value in changes.items():
+        _SET[name](new, value)
+    return new
+
+
+def _scored(journey: Journey, record: Record) -> Journey:
+    """:func:`apply` of a SCORED record, the most frequent kind, without a changes dict."""
+    new = _copy(journey)
+    _set_version(new, journey.version + 1)
+    _set_updated(new, record.at)
+    if record.score is not None:
+        _set_score(new, record.score)
+    data = record.data
+    if data:
+        grade = data.get("grade", _MISSING)
+        if grade is not _MISSING:
+            _set_grade(new, grade)
+        learned = data.get("attributes")
+        if learned:  # both sides are frozen already: a read-only view of the merge suffices
+            _set_attributes(new, MappingProxyType({**journey.attributes, **learned}))
     return new
 
 

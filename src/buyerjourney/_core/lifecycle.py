@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import attrs
 
 from buyerjourney._core._values import freeze
 from buyerjourney._core.funnel import Direction, Funnel, Transition
-from buyerjourney._core.records import Actor, Record, RecordKind
+from buyerjourney._core.records import SYSTEM, Actor, Record, RecordKind
 
 __all__ = [
     "ACCEPTANCE_SLA",
@@ -198,30 +198,114 @@ def waits_after_handoff(funnel: Funnel) -> bool:
 
 def breakdown_rows(items: Iterable[Any]) -> tuple[tuple[Any, ...], ...]:
     """A score breakdown as stored in a SCORED record: ``((rule, points, detail), ...)``."""
-    return tuple((i.rule, i.points, i.detail) for i in items)
+    return tuple([(i.rule, i.points, i.detail) for i in items])
+
+
+class _Scored(Protocol):
+    @property
+    def breakdown(self) -> Sequence[Any]: ...
+
+
+_UNREAD = object()
+
+
+class ScoredData(Mapping[str, Any]):
+    """The ``data`` of a SCORED record whose breakdown rows are written when first read.
+
+    The engine scores every touch but few readers look at a breakdown's text
+    (a report, a store, a person): the rows are made from the score's
+    breakdown on first access and kept, so the record reads, compares and
+    serialises exactly as one whose data was a plain read-only mapping. No
+    method changes it.
+    """
+
+    __slots__ = ("_data", "_score")
+
+    def __init__(self, data: dict[str, Any], score: _Scored) -> None:
+        self._data = data
+        self._score = score
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        if value is _UNREAD:
+            value = self._data[key] = breakdown_rows(self._score.breakdown)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of *key*, or *default* when the record has none."""
+        value = self._data.get(key, default)
+        if value is _UNREAD:
+            return self[key]
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"mappingproxy({dict(self.items())!r})"
 
 
 # ---------------------------------------------------------------- record builders
 # Each builder takes the record's place in the log (*seq*) and what the step
 # knows; the fields and data layout of each kind are decided here only.
 
-_RECORD_FIELDS = tuple(a.name for a in attrs.fields(Record))
-_RECORD_DEFAULTS = {
-    a.name: a.default for a in attrs.fields(Record) if a.default is not attrs.NOTHING
-}
+_SET = {a.name: Record.__dict__[a.name].__set__ for a in attrs.fields(Record)}
+(
+    _set_lead_id, _set_seq, _set_at, _set_kind, _set_actor, _set_reason, _set_event,
+    _set_source, _set_target, _set_from_team, _set_to_team, _set_score, _set_touch_id,
+    _set_data,
+) = (_SET[a.name] for a in attrs.fields(Record))  # fmt: skip
+_new = object.__new__
 
 
-def _record(**fields: Any) -> Record:
+def _record(
+    *,
+    lead_id: str,
+    seq: int,
+    at: datetime,
+    kind: RecordKind,
+    actor: Actor = SYSTEM,
+    reason: str = "",
+    event: str | None = None,
+    source: str | None = None,
+    target: str | None = None,
+    from_team: str | None = None,
+    to_team: str | None = None,
+    score: float | None = None,
+    touch_id: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Record:
     """A record built without ``__init__``'s converters: the builders' values are frozen already.
 
     ``data`` must hold only values that are frozen all the way down (touch
-    attributes, which their own converter froze; tuples of scalars).
+    attributes, which their own converter froze; tuples of scalars). The
+    slots are set directly, which is several times cheaper than attrs'
+    ``__init__`` of a frozen class, and the engine builds a record or two for
+    every touch.
     """
-    record = object.__new__(Record)
-    data = fields.get("data")
-    fields["data"] = _EMPTY if not data else MappingProxyType(data)
-    for name in _RECORD_FIELDS:
-        object.__setattr__(record, name, fields[name] if name in fields else _RECORD_DEFAULTS[name])
+    record = _new(Record)
+    _set_lead_id(record, lead_id)
+    _set_seq(record, seq)
+    _set_at(record, at)
+    _set_kind(record, kind)
+    _set_actor(record, actor)
+    _set_reason(record, reason)
+    _set_event(record, event)
+    _set_source(record, source)
+    _set_target(record, target)
+    _set_from_team(record, from_team)
+    _set_to_team(record, to_team)
+    _set_score(record, score)
+    _set_touch_id(record, touch_id)
+    if type(data) is not ScoredData:
+        data = _EMPTY if not data else MappingProxyType(cast("dict[str, Any]", data))
+    _set_data(record, data)
     return record
 
 
@@ -258,22 +342,25 @@ def scored(
     *,
     score: float,
     delta: float | None,
-    breakdown: Sequence[Any] | None,
+    breakdown: Sequence[Any] | _Scored | None,
     grade: str | None,
     attributes: Mapping[str, Any] | None,
     touch_id: str | None,
 ) -> Record:
     """A touch scored the lead: the value, and in ``data`` delta, breakdown, grade, new attributes.
 
-    *delta* and *breakdown* may be ``None`` for a light record (the bulk
-    path's summaries); *attributes* are those the touch brought, unless the
-    CREATED record of the same touch already carries them.
+    *breakdown* is the score's items (a tuple or list), or the score itself:
+    then its rows are written when the record's breakdown is first read (see
+    :class:`ScoredData`). *delta* and *breakdown* may be ``None`` for a light
+    record (the bulk path's summaries); *attributes* are those the touch
+    brought, unless the CREATED record of the same touch already carries them.
     """
     data: dict[str, Any] = {}
     if delta is not None:
         data["delta"] = delta
+    lazy = breakdown is not None and not isinstance(breakdown, (tuple, list))
     if breakdown is not None:
-        data["breakdown"] = breakdown_rows(breakdown)
+        data["breakdown"] = _UNREAD if lazy else breakdown_rows(cast(Sequence[Any], breakdown))
     if grade is not None:
         data["grade"] = grade
     if attributes:
@@ -285,7 +372,7 @@ def scored(
         kind=RecordKind.SCORED,
         score=score,
         touch_id=touch_id,
-        data=data,
+        data=ScoredData(data, cast(_Scored, breakdown)) if lazy else data,
     )
 
 

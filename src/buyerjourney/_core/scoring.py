@@ -32,6 +32,7 @@ by name.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import importlib.metadata
 import math
@@ -69,6 +70,7 @@ __all__ = [
     "TimeWindow",
     "available_scorers",
     "checked_call",
+    "checked_next",
     "checked_score",
     "load_scorer",
 ]
@@ -718,8 +720,14 @@ class PointsScorer:
         if last is not touch:
             matched = _matching(self._compiled, touch)
             at = _micros(touch.at)
-        repeatable = self._compiled.repeatable
+        compiled = self._compiled
+        repeatable = compiled.repeatable
+        times = state.times
         for index in matched:
+            if times[index] is None:  # the rule's first touch: its line shows from now on
+                position = compiled.position[index]
+                if position >= 0:
+                    bisect.insort(state.active, position)
             state.add(index, at, repeatable[index])
 
 
@@ -816,18 +824,24 @@ class _RulePlan:
         "decayed",
         "denominator",
         "full",
+        "group",
         "index",
         "label",
         "name",
         "numerator",
         "plain",
         "points",
+        "position",
         "repeatable",
         "zero",
     )
 
     def __init__(self, rule: _CompiledRule, index: int, group: _CompiledGroup, mode: int) -> None:
         self.index = index
+        self.group: _GroupPlan
+        """The group the rule is in (set by the group's plan)."""
+        self.position = 0
+        """The rule's place in the breakdown's order: groups in order, rules in order."""
         self.name = rule.name
         self.repeatable = rule.repeatable
         self.numerator = rule.numerator
@@ -891,6 +905,8 @@ class _GroupPlan:
         self.numerator = group.numerator
         self.decay_suffix = f" ({group.decay_text})"
         self.rules = tuple(_RulePlan(rules[i], i, group, self.mode) for i in group.rules)
+        for rule in self.rules:
+            rule.group = self
         self.cap_micro = group.cap_micro
         self.cap_name = f"cap:{group.name}"
         self.cap_text = (
@@ -913,10 +929,22 @@ class _Compiled:
     """Touch kind → every rule of that kind or of any kind (properties aside)."""
     any_kind: tuple[int, ...] = attrs.field(init=False, eq=False, repr=False)
     total_text: str = attrs.field(init=False, eq=False, repr=False)
+    flat: tuple[_RulePlan, ...] = attrs.field(init=False, eq=False, repr=False)
+    """Every rule in a group, in the breakdown's order (by :attr:`_RulePlan.position`)."""
+    position: tuple[int, ...] = attrs.field(init=False, eq=False, repr=False)
+    """Rule index → its position in :attr:`flat` (``-1`` for a rule in no group)."""
 
     def __attrs_post_init__(self) -> None:
         setattr_ = object.__setattr__
-        setattr_(self, "plan", tuple(_GroupPlan(g, self.rules) for g in self.groups))
+        plan = tuple(_GroupPlan(g, self.rules) for g in self.groups)
+        setattr_(self, "plan", plan)
+        flat = tuple(rule for group in plan for rule in group.rules)
+        position = [-1] * len(self.rules)
+        for i, rule in enumerate(flat):
+            rule.position = i
+            position[rule.index] = i
+        setattr_(self, "flat", flat)
+        setattr_(self, "position", tuple(position))
         setattr_(self, "repeatable", tuple(r.repeatable for r in self.rules))
         any_kind = self.by_kind.get(None, ())
         setattr_(self, "any_kind", any_kind)
@@ -998,11 +1026,13 @@ class PointsState:
     :class:`PointsScorer` reads it.
     """
 
-    __slots__ = ("matched", "sums", "times")
+    __slots__ = ("active", "matched", "sums", "times")
 
     def __init__(self, rules: int) -> None:
         self.times: list[deque[int] | None] = [None] * rules
         self.sums: list[int] = [0] * rules
+        self.active: list[int] = []
+        """The positions (in the breakdown's order) of the rules a kept touch matched, sorted."""
         self.matched: tuple[Touch | None, tuple[int, ...], int] = (None, (), 0)
         """The last touch scored, the rules it matched and its time (for ``add``)."""
 
@@ -1072,6 +1102,135 @@ def _new_score(value: float, breakdown: tuple[ScoreItem, ...], grade: str | None
     return score
 
 
+_get_breakdown = Score.__dict__["breakdown"].__get__
+
+
+class _LazyScore(Score):
+    """A :class:`Score` whose breakdown is written on first read: the built-in scorers' own.
+
+    Incremental scoring computes every line's points (the value needs them)
+    but leaves the text of each line until someone reads
+    :attr:`~Score.breakdown`: a policy that reads only the value never pays
+    for it. The lines are kept as tuples of plain values (see
+    :func:`_render`), which the garbage collector stops visiting, so a log
+    that keeps many scores costs it little. It compares, hashes and shows
+    like the :class:`Score` with the same fields, and pickles as one.
+    """
+
+    __slots__ = ("_compiled", "_lines")
+    _compiled: _Compiled | None
+    _lines: tuple[Any, ...]
+
+    @property
+    def breakdown(self) -> tuple[ScoreItem, ...]:
+        """Which rule gave how many points (rendered once, then kept)."""
+        try:
+            items: tuple[ScoreItem, ...] = _get_breakdown(self)
+        except AttributeError:
+            items = _render(self._compiled, self._lines)
+            _set_breakdown(self, items)
+            _set_lines(self, ())
+            _set_compiled(self, None)
+        return items
+
+    @breakdown.setter
+    def breakdown(self, value: tuple[ScoreItem, ...]) -> None:  # attrs' __init__ (evolve)
+        _set_breakdown(self, value)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is Score or type(other) is _LazyScore:
+            return (self.value, self.breakdown, self.grade) == (
+                other.value,
+                other.breakdown,
+                other.grade,
+            )
+        return NotImplemented
+
+    __hash__ = Score.__hash__
+
+    def __repr__(self) -> str:
+        return f"Score(value={self.value!r}, breakdown={self.breakdown!r}, grade={self.grade!r})"
+
+    def __reduce__(self) -> tuple[type[Score], tuple[Any, ...]]:
+        return Score, (self.value, self.breakdown, self.grade)
+
+
+_set_lines = _LazyScore.__dict__["_lines"].__set__
+_set_compiled = _LazyScore.__dict__["_compiled"].__set__
+
+# The lines of a lazy breakdown: a ready ScoreItem, or a tuple of plain values
+# whose first item says how to write it.
+_PLAIN_LINE = 0
+"""``(0, position, counted)``: *counted* touches of the rule at *position* kept their points."""
+_DECAYED_LINE = 1
+"""``(1, position, counted, micro)``: they decayed to *micro* micro-points."""
+_CAP_LINE = 2
+"""``(2, name, cap, subtotal, text)``: a group or the total taken back down to *cap*."""
+_ATTRIBUTE_LINE = 3
+"""``(3, name, micro, attribute, value)``: an attribute rule matched *value*."""
+
+
+def _render(compiled: _Compiled | None, lines: Iterable[Any]) -> tuple[ScoreItem, ...]:
+    """The breakdown items of *lines* (see :class:`_LazyScore`)."""
+    items: list[ScoreItem] = []
+    for line in lines:
+        if type(line) is ScoreItem:
+            items.append(line)
+            continue
+        code = line[0]
+        if code == _PLAIN_LINE:
+            assert compiled is not None
+            rule = compiled.flat[line[1]]
+            items.append((rule.plain.get(line[2]) or rule.plain_line(line[2]))[1])
+        elif code == _DECAYED_LINE:
+            assert compiled is not None
+            items.append(_decayed_item(compiled.flat[line[1]], line[2], line[3]))
+        elif code == _CAP_LINE:
+            _, name, cap, subtotal, text = line
+            items.append(_item(name, cap - subtotal, text + _fmt_micro(subtotal) + ")"))
+        else:
+            _, name, micro, attribute, value = line
+            items.append(_item(name, micro, f"{attribute} = {value!r}"))
+    return tuple(items)
+
+
+def _lazy_score(
+    value: float, compiled: _Compiled | None, lines: tuple[Any, ...], grade: str | None
+) -> Score:
+    """A score whose breakdown is rendered from *lines* when read (see :class:`_LazyScore`)."""
+    score = _new(_LazyScore)
+    _set_value(score, value)
+    _set_grade(score, grade)
+    _set_compiled(score, compiled)
+    _set_lines(score, lines)
+    return score
+
+
+def _parts_of(score: Score) -> tuple[_Compiled | None, tuple[Any, ...]]:
+    """The breakdown of *score* as ``(compiled, lines)`` for :func:`_lazy_score`, unrendered."""
+    if type(score) is _LazyScore:
+        try:
+            return None, _get_breakdown(score)
+        except AttributeError:
+            return score._compiled, score._lines
+    return None, score.breakdown
+
+
+def _decayed_item(rule: _RulePlan, counted: int, micro: int) -> ScoreItem:
+    """The line of *counted* touches of *rule* that decayed to *micro* micro-points."""
+    # the text of _fmt(micro / 10**6), as in _fmt_micro
+    if 100 <= micro < _FMT_LIMIT:
+        digits = str(micro)
+        if len(digits) > 6 and digits[-6:] != "000000":
+            text = (digits[:-6] + "." + digits[-6:]).rstrip("0")
+        else:
+            text = _decimal(digits)
+    else:
+        text = _fmt_micro(micro)
+    start = rule.full.get(counted) or rule.decayed_start(counted)
+    return _item(rule.name, micro, start + text + rule.group.decay_suffix)
+
+
 def _other_line(
     group: _GroupPlan, rule: _RulePlan, times: deque[int] | None, at: int, new: bool
 ) -> tuple[int, str] | None:
@@ -1102,97 +1261,96 @@ def _score_next(  # noqa: PLR0915 (one loop, inlined: it runs for every touch)
     state.matched = (touch, matched, at)
     all_times = state.times
     sums = state.sums
-    items: list[ScoreItem] = []
-    append = items.append
-    new_item = _new
-    set_rule, set_points, set_detail = _set_rule, _set_points, _set_detail
+    lines: list[Any] = []  # what renders the breakdown (see _render)
+    append = lines.append
     total = 0
-    for group in compiled.plan:
-        mode = group.mode
-        subtotal = 0
-        for rule in group.rules:
-            index = rule.index
-            times = all_times[index]
-            new = index in matched
-            if not new and not times:
+    # only the rules a touch ever matched can show: the kept ones, and the new touch's
+    order = state.active
+    for index in matched:
+        if all_times[index] is None:  # a rule's first touch
+            position = compiled.position
+            order = sorted({*order, *(position[i] for i in matched if position[i] >= 0)})
+            break
+    flat = compiled.flat
+    group: _GroupPlan | None = None
+    mode = subtotal = 0
+    for place in order:
+        rule = flat[place]
+        if rule.group is not group:
+            if group is not None:  # close the group before: its cap, then its subtotal
+                cap = group.cap_micro
+                if cap is not None and subtotal > cap:
+                    append((_CAP_LINE, group.cap_name, cap, subtotal, group.cap_text))
+                    subtotal = cap
+                total += subtotal
+            group = rule.group
+            mode = group.mode
+            subtotal = 0
+        index = rule.index
+        times = all_times[index]
+        new = index in matched
+        if not new and not times:
+            continue
+        if mode == _OTHER:
+            line = _other_line(group, rule, times, at, new)
+            if line is not None:
+                subtotal += line[0]
+                append(_item(rule.name, line[0], line[1]))
+            continue
+        aged = 0  # the sum of the ages of the kept touches that count
+        if new and not rule.repeatable:  # the new touch is the latest: it alone counts
+            counted = 1
+        elif times:
+            if mode == _LINEAR:
+                numerator, whole = group.numerator, group.whole
+                if numerator * (at - times[0]) >= whole:
+                    dropped = 0
+                    while times and numerator * (at - times[0]) >= whole:
+                        dropped += times.popleft()
+                    sums[index] -= dropped
+                aged = len(times) * at - sums[index]
+            elif mode == _WINDOW:
+                within = group.numerator
+                if at - times[0] >= within:
+                    dropped = 0
+                    while times and at - times[0] >= within:
+                        dropped += times.popleft()
+                    sums[index] -= dropped
+            counted = len(times) + new
+            if not counted:
                 continue
-            if mode == _OTHER:
-                line = _other_line(group, rule, times, at, new)
-                if line is not None:
-                    subtotal += line[0]
-                    append(_item(rule.name, line[0], line[1]))
-                continue
-            aged = 0  # the sum of the ages of the kept touches that count
-            if new and not rule.repeatable:  # the new touch is the latest: it alone counts
-                counted = 1
-            elif times:
-                if mode == _LINEAR:
-                    numerator, whole = group.numerator, group.whole
-                    if numerator * (at - times[0]) >= whole:
-                        dropped = 0
-                        while times and numerator * (at - times[0]) >= whole:
-                            dropped += times.popleft()
-                        sums[index] -= dropped
-                    aged = len(times) * at - sums[index]
-                elif mode == _WINDOW:
-                    within = group.numerator
-                    if at - times[0] >= within:
-                        dropped = 0
-                        while times and at - times[0] >= within:
-                            dropped += times.popleft()
-                        sums[index] -= dropped
-                counted = len(times) + new
-                if not counted:
-                    continue
-            else:
-                counted = 1
-            if not aged or rule.zero:
-                micro, item = rule.plain.get(counted) or rule.plain_line(counted)
-                subtotal += micro
-                append(item)
-                continue
-            # micro-points: round(points * kept share), half to even, in integers
-            denominator = rule.decayed
-            micro, remainder = divmod(
-                rule.numerator * (counted * group.whole - group.numerator * aged), denominator
-            )
-            if 2 * remainder > denominator or (2 * remainder == denominator and micro % 2):
-                micro += 1
-            subtotal += micro
-            # the text of _fmt(micro / 10**6), as in _fmt_micro
-            if 100 <= micro < _FMT_LIMIT:
-                digits = str(micro)
-                if len(digits) > 6 and digits[-6:] != "000000":
-                    text = (digits[:-6] + "." + digits[-6:]).rstrip("0")
-                else:
-                    text = _decimal(digits)
-            else:
-                text = _fmt_micro(micro)
-            item = new_item(ScoreItem)
-            set_rule(item, rule.name)
-            set_points(item, micro / _SCALE)
-            set_detail(
-                item,
-                (rule.full.get(counted) or rule.decayed_start(counted)) + text + group.decay_suffix,
-            )
-            append(item)
+        else:
+            counted = 1
+        if not aged or rule.zero:
+            plain = rule.plain.get(counted) or rule.plain_line(counted)
+            subtotal += plain[0]
+            append((_PLAIN_LINE, place, counted))
+            continue
+        # micro-points: round(points * kept share), half to even, in integers
+        denominator = rule.decayed
+        micro, remainder = divmod(
+            rule.numerator * (counted * group.whole - group.numerator * aged), denominator
+        )
+        if 2 * remainder > denominator or (2 * remainder == denominator and micro % 2):
+            micro += 1
+        subtotal += micro
+        append((_DECAYED_LINE, place, counted, micro))
+    if group is not None:
         cap = group.cap_micro
         if cap is not None and subtotal > cap:
-            append(
-                _item(group.cap_name, cap - subtotal, group.cap_text + _fmt_micro(subtotal) + ")")
-            )
+            append((_CAP_LINE, group.cap_name, cap, subtotal, group.cap_text))
             subtotal = cap
         total += subtotal
     for attribute_rule, micro in compiled.attribute_rules:
         value = attributes.get(attribute_rule.attribute, _MISSING)
         if value is not _MISSING and value in attribute_rule.values:
-            append(_item(attribute_rule.name, micro, f"{attribute_rule.attribute} = {value!r}"))
+            append((_ATTRIBUTE_LINE, attribute_rule.name, micro, attribute_rule.attribute, value))
             total += micro
     cap = compiled.total_cap_micro
     if cap is not None and total > cap:
-        append(_item("cap:total", cap - total, compiled.total_text + _fmt_micro(total) + ")"))
+        append((_CAP_LINE, "cap:total", cap, total, compiled.total_text))
         total = cap
-    return _new_score(total / _SCALE, tuple(items), None)
+    return _lazy_score(total / _SCALE, compiled, tuple(lines), None)
 
 
 # ---------------------------------------------------------------- fit
@@ -1380,7 +1538,8 @@ class CombinedScorer:
             known = fit_score.grade, _fit_items(fit_score.breakdown)
             if key is not None and len(self._fits) < _FIT_CACHE:
                 self._fits[key] = known
-        return _new_score(engagement.value, engagement.breakdown + known[1], known[0])
+        compiled, lines = _parts_of(engagement)
+        return _lazy_score(engagement.value, compiled, (*lines, *known[1]), known[0])
 
     def add(self, state: Any, touch: Touch) -> None:
         """Keep *touch* in the engagement scorer's *state*."""
@@ -1476,6 +1635,38 @@ def checked_call(
             name, f"{problem} {_scoring(lead_id, at)}", subject=subject, received=result
         )
     return cast(Score, result)
+
+
+def checked_next(
+    name: str,
+    scorer: IncrementalScorer,
+    state: Any,
+    touch: Touch,
+    attributes: Mapping[str, Any],
+    *,
+    trusted: bool = False,
+) -> Score:
+    """``scorer.score_next(state, touch, attributes)`` under the scorer contract.
+
+    :func:`checked_call` for the engine's incremental path, without a closure
+    per touch: a built-in (*trusted*) scorer's result is valid by
+    construction, so only an exception is turned into a HookError.
+
+    Raises:
+        HookError: As :func:`checked_score`.
+    """
+    if trusted:
+        try:
+            return scorer.score_next(state, touch, attributes)
+        except Exception as exc:
+            raise _scorer_raised(name, exc, touch.lead_id, touch.at, touch.touch_id) from exc
+    return checked_call(
+        name,
+        lambda: scorer.score_next(state, touch, attributes),
+        touch.lead_id,
+        touch.at,
+        touch.touch_id,
+    )
 
 
 def _scorer_raised(
