@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import random
+import statistics
 from datetime import timedelta
 
 import pytest
 
 from buyerjourney import Action, Touch, default_pipeline, presets, read_stream, run
+from buyerjourney._analytics.simulate import _after_answer, _exponential
 from buyerjourney.analytics import DEFAULT_RATES, funnel_report, handoff_report, simulate
 
 
@@ -80,6 +84,53 @@ def test_durations_are_recovered_as_medians() -> None:
         # The standard error of an exponential sample's median is median / (ln 2 * sqrt(n)).
         tolerance = 4 / (0.693 * row.time_to_convert.count**0.5)
         assert median / durations[row.stage] == pytest.approx(1, abs=tolerance), row.stage
+
+
+def test_a_gate_duration_is_the_time_in_stage_with_the_answer_inside_it() -> None:
+    # Regression: the answer delay was added on top of a gate's duration, so the time from
+    # entering the gate to the next step came out as accept_delay + duration (here 1.5 times
+    # the duration, and +4-6 % for a week-long gate answered in 8 hours).
+    pipeline = default_pipeline(presets.get("waterfall"))
+    day = timedelta(days=1)
+    sim = simulate(
+        pipeline,
+        leads=800,
+        seed=4,
+        touches_per_week=0.1,
+        rates={"inquiry": 0.95, "mql": 0.95, "sal": 0.8},
+        durations={"sal": day},
+        accept_delay=timedelta(hours=12),
+    )
+    engine = pipeline.engine()
+    run(engine, enumerate(sim.items))
+    row = funnel_report(pipeline.funnel, engine.records).steps[2]
+    assert row.stage == "sal"
+    times = [t / day for t in row.time_to_convert.values]
+    n = len(times)
+    assert n > 400
+    # An exponential of median 1: its mean is 1 / ln 2, its median's standard error is
+    # 1 / (ln 2 * sqrt(n)); both checked at four standard errors of this sample.
+    mean = statistics.fmean(times) * math.log(2)
+    mean_error = statistics.stdev(times) * math.log(2) / math.sqrt(n)
+    assert mean == pytest.approx(1, abs=4 * mean_error)
+    assert statistics.median(times) == pytest.approx(1, abs=4 / (math.log(2) * math.sqrt(n)))
+
+
+def test_the_rest_after_an_answer_makes_the_time_in_stage_exponential() -> None:
+    rng = random.Random(0)
+    answer, median = timedelta(hours=8), timedelta(days=2)
+    rests = [_after_answer(rng, answer, median) for _ in range(20000)]
+    totals = [(_exponential(rng, answer) + rest) / median for rest in rests]
+    n = len(totals)
+    # P(rest = 0) is answer / median; the total is exponential of median 1 (mean 1 / ln 2).
+    zero = sum(rest == timedelta(0) for rest in rests) / n
+    p = answer / median
+    assert zero == pytest.approx(p, abs=4 * (p * (1 - p) / n) ** 0.5)
+    mean = statistics.fmean(totals)
+    assert mean == pytest.approx(1 / math.log(2), abs=4 * statistics.stdev(totals) / n**0.5)
+    assert statistics.median(totals) == pytest.approx(1, abs=4 / (math.log(2) * n**0.5))
+    # An answer slower than the stage: the lead moves on when accepted.
+    assert _after_answer(rng, timedelta(days=3), timedelta(days=1)) == timedelta(0)
 
 
 def test_defaults_follow_the_domain_ranges() -> None:
