@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
 from buyerjourney._core.funnel import Funnel
 from buyerjourney._core.records import Record, RecordKind
@@ -46,9 +46,6 @@ from buyerjourney.bulk._schema import (
     to_micros,
 )
 from buyerjourney.errors import MissingExtra
-
-if TYPE_CHECKING:
-    from buyerjourney.bulk._funnel import DistributedFunnelReport
 
 Array = Any
 """A NumPy array (NumPy is optional, so arrays are typed loosely)."""
@@ -194,43 +191,6 @@ class ColumnarLog:
     def records(self) -> list[Record]:
         """Every record, materialised, in order."""
         return list(self)
-
-    def funnel_report(
-        self,
-        *,
-        path: Sequence[str] | None = None,
-        order: str = "ordered",
-        window: timedelta | None = None,
-        as_of: datetime | str | None = None,
-        since: datetime | str | None = None,
-    ) -> DistributedFunnelReport:
-        """The full funnel report of this log, computed on its arrays.
-
-        Its ``to_dict()`` equals that of
-        :func:`buyerjourney.analytics.funnel_report` over :meth:`records`
-        with the same options; durations are summarised (count, quantiles,
-        extremes, histogram). See :func:`columnar_funnel_report
-        <buyerjourney.bulk._report.columnar_funnel_report>`.
-
-        Args:
-            path: The stages of the steps; by default the funnel's success path.
-            order: ``"ordered"`` (the default), ``"strict"`` or ``"any"``.
-            window: The conversion window from the entry into step 1 (``None``: none).
-            as_of: Ignore records dated after this date (``None``: the whole log).
-            since: Count only leads that entered step 1 at or after this date.
-
-        Returns:
-            The report.
-
-        Raises:
-            UnknownStage, ValueError, InvalidTouch: As
-                :func:`buyerjourney.analytics.funnel_report`.
-        """
-        from buyerjourney.bulk._report import columnar_funnel_report  # noqa: PLC0415  (cycle)
-
-        return columnar_funnel_report(
-            self, path=path, order=order, window=window, as_of=as_of, since=since
-        )
 
     # ------------------------------------------------------------ building
 

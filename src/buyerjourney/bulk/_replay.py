@@ -89,15 +89,16 @@ from buyerjourney._core.table import CompiledFunnel, compile_funnel
 from buyerjourney._engine import Quarantined
 from buyerjourney._pipeline import Pipeline
 from buyerjourney._report import ReplaySummary
-from buyerjourney.bulk._funnel import DistributedFunnelReport
 from buyerjourney.bulk._columnar import (
     ColumnarLog,
     numpy_or_raise,
     stable_order,
     summarize_columnar,
 )
+from buyerjourney.bulk._funnel import DistributedFunnelReport
 from buyerjourney.bulk._kernels import NO_GRADE, SCALE, Groups, columnar_scores, fit_grades
 from buyerjourney.bulk._plan import Compiled, Plan, batch_problem, compile_plan, exact_float, plan
+from buyerjourney.bulk._report import columnar_funnel_report
 from buyerjourney.bulk._schema import (
     CREATED,
     EPOCH,
@@ -318,7 +319,7 @@ class _Decisions:
     its grade's letter.
     """
 
-    def __init__(  # noqa: PLR0913  (what the table is built from)
+    def __init__(
         self,
         np: Any,
         pipeline: Pipeline,
@@ -343,6 +344,7 @@ class _Decisions:
         self.messages: list[str] = []
         self._message_index: dict[str, int] = {}
         self.reasons: dict[tuple[int, int], str] = {}
+        self._cells: dict[tuple[int, str, str], tuple[int, int, int]] = {}
         policy = pipeline.policy
         if policy is None:
             return
@@ -386,30 +388,41 @@ class _Decisions:
             event_index[event] = len(self.events)
             self.events.append(event)
         self.event[s, sym] = event_index[event]
-        self.reasons[(s, sym)] = decision.reason
+        reason: str = decision.reason
+        self.reasons[(s, sym)] = reason
+        key = (s, event, reason)
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = self._cell(table, s, event, reason, gate=gate)
+        outcome, arg, target = cell
+        self.outcome[s, sym] = outcome
+        if outcome != _NONE:
+            self.arg[s, sym] = arg
+        if outcome == _MOVE:
+            self.next[s, sym] = target
+
+    def _cell(
+        self, table: CompiledFunnel, s: int, event: str, reason: str, *, gate: bool
+    ) -> tuple[int, int, int]:
+        """What *event* sent with *reason* does from stage *s*: ``(outcome, arg, next stage)``."""
         stage = table.stage_names[s]
         if gate:
-            self._refuse(s, sym, lifecycle.AWAITS_ACCEPTANCE.format(stage=stage))
-            return
+            return _REFUSE, self.message(lifecycle.AWAITS_ACCEPTANCE.format(stage=stage)), s
         if event not in table.event_index:
             try:
-                table.step(stage, event, None, reason=decision.reason)
+                table.step(stage, event, None, reason=reason)
             except TransitionNotAllowed as exc:
-                self._refuse(s, sym, str(exc))
-            return
+                return _REFUSE, self.message(str(exc)), s
+            return _NONE, -1, s
         e = table.event_index[event]
         candidates = table.table.get((s, e), ())
         if any(guard is not None for _, _, guard, _ in candidates):
-            self.outcome[s, sym] = _GUARDED
-            return
+            return _GUARDED, -1, s
         try:
-            t = table.step_index(s, e, None, decision.reason)
+            t = table.step_index(s, e, None, reason)
         except TransitionNotAllowed as exc:
-            self._refuse(s, sym, str(exc))
-            return
-        self.outcome[s, sym] = _MOVE
-        self.arg[s, sym] = t
-        self.next[s, sym] = table.target_of(t)
+            return _REFUSE, self.message(str(exc)), s
+        return _MOVE, t, table.target_of(t)
 
     def message(self, text: str) -> int:
         index = self._message_index.get(text)
@@ -417,10 +430,6 @@ class _Decisions:
             index = self._message_index[text] = len(self.messages)
             self.messages.append(text)
         return index
-
-    def _refuse(self, s: int, sym: int, text: str) -> None:
-        self.outcome[s, sym] = _REFUSE
-        self.arg[s, sym] = self.message(text)
 
 
 # ---------------------------------------------------------------- journeys
@@ -583,7 +592,7 @@ class Replay:
         as_of: datetime | str | None = None,
         since: datetime | str | None = None,
     ) -> DistributedFunnelReport:
-        """The full funnel report, computed on the columns (see :meth:`ColumnarLog.funnel_report`).
+        """The full funnel report, computed on the columns (see :func:`columnar_funnel_report`).
 
         Its ``to_dict()`` equals that of
         :func:`buyerjourney.analytics.funnel_report` over :meth:`records`
@@ -593,8 +602,8 @@ class Replay:
             UnknownStage, ValueError, InvalidTouch: As
                 :func:`buyerjourney.analytics.funnel_report`.
         """
-        return self.log.funnel_report(
-            path=path, order=order, window=window, as_of=as_of, since=since
+        return columnar_funnel_report(
+            self.log, path=path, order=order, window=window, as_of=as_of, since=since
         )
 
 
@@ -807,7 +816,7 @@ class _Run:
         self.quarantined: list[Quarantined] = []
         self.grades: dict[int, str] = {}
         self.grade_codes: Array | None = None
-        """Per batch position, the grade's code on the fit ladder (for a graded scorer or policy)."""
+        """Per batch position, the grade's code on the fit ladder (a graded scorer or policy)."""
         self.accepted_mask: Array | None = None
         self._attr_events: dict[int, list[tuple[int, Mapping[str, Any]]]] | None = None
         self.thresholds = tuple(sorted(set(pipeline.thresholds)))

@@ -47,6 +47,7 @@ from buyerjourney.bulk._funnel import (
     report_options,
 )
 from buyerjourney.bulk._schema import KIND_CODE, KINDS, MICROSECOND, to_micros
+from buyerjourney.errors import UnknownStage
 
 Array = Any
 """A NumPy array (NumPy is optional, so arrays are typed loosely)."""
@@ -87,7 +88,11 @@ def columnar_funnel_report(
     Raises:
         MissingExtra: NumPy is not installed.
         TypeError: *log* is not a :class:`~buyerjourney.bulk.ColumnarLog`.
-        UnknownStage: The path names a stage the funnel does not have.
+        UnknownStage: The path names a stage the funnel does not have, or a
+            record of the log enters one (a log written with another funnel:
+            its columns cannot code that stage; migrate the log, or use
+            :func:`buyerjourney.analytics.funnel_report`, which shows such
+            stages as detours).
         ValueError: The path is empty or names a stage twice, or the order or
             window is invalid.
         InvalidTouch: *as_of* or *since* is not an aware time.
@@ -125,7 +130,9 @@ class _Entries:
         wanted = np.zeros(len(KINDS), bool)
         wanted[[KIND_CODE[k] for k in KINDS if k.enters_stage]] = True
         mask = wanted[kind]
-        mask &= cols["target"] >= 0
+        no_target = cols["target"] < 0
+        _check_targets(log, np.flatnonzero(mask & no_target))
+        mask &= ~no_target
         if options.as_of_micros is not None:
             mask &= cols["at"] <= options.as_of_micros
         revised = np.flatnonzero(kind == _REVISED)
@@ -147,6 +154,14 @@ class _Entries:
         self.start = heads[group]
         self.end = np.append(heads[1:], n)[group]
         self.journeys = int(heads.shape[0])
+
+
+def _check_targets(log: ColumnarLog, rows: Array) -> None:
+    """Refuse stage entries whose stage the columnar log could not code (not in its funnel)."""
+    for i in rows.tolist():
+        record = log.record(int(i))
+        if record.target is not None:
+            raise UnknownStage(record.target, log.stage_names, funnel_name=log.funnel.name)
 
 
 def _effective(np: Any, log: ColumnarLog, revised: Array) -> Array:
@@ -396,10 +411,10 @@ def _summarise(  # noqa: PLR0917  (fills the aggregates of one distribution)
     ranks = needed_ranks(n)
     part = np.partition(durations, ranks)
     for rank in ranks:
-        values[(*key, rank)] = int(part[rank])
+        values[(key[0], key[1], rank)] = int(part[rank])
     buckets = np.bincount(
         np.searchsorted(bounds, durations, side="right"), minlength=len(bounds) + 1
     )
     for b, count in enumerate(buckets.tolist()):
         if count:
-            histogram[(*key, b)] = int(count)
+            histogram[(key[0], key[1], b)] = int(count)
