@@ -7,28 +7,42 @@ success path up to the target stage (default: the first won stage):
 - it **converted** when it reached the next step afterwards, after the
   **duration** between the two; it is **open** when it is still in the
   step's stage at the as-of date, for its **age** since it reached it;
-  the others left for another stage and did not convert;
-- times to convert are **exponential** with a speed *λ*, and the leads that
-  do not convert leave for another stage at a speed *μ* (0 when none left:
-  they may stay for ever); the open leads are **censored**, not failures: an
-  open lead of age *a* still converts with probability
-  ``w = r·exp(-λa) / (r·exp(-λa) + (1 - r)·exp(-μa))``, and *r*, *λ*, *μ*
-  are the fixed point of ``r = (converted + Σw) / reached``,
-  ``λ = converted / (Σ times to convert + Σ w·a)`` and
-  ``μ = left / (Σ stays of those who left + Σ (1 - w)·a)``, solved by
-  iteration (an EM fit of a cure-rate model);
+  the others **left** for another stage and did not convert;
+- each lead that reaches the step belongs to one of three classes: it
+  converts (share *r*, after an exponential time of speed *λ*), leaves for
+  another stage (share *q*, after an exponential time of speed *μ*; none
+  when no lead left), or stays in the stage for ever (the rest,
+  ``1 - r - q``: at a gate, accepted leads that are never worked on). The
+  open leads are **censored**, not failures: an open lead of age *a*
+  belongs to each class with a probability proportional to ``r·exp(-λa)``,
+  ``q·exp(-μa)`` and ``1 - r - q``; the four parameters are fitted together
+  by maximum likelihood (EM);
 - **arrivals**: leads reaching step 1 per week over the ``lookback`` before
-  the as-of date.
+  the as-of date, or since the log's first record when the log is younger
+  than the lookback.
 
-**Runs**: each run draws the step rates from their Beta posteriors
-(``Beta(1 + r·n, 1 + (1 - r)·n)``) and the arrival rate from its Gamma
-posterior, so the intervals carry the uncertainty of the estimates too;
-then every open lead converts with the probability above, after an
-exponential time from the as-of date (memoryless), and walks on (each later
-step with its rate and speed); new leads arrive
-as a Poisson process and walk from step 1. A conversion is a lead reaching
-the target stage; weeks are counted from the as-of date. All draws come from
-one :class:`random.Random` seeded with ``seed``.
+**Runs**: the parameters are drawn from their posterior by data
+augmentation (Gibbs): each run draws the class of every open lead from the
+current parameters, follows those classes (an open lead of the converting
+class converts after an exponential time from the as-of date: memoryless)
+and the parameters, then draws the shares from a Dirichlet (a half per
+class seen in the log, a tenth for staying) and the speeds from Gammas
+(events over exposure, the open leads of the class censored). The arrival
+rate is drawn from its Gamma posterior, and new leads arrive as a Poisson
+process and walk from step 1 (each step with its share and speed). So the
+intervals carry the uncertainty of the estimates as well as chance, once
+each. A conversion is a lead reaching the target stage; weeks are counted
+from the as-of date. All draws come from one :class:`random.Random` seeded
+with ``seed``.
+
+**Limits.** A step that no lead has completed as of the date gives no
+conversion through it (its speed is unknown), so early in a log a long
+funnel forecasts none at its end until the first lead gets there. With few
+leads per step, the estimates are noisy and the fit's small-sample bias
+shows: on a simulated funnel two weeks into its log (about 50 leads), 80 %
+intervals held the next three weeks' conversions 72 % of the time (43 of 60
+seeds; in 14 of the 17 misses the truth was above the interval); six weeks
+in, 90 % (54 of 60).
 """
 
 from __future__ import annotations
@@ -103,6 +117,7 @@ class StepEstimate:
             "converted": self.converted,
             "open": self.open,
             "rate": self.rate,
+            "leave_share": self.leave_share,
             "median_duration_seconds": seconds(self.median_duration),
         }
 

@@ -8,14 +8,24 @@ with ``seed``, so the same arguments give the same stream):
   attributes (drawn from ``attributes``).
 - **Steps**: the lead walks the funnel's success path. From step *k* it moves
   to step *k+1* with probability ``rates[stage]`` after a time in stage
-  drawn from an exponential distribution whose median is
-  ``durations[stage]``; otherwise it stops there, and leaves through the
-  stage's exit (lost, disqualified) after that time if the stage has one.
+  drawn from an exponential distribution whose **median** is
+  ``durations[stage]`` (its mean is ``durations[stage] / ln 2``, about 1.44
+  times as long); otherwise it stops there, and leaves through the stage's
+  exit (lost, disqualified) after such a time if the stage has one. The
+  time in stage runs from the record that enters the stage to the one that
+  leaves it, so it is what the funnel report's time to convert from the
+  stage measures.
 - **Gates**: a lead entering a gate stage is answered after an exponential
   delay of median ``accept_delay``. A lead that will move on is accepted;
   of the others, enough are rejected (recycled, and stop) that the share
   accepted is ``acceptance`` overall (all of them when ``acceptance`` is
   below the gate's rate), so the step rate from a gate stays ``rates[stage]``.
+  The answer comes *inside* the gate's time in stage, which is still
+  exponential of median ``durations[stage]`` from the entry: an accepted
+  lead moves (on, or out by the stage's exit) when it is accepted with probability
+  ``accept_delay / durations[stage]``, and otherwise after a further
+  exponential time of that median (when ``accept_delay`` is the longer, it
+  always moves when accepted, and its time in stage is the answer's).
 - **Engagement**: touches of the kinds of ``touch_mix`` (weighted) come at
   ``touches_per_week`` per lead, times one more for every step the lead will
   make, from its arrival to two weeks after its last move: leads that go far
@@ -551,12 +561,15 @@ def simulate(
             :data:`DEFAULT_TOUCH_MIX`).
         rates: Step conversion rate per success-path stage (the step that
             leaves it); stages not given take :data:`DEFAULT_RATES`.
-        durations: Median time in stage per success-path stage; stages not
-            given take :data:`DEFAULT_DURATIONS`.
+        durations: Median time in stage per success-path stage, from the
+            entry into the stage to the move out of it (a gate's answer
+            included); times are exponential, so the mean is this divided
+            by ln 2. Stages not given take :data:`DEFAULT_DURATIONS`.
         touches_per_week: Engagement touches per lead and week, times one
             more per step the lead makes.
         acceptance: Probability that a gate's team accepts a handoff.
-        accept_delay: Median time to answer a handoff.
+        accept_delay: Median time to answer a handoff (exponential), from
+            the entry into the gate stage.
         attributes: Lead attributes, field → value → weight or
             ``(weight, lift)`` (default: :data:`DEFAULT_ATTRIBUTES`).
 
