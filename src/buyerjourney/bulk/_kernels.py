@@ -26,7 +26,7 @@ tags). Anything else is scored by calling the scorer, touch by touch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from math import gcd
 from typing import Any, Literal
@@ -456,7 +456,10 @@ def _attribute_points(
                 total += rule.points
         return total
 
-    return _per_profile(np, points, 0, attributes, g, positions, np.int64)
+    names = tuple(dict.fromkeys(rule.attribute for rule in rules))
+    return _per_profile(
+        np, points, names, attributes, g, default=0, positions=positions, dtype=np.int64
+    )
 
 
 def fit_grades(
@@ -498,50 +501,104 @@ def fit_grades(
                 raw += criterion.steps
         return min(max(raw, 0), spec.top)
 
-    return _per_profile(np, grade, spec.start, attributes, g, positions, np.int8)
+    names = tuple(dict.fromkeys(criterion.attribute for criterion in criteria))
+    return _per_profile(
+        np, grade, names, attributes, g, default=spec.start, positions=positions, dtype=np.int8
+    )
 
 
-def _per_profile(  # noqa: PLR0913, PLR0917  (one array per input)
+def _sorted_index(np: Any, g: Groups, positions: Array, wanted: Array) -> tuple[Array, Array]:
+    """Which of the batch positions *wanted* are among *positions*, and their lead-sorted indices.
+
+    Returns:
+        The indices into *wanted* of the positions found, and for each its
+        index in the lead-sorted touches.
+    """
+    n = positions.shape[0]
+    if positions is g.order:  # the whole batch: positions are a permutation of 0 .. n - 1
+        inverse = np.empty(n, np.int64)
+        inverse[positions] = np.arange(n)
+        found = np.flatnonzero((wanted >= 0) & (wanted < n))
+        return found, inverse[wanted[found]]
+    by_position = np.argsort(positions, kind="stable")
+    ascending = positions[by_position]
+    j = np.minimum(np.searchsorted(ascending, wanted), n - 1)
+    found = np.flatnonzero(ascending[j] == wanted)
+    return found, by_position[j[found]]
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Values that are their own frozen form, and whose equality is plain (a cache key)."""
+
+
+def _per_profile(
     np: Any,
-    evaluate: Any,
-    default: int,
+    evaluate: Callable[[Mapping[str, Any]], int],
+    names: tuple[str, ...],
     attributes: Mapping[int, Mapping[str, Any]],
     g: Groups,
+    *,
+    default: int,
     positions: Array,
     dtype: Any,
 ) -> Array:
     """``evaluate(profile)`` per touch, where *profile* is its lead's merged attributes.
 
-    *evaluate* runs (in Python) only at the touches that bring attributes,
-    in time order per lead; other touches take the value of their lead's
-    latest such touch, or *default* before it. Values are frozen as the
-    engine freezes a touch's attributes (lists become tuples, and so on),
-    so they compare as the engine compares them.
+    A lead's profile is the merge, in time order, of the attributes its
+    touches bring (a later value wins); only the attributes *names* lists
+    are kept, the only ones *evaluate* reads. *evaluate* runs (in Python)
+    at the touches that bring any of them, once per distinct profile of
+    plain values; other touches take the value of their lead's latest such
+    touch, or *default* before it. Values are frozen as the engine freezes
+    a touch's attributes (lists become tuples, and so on), so they compare
+    as the engine compares them.
     """
     n = g.order.shape[0]
     out = np.full(n, default, dtype)
-    changes = np.zeros(n, bool)
-    where_set = np.zeros(n, np.int64)
-    merged: dict[int, dict[str, Any]] = {}
-    # the lead-sorted index of each batch position that brings attributes, in time order
-    keys = sorted(attributes)
-    wanted = np.array(keys, np.int64)
-    by_position = np.argsort(positions, kind="stable")
-    ascending = positions[by_position]
-    j = np.minimum(np.searchsorted(ascending, wanted), max(n - 1, 0))
-    found = (ascending[j] == wanted) if n else np.zeros(wanted.shape[0], bool)
-    for k, i in zip(np.flatnonzero(found).tolist(), by_position[j[found]].tolist(), strict=True):
-        learned = attributes[keys[k]]
-        if not learned:
-            continue
-        lead = int(g.lead[i])
-        known = merged.setdefault(lead, {})
-        known.update(freeze(learned))
-        where_set[i] = evaluate(known)
-        changes[i] = True
-    if not changes.any():
+    if not n or not attributes or not names:
         return out
-    last = np.where(changes, np.arange(n), -1)
+    keys = sorted(attributes)
+    found, index = _sorted_index(np, g, positions, np.array(keys, np.int64))
+    changes: list[int] = []
+    values: list[int] = []
+    merged: dict[int, dict[str, Any]] = {}
+    cache: dict[tuple[Any, ...], int] = {}
+    plain = _PLAIN
+    missing = _MISSING
+    for k, i, lead in zip(found.tolist(), index.tolist(), g.lead[index].tolist(), strict=True):
+        learned = attributes[keys[k]]
+        known = None
+        for name in names:
+            if name in learned:
+                if known is None:
+                    known = merged.get(lead)
+                    if known is None:
+                        known = merged[lead] = {}
+                value = learned[name]
+                known[name] = value if type(value) in plain else freeze(value)
+        if known is None:  # nothing the evaluation reads
+            continue
+        key: list[Any] = []
+        for name in names:
+            value = known.get(name, missing)
+            if value is not missing and type(value) not in plain:
+                break  # a value of its own type: its equality may not be plain
+            key.append(value)
+        if len(key) < len(names):
+            result = evaluate(known)
+        else:
+            cached = tuple(key)
+            hit = cache.get(cached)
+            result = cache[cached] = evaluate(known) if hit is None else hit
+        changes.append(i)
+        values.append(result)
+    if not changes:
+        return out
+    where_set = np.zeros(n, np.int64)
+    changed = np.array(changes, np.int64)
+    where_set[changed] = values
+    last = np.full(n, -1, np.int64)
+    last[changed] = changed
     np.maximum.accumulate(last, out=last)
     has = last >= g.start
     out[has] = where_set[last[has]]
