@@ -1,4 +1,6 @@
-"""The built-in scorers write a breakdown's text only when someone reads it.
+"""What keeps the engine fast: breakdowns written when read, the collector during ingest.
+
+The built-in scorers write a breakdown's text only when someone reads it.
 
 Incremental scoring computes every line's points at once (the value needs
 them) and renders the lines' text on first read: a policy that looks only at
@@ -10,7 +12,9 @@ whenever they are read, however the lead's state moved on meanwhile.
 
 from __future__ import annotations
 
+import gc
 import pickle
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 
@@ -18,10 +22,11 @@ import attrs
 import pytest
 from hypothesis import given
 
-from buyerjourney import Record, Touch, default_pipeline, presets
+from buyerjourney import Engine, Record, Touch, default_pipeline, presets
 from buyerjourney._adapters import codec
 from buyerjourney._core import scoring
 from buyerjourney._core.lifecycle import ScoredData
+from buyerjourney.errors import InvalidTouch
 from buyerjourney.scoring import Lead, PointsScorer, Score, ScoreItem
 from test_scoring_incremental import histories, scorers
 
@@ -151,3 +156,68 @@ def test_a_scored_record_reads_stores_and_compares_as_a_plain_one() -> None:
         assert record.data.get("missing", 7) == 7
         assert "breakdown" in record.data
         assert len(record.data) == len(plain.data)
+
+
+# ---------------------------------------------------------------- the collector during ingest
+
+
+@pytest.fixture
+def eager_collector() -> Iterator[list[int]]:
+    """Collect often, every generation, and note which generations ran."""
+    seen: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50, 1, 1)
+    gc.callbacks.append(note)
+    try:
+        yield seen
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*thresholds)
+
+
+def test_ingest_runs_only_young_collections_and_restores_the_collector(
+    eager_collector: list[int],
+) -> None:
+    engine = default_pipeline(presets.seed()).engine()
+    touches = _touches(2_500)
+    eager_collector.clear()
+    engine.ingest(touches)
+    assert gc.isenabled()
+    # the young generations every 1,000 touches, and at most one automatic collection once the
+    # collector is enabled again at the end
+    assert eager_collector[:2] == [1, 1]
+    assert len(eager_collector) <= 3
+    assert 2 not in eager_collector
+
+
+def test_without_deferral_ingest_leaves_the_collector_alone(eager_collector: list[int]) -> None:
+    engine = Engine(
+        presets.seed(), scorer=default_pipeline(presets.seed()).scorer, defer_full_gc=False
+    )
+    touches = _touches(2_500)
+    eager_collector.clear()
+    engine.ingest(touches)
+    assert len(eager_collector) > 20  # automatic collections, every 50 allocations
+
+
+def test_a_failing_ingest_enables_the_collector_again() -> None:
+    engine = default_pipeline(presets.seed()).engine()
+    touches = _touches(5)
+    early = Touch("early", "lead-0", T0 - timedelta(days=1), "page_view")
+    with pytest.raises(InvalidTouch):
+        engine.ingest([*touches, early], errors="raise")
+    assert gc.isenabled()
+
+
+def test_ingest_keeps_a_collector_disabled_by_the_caller() -> None:
+    gc.disable()
+    try:
+        default_pipeline(presets.seed()).engine().ingest(_touches(50))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
