@@ -65,10 +65,13 @@ def report_options(draw: st.DrawFn, funnel: Funnel, records: list[Record]) -> di
 
 
 def assert_same(log: ColumnarLog, records: list[Record], options: dict[str, Any]) -> Any:
-    """The columnar report equals the analytics' report on the records, as dicts."""
+    """The columnar report equals the analytics' report on the records: dicts and text."""
     got = columnar_funnel_report(log, **options)
     expected = funnel_report(log.funnel, records, **options)
     assert got.to_dict() == expected.to_dict(), options
+    assert got.format() == expected.format()
+    assert got.describe() == expected.describe()
+    assert got.empty == expected.empty
     return got
 
 

@@ -295,13 +295,7 @@ class FunnelReport(Tabular):
 
     def describe(self) -> str:
         """One line saying what the report counts (its cohort-based label)."""
-        start = f"from {iso(self.since)} " if self.since is not None else ""
-        end = f"up to {iso(self.as_of)}" if self.as_of is not None else "up to the end of the log"
-        window = _window_text(self.window)
-        return (
-            f"cohort-based: leads that entered {self.path[0]} {start}{end}, followed to that "
-            f"date; order {self.order}, conversion window {window}"
-        )
+        return describe_text(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (times in ISO format, durations in seconds)."""
@@ -309,40 +303,62 @@ class FunnelReport(Tabular):
 
     def format(self) -> str:
         """The report as plain-text tables."""
-        lines = [
-            f"funnel {self.funnel}: {' > '.join(self.path)}",
-            self.describe(),
-            f"{self.leads} leads entered {self.path[0]} ({self.journeys} journeys in the log)",
-        ]
-        if self.empty:
-            lines.append("no data: no lead entered the first step")
-            return "\n".join(lines)
-        lines += [
-            "",
-            f"{'step':<16}{'entered':>8}{'exited':>8}{'balance':>9}{'step conv':>11}"
-            f"{'overall':>9}{'drop-off':>10}{'velocity':>10}{'to next (median)':>18}",
-        ]
-        for row in self.steps:
-            lines.append(
-                f"{row.stage:<16}{row.entered:>8}{row.exited:>8}{row.balance:>9}"
-                f"{format_rate(row.step_conversion):>11}{format_rate(row.overall_conversion):>9}"
-                f"{format_rate(row.drop_off):>10}{format_duration(row.velocity):>10}"
-                f"{format_duration(row.time_to_convert.median):>18}"
-            )
-        lines += ["", "exits (where leads went after each step):"]
-        for row in self.steps:
-            for branch in row.exits:
-                lines.append(
-                    f"  {row.stage} -> {branch.stage} ({branch.kind}): {branch.leads}"
-                    f" ({branch.converted} converted)"
-                )
-        lines += ["", "times (median, 90th percentile):"]
-        for row in self.steps:
-            if row.time_in_stage.count:
-                lines.append(f"  {row.stage}: in stage {row.time_in_stage.summary()}")
-            if row.time_to_convert.count:
-                lines.append(f"  {row.stage}: to the next step {row.time_to_convert.summary()}")
+        return report_text(self)
+
+
+def describe_text(report: Any) -> str:
+    """One line saying what a funnel report counts: the one text of :meth:`FunnelReport.describe`.
+
+    The columnar and distributed reports (durations summarised) use it too.
+    """
+    start = f"from {iso(report.since)} " if report.since is not None else ""
+    end = f"up to {iso(report.as_of)}" if report.as_of is not None else "up to the end of the log"
+    window = _window_text(report.window)
+    return (
+        f"cohort-based: leads that entered {report.path[0]} {start}{end}, followed to that "
+        f"date; order {report.order}, conversion window {window}"
+    )
+
+
+def report_text(report: Any) -> str:
+    """A funnel report as plain-text tables: the one layout of :meth:`FunnelReport.format`.
+
+    The columnar and distributed reports (durations summarised) use it too.
+    """
+    lines = [
+        f"funnel {report.funnel}: {' > '.join(report.path)}",
+        report.describe(),
+        f"{report.leads} leads entered {report.path[0]} ({report.journeys} journeys in the log)",
+    ]
+    if report.empty:
+        lines.append("no data: no lead entered the first step")
         return "\n".join(lines)
+    lines += [
+        "",
+        f"{'step':<16}{'entered':>8}{'exited':>8}{'balance':>9}{'step conv':>11}"
+        f"{'overall':>9}{'drop-off':>10}{'velocity':>10}{'to next (median)':>18}",
+    ]
+    for row in report.steps:
+        lines.append(
+            f"{row.stage:<16}{row.entered:>8}{row.exited:>8}{row.balance:>9}"
+            f"{format_rate(row.step_conversion):>11}{format_rate(row.overall_conversion):>9}"
+            f"{format_rate(row.drop_off):>10}{format_duration(row.velocity):>10}"
+            f"{format_duration(row.time_to_convert.median):>18}"
+        )
+    lines += ["", "exits (where leads went after each step):"]
+    for row in report.steps:
+        for branch in row.exits:
+            lines.append(
+                f"  {row.stage} -> {branch.stage} ({branch.kind}): {branch.leads}"
+                f" ({branch.converted} converted)"
+            )
+    lines += ["", "times (median, 90th percentile):"]
+    for row in report.steps:
+        if row.time_in_stage.count:
+            lines.append(f"  {row.stage}: in stage {row.time_in_stage.summary()}")
+        if row.time_to_convert.count:
+            lines.append(f"  {row.stage}: to the next step {row.time_to_convert.summary()}")
+    return "\n".join(lines)
 
 
 def _window_text(window: timedelta | None) -> str:

@@ -36,7 +36,9 @@ from buyerjourney._analytics.funnel import (
     _Options,
     _options,
     _reach_times,
+    describe_text,
     report_dict,
+    report_text,
     step_dict,
 )
 from buyerjourney._core.funnel import Funnel
@@ -379,6 +381,11 @@ class DistributedFunnelReport:
         return self.steps[0].entered if self.steps else 0
 
     @property
+    def empty(self) -> bool:
+        """Whether no lead entered step 1."""
+        return self.leads == 0
+
+    @property
     def overall_conversion(self) -> float | None:
         """Leads reaching the last step ÷ leads entering step 1 (``None`` when empty)."""
         return self.steps[-1].overall_conversion if self.steps else None
@@ -398,6 +405,14 @@ class DistributedFunnelReport:
     def to_dict(self) -> dict[str, Any]:
         """As the analytics' ``FunnelReport.to_dict()``."""
         return report_dict(self)
+
+    def describe(self) -> str:
+        """As the analytics' ``FunnelReport.describe()``: what the report counts."""
+        return describe_text(self)
+
+    def format(self) -> str:
+        """As the analytics' ``FunnelReport.format()``: the report as plain-text tables."""
+        return report_text(self)
 
 
 def assemble_report(
