@@ -130,7 +130,9 @@ def matrix_trees(draw: st.DrawFn, funnel: Funnel) -> Any:
 
 
 @st.composite
-def matrix_cases(draw: st.DrawFn, scorer_kind: str = "combined") -> tuple[Pipeline, list[Touch]]:
+def matrix_cases(
+    draw: st.DrawFn, scorer_kind: str = "combined", *, matrix: bool = True
+) -> tuple[Pipeline, list[Touch]]:
     funnel = draw(
         st.one_of(
             st.sampled_from(
@@ -150,7 +152,7 @@ def matrix_cases(draw: st.DrawFn, scorer_kind: str = "combined") -> tuple[Pipeli
         owners=_owner_rules(funnel, draw(st.booleans())),
         hooks=standard_hooks(),
         scorer=scorer,
-        policy=draw(matrix_trees(funnel)),
+        policy=draw(matrix_trees(funnel) if matrix else policies(funnel)),
         thresholds=tuple(draw(st.lists(st.sampled_from((0, 5, 10, 12.5, 20)), max_size=3))),
     )
     return pipeline, draw(touch_streams(funnel))
@@ -176,6 +178,17 @@ def test_a_combined_scorer_and_a_matrix_replay_columnar_like_the_engine(
     pipeline, touches = case
     result = assert_same(pipeline, touches)
     assert result.mode == "columnar", result.reasons
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(matrix_cases(matrix=False))
+def test_a_combined_scorer_with_other_policies_replays_columnar_like_the_engine(
+    case: tuple[Pipeline, list[Touch]],
+) -> None:
+    pipeline, touches = case
+    result = assert_same(pipeline, touches)
+    assert result.mode == "columnar", result.reasons
+    assert all(r.data["grade"] for r in result.records() if r.kind.value == "scored")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,8 +21,12 @@ from buyerjourney import (  # noqa: E402
     AllOf,
     AnyOf,
     AttributeRule,
+    CombinedScorer,
+    FitCriterion,
+    FitGrader,
     Funnel,
     LinearDecay,
+    MatrixPolicy,
     OwnerRules,
     Pipeline,
     PointsRule,
@@ -39,6 +43,7 @@ from buyerjourney import (  # noqa: E402
     presets,
 )
 from buyerjourney.bulk import ColumnarLog, TouchBatch, plan, replay  # noqa: E402
+from buyerjourney.bulk._plan import compile_plan  # noqa: E402
 from buyerjourney.errors import BuyerJourneyError, ModeNotPossible  # noqa: E402
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
@@ -452,3 +457,135 @@ def test_huge_attribute_points_take_the_hooks_path() -> None:
     chosen = plan(_pipeline(scorer=together))
     assert chosen.mode == "hooks"
     assert "together" in chosen.reasons[0]
+
+
+# ---------------------------------------------------------------- fit grades and the matrix
+
+
+def _matrix(**changes: Any) -> MatrixPolicy:
+    fields: dict[str, Any] = {
+        "accept": frozenset({"A1", "B2"}),
+        "engagement_bands": (30, 15, 5),
+        "stages": (),
+    }
+    fields.update(changes)
+    return MatrixPolicy("engage", **fields)
+
+
+_FIT = FitGrader([FitCriterion("ent", "segment", ("enterprise",), steps=6)])
+
+
+class MyMatrix(MatrixPolicy):
+    """A matrix policy subclass."""
+
+
+class MyFit(FitGrader):
+    """A fit grader subclass."""
+
+
+class MyCombined(CombinedScorer):
+    """A combined scorer subclass."""
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        _matrix(),
+        AnyOf(_matrix(), TouchKindPolicy({"demo_request": "engage"})),
+        AllOf(ThresholdPolicy(10, "engage", stages=()), _matrix(stages=("awareness",))),
+        AnyOf(
+            AllOf(_matrix(), _matrix(accept=frozenset({"B2"}))), ThresholdPolicy(3, "x", stages=())
+        ),
+    ],
+)
+def test_a_matrix_with_the_built_in_policies_is_columnar(policy: Any) -> None:
+    scorer = CombinedScorer(PointsScorer([_RULE]), _FIT)
+    chosen = compile_plan(_pipeline(scorer=scorer, policy=policy))
+    assert chosen.plan == plan(_pipeline(scorer=scorer, policy=policy))
+    assert chosen.plan.mode == "columnar", chosen.plan.reasons
+    assert chosen.graded
+    assert {30.0, 15.0, 5.0} <= set(chosen.limits)
+    assert chosen.scorer is not None
+    assert chosen.scorer.fit is not None
+
+
+def test_a_plan_without_a_matrix_reads_no_grade() -> None:
+    scorer = CombinedScorer(PointsScorer([_RULE]), _FIT)
+    chosen = compile_plan(_pipeline(scorer=scorer))
+    assert chosen.plan.mode == "columnar"
+    assert not chosen.graded
+    assert chosen.scorer is not None
+    assert chosen.scorer.fit is not None
+    assert compile_plan(_pipeline()).scorer.fit is None  # type: ignore[union-attr]
+
+
+def test_a_matrix_subclass_anywhere_in_the_policy_goes_to_the_engine() -> None:
+    chosen = plan(
+        _pipeline(
+            policy=AnyOf(
+                TouchKindPolicy({}),
+                AllOf(
+                    MyMatrix(
+                        "engage", accept=frozenset({"A1"}), engagement_bands=(3, 2, 1), stages=()
+                    )
+                ),
+            )
+        )
+    )
+    assert chosen.mode == "reference"
+    for word in ("AnyOf[1]", "AllOf[0]", "MyMatrix", "MatrixPolicy"):
+        assert word in chosen.reasons[0], chosen.reasons
+
+
+def test_matrix_bands_are_thresholds_of_the_decision_table() -> None:
+    inexact = plan(_pipeline(policy=_matrix(engagement_bands=(2**60 + 1, 15, 5))))
+    assert inexact.mode == "reference"
+    assert str(2**60 + 1) in inexact.reasons[0]
+    crowded = AnyOf(*(_matrix(engagement_bands=(3 * i + 2, 3 * i + 1, 3 * i)) for i in range(6)))
+    chosen = plan(_pipeline(policy=crowded))
+    assert chosen.mode == "reference"
+    assert "18" in chosen.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("scorer", "words"),
+    [
+        (
+            CombinedScorer(PointsScorer([_RULE]), MyFit(_FIT.criteria)),
+            ["fit scorer", "MyFit", "FitGrader"],
+        ),
+        (
+            CombinedScorer(MyScorer([_RULE]), _FIT),
+            ["engagement scorer", "MyScorer", "PointsScorer"],
+        ),
+        (
+            CombinedScorer(PointsScorer([MyRule("visit", 10)]), _FIT),
+            ["engagement scorer rules[0]", "MyRule"],
+        ),
+        (
+            CombinedScorer(PointsScorer([PointsRule("huge", 1e12)]), _FIT),
+            ["engagement scorer rule 'huge'", "exactly"],
+        ),
+        (MyCombined(PointsScorer([_RULE]), _FIT), ["MyCombined", "CombinedScorer"]),
+    ],
+)
+def test_a_combined_scorer_the_kernel_cannot_read_is_called_touch_by_touch(
+    scorer: Any, words: list[str]
+) -> None:
+    chosen = plan(_pipeline(scorer=scorer, policy=_matrix()))
+    assert chosen.mode == "hooks"
+    text = " ".join(chosen.reasons)
+    for word in words:
+        assert word in text, chosen.reasons
+    pipeline = _pipeline(scorer=scorer, policy=_matrix(accept=frozenset({"B1", "B2", "D1", "D2"})))
+    touches = [
+        Touch(
+            f"t{i}",
+            "ab"[i % 2],
+            T0 + timedelta(days=i),
+            "page_view",
+            attributes={"segment": "enterprise"} if i == 2 else {},
+        )
+        for i in range(6)
+    ]
+    assert assert_same(pipeline, touches).mode == "hooks"
