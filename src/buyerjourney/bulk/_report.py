@@ -26,7 +26,8 @@ window, as-of and since) on the arrays of a
 The result is a :class:`~buyerjourney.bulk._funnel.DistributedFunnelReport`:
 the analytics' report with each duration distribution summarised by its
 order statistics rather than kept value by value (so that ten million records
-do not become millions of ``timedelta`` objects).
+do not become millions of ``timedelta`` objects); its ``format()`` and
+``describe()`` print the analytics report's text.
 """
 
 from __future__ import annotations
