@@ -197,7 +197,7 @@ class _Leads:
             when the last of steps 1..k was first entered).
     """
 
-    def __init__(self, anchor: Array, start: Array, end: Array, steps: int, np: Any) -> None:
+    def __init__(self, np: Any, anchor: Array, start: Array, end: Array, steps: int) -> None:
         n = int(anchor.shape[0])
         self.anchor = anchor
         self.start = start
@@ -225,7 +225,7 @@ def _match(np: Any, entries: _Entries, options: ReportOptions) -> _Leads:
     if opts.since is not None:
         kept = anchors >= to_micros(opts.since)
         firsts, anchors = firsts[kept], anchors[kept]
-    leads = _Leads(anchors, entries.start[firsts], entries.end[firsts], len(steps), np)
+    leads = _Leads(np, anchors, entries.start[firsts], entries.end[firsts], len(steps))
     if not firsts.shape[0]:
         return leads
     within = _within(np, entries, leads, options)
