@@ -345,32 +345,55 @@ class _Decisions:
         self._message_index: dict[str, int] = {}
         self.reasons: dict[tuple[int, int], str] = {}
         self._cells: dict[tuple[int, str, str], tuple[int, int, int]] = {}
-        policy = pipeline.policy
-        if policy is None:
-            return
-        representative = [
-            limits[0] - max(1.0, abs(limits[0])) if limits else 0.0,
-            *limits,
-        ]
-        event_index = {name: i for i, name in enumerate(self.events)}
-        for s, stage in enumerate(funnel.stage_names):
-            stub = Journey(
-                lead_id="-", stage=stage, highest=stage, owner="-", created=EPOCH, updated=EPOCH
+        self._table = table
+        self._policy = pipeline.policy
+        self._grades = grades
+        self._built: set[int] = set()
+        self._event_index = {name: i for i, name in enumerate(self.events)}
+        # what the policy is asked with: a journey per stage, a touch per kind, a score per bucket
+        self._stages = [
+            (
+                Journey(
+                    lead_id="-", stage=stage, highest=stage, owner="-", created=EPOCH, updated=EPOCH
+                ),
+                funnel.stage(stage).gate,
             )
-            gate = funnel.stage(stage).gate
-            for k, kind in enumerate(kinds):
-                touch = Touch("-", "-", EPOCH, kind)
-                for c, grade in enumerate(grades):
-                    for b, value in enumerate(representative):
-                        decision = policy(stub, Score(value, grade=grade), touch)
+            for stage in funnel.stage_names
+        ]
+        self._touches = [Touch("-", "-", EPOCH, kind) for kind in kinds]
+        self._values = [limits[0] - max(1.0, abs(limits[0])) if limits else 0.0, *limits]
+        if not graded:
+            self.ensure((0,))
+
+    def ensure(self, letters: Iterable[int]) -> None:
+        """Fill the table's columns of the grade *letters* (indices into the letters) once.
+
+        The columns of a letter are built the first time a block has a score
+        with a grade of that letter: the policy is asked once per stage,
+        touch kind and score bucket.
+        """
+        policy = self._policy
+        for c in letters:
+            if c in self._built:
+                continue
+            self._built.add(c)
+            if policy is None:
+                continue
+            grade = self._grades[c]
+            scores = [Score(value, grade=grade) for value in self._values]
+            for s, (stub, gate) in enumerate(self._stages):
+                for k, touch in enumerate(self._touches):
+                    base = (k * self.letters + c) * self.buckets
+                    for b, score in enumerate(scores):
+                        decision = policy(stub, score, touch)
                         if decision.event is not None:
                             self._compile(
-                                table,
+                                self._table,
                                 s,
-                                (k * self.letters + c) * self.buckets + b,
+                                base + b,
                                 decision,
                                 gate=gate,
-                                event_index=event_index,
+                                event_index=self._event_index,
                             )
 
     def _compile(
@@ -1308,9 +1331,13 @@ class _Block:
         initial = run.table.initial_index
         bucket = np.searchsorted(dec.limits, score_sorted, side="right")
         sym = self.kind_sorted * dec.letters
-        if dec.letters > 1 and run.grade_codes is not None:  # else no score has a grade
+        if dec.letters > 1 and run.grade_codes is not None:
             letter_of = np.array((0, *_LETTER_OF_CODE), np.int64)  # by grade code - NO_GRADE
-            sym += letter_of[run.grade_codes[self.pos_sorted].astype(np.int64) - NO_GRADE]
+            letter = letter_of[run.grade_codes[self.pos_sorted].astype(np.int64) - NO_GRADE]
+            dec.ensure(np.flatnonzero(np.bincount(letter, minlength=dec.letters)).tolist())
+            sym += letter
+        else:  # no score has a grade (or the policy reads none)
+            dec.ensure((0,))
         sym *= dec.buckets
         sym += bucket
         state = np.full(len(g.starts), initial, np.int64)
