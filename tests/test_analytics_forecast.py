@@ -170,6 +170,7 @@ def test_open_leads_that_outlive_the_leavers_stay_rather_than_convert_late() -> 
     # stayers. A two-class model called them late converters (rate 2/3, a tiny speed).
     sample = _Sample(300, (DAY,) * 100, (3600.0,) * 100, (100 * DAY,) * 100)
     fit = _fit(sample)
+    assert fit.stays
     assert fit.rate == pytest.approx(1 / 3)
     assert fit.leave_share == pytest.approx(1 / 3)
     assert fit.speed == pytest.approx(1 / DAY)
@@ -221,7 +222,11 @@ def test_the_parameter_draws_centre_on_the_truth_of_a_large_sample() -> None:
         else:
             gone.append(t)
     sample = _Sample(4000, tuple(durations), tuple(gone), tuple(ages))
-    chain = _Chain(sample, _fit(sample))
+    fit = _fit(sample)
+    # No lead stays in this sample: the likelihood-ratio test keeps the stay class out.
+    assert not fit.stays
+    assert fit.rate + fit.leave_share == pytest.approx(1)
+    chain = _Chain(sample, fit)
     rates, speeds = [], []
     for _ in range(300):
         chain.draw_classes(rng)
