@@ -25,6 +25,7 @@ def test_a_value_recorded_as_none_is_in_the_missing_group() -> None:
         ("(missing)", None, True, 2),  # x (recorded None) and y (never had it), together
     ]
     assert "None" not in result.format().splitlines()[3:]
+    assert result.group(None) is result.group(missing=True)  # None is no value
     assert result.to_dict()["groups"][-1] == {
         "value": None,
         "missing": True,

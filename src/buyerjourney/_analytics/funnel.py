@@ -420,11 +420,15 @@ class Breakdown(Tabular):
     groups: tuple[BreakdownGroup, ...]
 
     def group(self, value: Any = None, *, missing: bool = False) -> BreakdownGroup:
-        """The group of *value* (or the missing group with ``missing=True``).
+        """The group of *value*, or the missing group with ``missing=True`` or a value of ``None``.
+
+        ``None`` is no value: the leads whose value was recorded as ``None``
+        are in the missing group, with those that never had the property.
 
         Raises:
             KeyError: No lead has that value.
         """
+        missing = missing or value is None
         for group in self.groups:
             if group.missing == missing and (missing or group.value == value):
                 return group
