@@ -6,11 +6,13 @@ import json
 import math
 import random
 import statistics
+from collections import defaultdict
 from datetime import timedelta
 
+import attrs
 import pytest
 
-from buyerjourney import Action, Touch, default_pipeline, presets, read_stream, run
+from buyerjourney import Action, RecordKind, Touch, default_pipeline, presets, read_stream, run
 from buyerjourney._analytics.simulate import _after_answer, _exponential
 from buyerjourney.analytics import DEFAULT_RATES, funnel_report, handoff_report, simulate
 
@@ -131,6 +133,40 @@ def test_the_rest_after_an_answer_makes_the_time_in_stage_exponential() -> None:
     assert statistics.median(totals) == pytest.approx(1, abs=4 / (math.log(2) * n**0.5))
     # An answer slower than the stage: the lead moves on when accepted.
     assert _after_answer(rng, timedelta(days=3), timedelta(days=1)) == timedelta(0)
+
+
+def test_a_rejected_lead_stays_where_it_was_recycled_to() -> None:
+    # Regression: after a rejection the simulator still thought the lead was at the gate, so
+    # the engine's own policy re-qualified and re-handed off every rejected lead (moves nobody
+    # planned), and left those second handoffs waiting for an answer for ever.
+    pipeline = default_pipeline(presets.get("waterfall"))
+    sim = simulate(pipeline, leads=600, seed=1, acceptance=0.5)
+    engine = pipeline.engine()
+    run(engine, enumerate(sim.items))
+    kinds: dict[str, list[RecordKind]] = defaultdict(list)
+    for record in engine.records:
+        kinds[record.lead_id].append(record.kind)
+    rejected = [lead for lead, seen in kinds.items() if RecordKind.REJECTED in seen]
+    assert rejected
+    for lead in rejected:
+        after = kinds[lead][kinds[lead].index(RecordKind.REJECTED) + 1 :]
+        assert after.count(RecordKind.TRANSITION) == 1, lead  # the recycle itself, only
+    assert not any(j.pending_acceptance for j in engine.journeys.values())
+
+
+@pytest.mark.parametrize("preset", ["waterfall", "hubspot", "seed"])
+def test_a_funnel_accepting_after_every_handoff_gets_its_handoffs_answered(preset: str) -> None:
+    funnel = attrs.evolve(presets.get(preset), acceptance="handoff")
+    pipeline = default_pipeline(funnel)
+    sim = simulate(pipeline, leads=300, seed=2, acceptance=0.6)
+    engine = pipeline.engine()
+    result = run(engine, enumerate(sim.items))
+    assert result.quarantined == ()
+    assert result.refused == 0
+    assert not [r for r in engine.records if r.kind is RecordKind.REFUSED]
+    assert not any(j.pending_acceptance for j in engine.journeys.values())
+    handoffs = handoff_report(funnel, engine.records)
+    assert handoffs.accepted > 0
 
 
 def test_defaults_follow_the_domain_ranges() -> None:

@@ -15,11 +15,16 @@ with ``seed``, so the same arguments give the same stream):
   time in stage runs from the record that enters the stage to the one that
   leaves it, so it is what the funnel report's time to convert from the
   stage measures.
-- **Gates**: a lead entering a gate stage is answered after an exponential
-  delay of median ``accept_delay``. A lead that will move on is accepted;
-  of the others, enough are rejected (recycled, and stop) that the share
-  accepted is ``acceptance`` overall (all of them when ``acceptance`` is
-  below the gate's rate), so the step rate from a gate stays ``rates[stage]``.
+- **Gates**: a lead entering a gate stage (with the funnel's
+  ``acceptance="handoff"``: entering any stage whose owning team differs
+  from the previous one) is answered after an exponential delay of median
+  ``accept_delay``. A lead that will move on is accepted; of the others,
+  enough are rejected (recycled by the stage's backward transition, and
+  stop there; a stage without one only accepts) that the share accepted is
+  ``acceptance`` overall (all of them when ``acceptance`` is below the
+  gate's rate), so the step rate from a gate stays ``rates[stage]``. A lead
+  whose last move was a handoff is accepted there too, so no journey is
+  left waiting.
   The answer comes *inside* the gate's time in stage, which is still
   exponential of median ``durations[stage]`` from the entry: an accepted
   lead moves (on, or out by the stage's exit) when it is accepted with probability
@@ -56,7 +61,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +70,7 @@ import attrs
 from buyerjourney._analytics.backtest import ScoreThresholdPolicy, WithoutEvent
 from buyerjourney._core.funnel import Direction, Funnel, Transition
 from buyerjourney._core.journey import Journey, StageTime
+from buyerjourney._core.lifecycle import recycle_transitions
 from buyerjourney._core.policies import (
     AllOf,
     AnyOf,
@@ -312,6 +318,8 @@ class _Lead:
         self.state: Any = scorer.start() if self.incremental else None  # type: ignore[union-attr]
         self.stage = sim.funnel.initial.name
         self.owner = sim.pipeline.owners.owner(self.stage, self.attributes)
+        self.waiting = False
+        """Whether the lead waits for the owning team to accept it (a gate, or a handoff)."""
         self.created: datetime | None = None
         self.entered: datetime | None = None
         self.score = Score(0.0)
@@ -422,9 +430,16 @@ class _Lead:
         self.items.append(Action(action, self.lead_id, at, actor, event=event, reason=reason))
 
     def enter(self, stage: str, at: datetime) -> None:
+        """The lead is in *stage* from *at*, owned as the owner rules say; it may wait."""
+        previous = self.owner
         self.stage = stage
         self.entered = self.clock or at
         self.owner = self.sim.pipeline.owners.owner(stage, self.attributes)
+        funnel = self.sim.funnel
+        if funnel.acceptance == "handoff":
+            self.waiting = self.owner != previous
+        else:
+            self.waiting = funnel.stage(stage).gate
 
 
 # ---------------------------------------------------------------- the run
@@ -442,6 +457,8 @@ class _Simulator:
     acceptance: float
     touches_per_week: float
     score_events: set[str]
+    recycles: Mapping[str, Transition]
+    """The backward transition a rejection takes, per stage a lead may wait in."""
 
     @property
     def funnel(self) -> Funnel:
@@ -470,6 +487,37 @@ class _Simulator:
             steps += 1
         return steps
 
+    def answer(
+        self,
+        lead: _Lead,
+        stage: str | None,
+        moves_on: bool,
+        now: datetime,
+        engage_until: Callable[[datetime], None],
+    ) -> tuple[datetime, bool]:
+        """The owning team answers a waiting lead: the time after it, and whether it accepted.
+
+        A lead that will move on is accepted. Of the others, enough are
+        rejected (where the stage has a backward transition) that the share
+        accepted is ``acceptance`` overall; a rejected lead is recycled, and
+        the simulation follows it, so that engagement touches the policy would
+        act on there are left out like everywhere else.
+        """
+        answer = now + _exponential(self.rng, self.accept_delay)
+        engage_until(answer)
+        lead.waiting = False
+        back = None if stage is None else self.recycles.get(stage)
+        if stage is not None and back is not None and not moves_on:
+            rate = self.rates[stage]
+            rejecting = 1.0 if rate >= 1 else min(1.0, (1 - self.acceptance) / (1 - rate))
+            if self.rng.random() < rejecting:
+                lead.act(answer, "reject", reason="not a fit yet")
+                now = lead.clock or answer
+                lead.enter(back.target, now)
+                return now, False
+        lead.act(answer, "accept")
+        return lead.clock or answer, True
+
     def run_lead(
         self,
         lead_id: str,
@@ -497,18 +545,10 @@ class _Simulator:
 
         for k in range(len(path) - 1):
             stage, target = path[k], path[k + 1]
-            if self.funnel.stage(stage).gate:
-                answer = now + _exponential(self.rng, self.accept_delay)
-                engage_until(answer)
-                rate = self.rates[stage]
-                rejecting = 1.0 if rate >= 1 else min(1.0, (1 - self.acceptance) / (1 - rate))
-                if k < steps or self.rng.random() >= rejecting:
-                    lead.act(answer, "accept")
-                else:
-                    lead.act(answer, "reject", reason="not a fit yet")
-                    now = lead.clock or answer
+            if lead.waiting:
+                now, accepted = self.answer(lead, stage, k < steps, now, engage_until)
+                if not accepted:
                     break
-                now = lead.clock or answer
                 # The time in the stage runs from the entry: the answer comes inside it.
                 at = now + _after_answer(self.rng, self.accept_delay, self.durations[stage])
             else:
@@ -529,6 +569,8 @@ class _Simulator:
                 lead.act(at, "send", event=move.event, reason=reason)
             now = lead.clock or at
             lead.enter(target, now)
+        if lead.waiting:  # the last stage came by a handoff: the new team accepts it
+            now, _ = self.answer(lead, None, True, now, engage_until)
         engage_until(now + _TAIL)
         return lead.items
 
@@ -637,6 +679,7 @@ def simulate(
         acceptance=acceptance,
         touches_per_week=float(touches_per_week),
         score_events=_score_events(pipeline.policy),
+        recycles=recycle_transitions(funnel),
     )
     width = max(5, len(str(leads)))
     arrivals = sorted(begin + span * rng.random() for _ in range(leads))
