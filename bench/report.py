@@ -26,6 +26,7 @@ Each figure is the median of *rounds* runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import statistics
@@ -225,7 +226,7 @@ def run(n_records: int, rounds: int) -> dict[str, Any]:
             con.execute(f"SET threads = {threads}")
         con.register("log", data)
         clock = time.process_time if threads else time.perf_counter
-        seconds, theirs = _median(rounds, lambda con=con: duckdb_report(con, path), clock)
+        seconds, theirs = _median(rounds, functools.partial(duckdb_report, con, path), clock)
         con.close()
         check_equal(report, theirs, log.stage_names)
         figures[key] = seconds
