@@ -381,10 +381,10 @@ def test_leads_missing_the_property_form_their_own_group() -> None:
         nobody.group("FR")
 
 
-def test_an_explicit_none_is_a_value_not_the_missing_group() -> None:
+def test_an_explicit_none_is_no_value_the_missing_group() -> None:
     log = Log(trial_funnel()).create("x", 0, {"segment": None}).create("y", 1)
     result = funnel_breakdown(log.funnel, log.records, "segment", path=PATH)
-    assert [(g.value, g.missing) for g in result.groups] == [(None, False), (None, True)]
+    assert [(g.value, g.missing, g.report.leads) for g in result.groups] == [(None, True, 2)]
 
 
 def test_breakdown_output() -> None:

@@ -49,7 +49,7 @@ def _quantile(values: list[timedelta], q: float) -> timedelta:
 
 
 def _label(value: str | None) -> str:
-    return "None" if value is None else value
+    return "(missing)" if value is None else value
 
 
 class Expected:
