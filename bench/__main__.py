@@ -261,6 +261,20 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
 
     seconds, engine = median_time(rounds, live)
     row("engine", "live `Engine.ingest` (table backend), `Touch` objects in", base_n, seconds)
+
+    def live_collected() -> Any:
+        engine = pipeline.engine()
+        engine.defer_full_gc = False
+        engine.ingest(base_touches)
+        return engine
+
+    seconds, _ = median_time(rounds, live_collected)
+    row(
+        "engine_gc",
+        "the same, the collector's full collections not deferred (`defer_full_gc=False`)",
+        base_n,
+        seconds,
+    )
     seconds, (lead_rows, lead_final) = median_time(
         rounds, lambda: handwritten.replay_by_lead(config, grouped, base.kinds)
     )
@@ -292,9 +306,11 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
             return replay(other, base_touches)
 
         seconds, result = median_time(rounds, reference)
-        assert result.mode == "reference", result.reasons
+        mode = result.mode
+        assert mode == ("reference" if name == "custom_policy" else "columnar"), result.reasons
         label = "a policy of one's own" if name == "custom_policy" else "a `MatrixPolicy`"
-        row(name, f"bulk `replay` with {label} (→ the reference engine)", base_n, seconds)
+        where = "the reference engine" if mode == "reference" else f'mode="{mode}"'
+        row(name, f"bulk `replay` with {label} (→ {where})", base_n, seconds)
     machines: list[Any] = [baselines.StatemachinePerLead(pipeline.funnel)]
     try:
         machines.append(baselines.TransitionsPerLead(pipeline.funnel))
@@ -375,6 +391,10 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
         [
             "live `Engine.ingest` / hand loop, lead by lead",
             f"{engine_t / per_touch['lead_loop']:,.1f}x",
+        ],
+        [
+            "live `Engine.ingest` without deferring full collections / with (the default)",
+            f"{per_touch['engine_gc'] / engine_t:,.2f}x",
         ],
         [
             "the scorer alone / live `Engine.ingest` (its share of the engine's time)",
