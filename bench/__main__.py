@@ -799,6 +799,16 @@ def durable_ingest(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["durable_ingest"] = figures
 
 
+def funnel_report_vs_duckdb(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The full funnel report on NumPy against the same report as DuckDB SQL (bench/report.py)."""
+    from bench import report  # noqa: PLC0415
+
+    figures = report.run(args.records, args.rounds)
+    print("\n## The full funnel report against DuckDB\n")
+    print(report.report(figures))
+    results["funnel_report"] = figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes; what CI runs")
@@ -831,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
     history(args, results)
     memory(args, results)
     summary(args, results)
+    funnel_report_vs_duckdb(args, results)
     scaling(args, results)
     durable_ingest(args, results)
     if args.profile_engine:

@@ -13,7 +13,10 @@ it by the differential tests; ``_replay`` is the vectorised lifecycle;
 ``_schema`` is the column schema and ``_columnar`` the columnar log;
 ``_batch`` is the batch entry point of distributed runs (:func:`replay_batch`,
 :func:`replay_partition`: whole leads in, named columns out, an explicit
-clock) and ``_funnel`` the per-lead part of a distributed funnel report.
+clock), ``_funnel`` the per-lead part of a distributed funnel report and
+``_report`` the whole funnel report on a columnar log
+(:func:`columnar_funnel_report`, also :meth:`Replay.funnel_report`), which
+assembles its aggregates with ``_funnel``'s code.
 """
 
 from buyerjourney.bulk._batch import (
@@ -35,8 +38,10 @@ from buyerjourney.bulk._columnar import (
     stable_order,
     summarize_columnar,
 )
+from buyerjourney.bulk._funnel import DistributedFunnelReport, DistributedStepRow, DurationSummary
 from buyerjourney.bulk._plan import Plan, plan
 from buyerjourney.bulk._replay import JourneyStore, Mode, Replay, TouchBatch, replay
+from buyerjourney.bulk._report import columnar_funnel_report
 from buyerjourney.bulk._schema import EPOCH, KINDS, from_micros, to_micros
 
 __all__ = [
@@ -48,6 +53,9 @@ __all__ = [
     "BatchNotInTimeOrder",
     "BatchResult",
     "ColumnarLog",
+    "DistributedFunnelReport",
+    "DistributedStepRow",
+    "DurationSummary",
     "InvalidBatch",
     "JourneyStore",
     "LeadNotWhole",
@@ -55,6 +63,7 @@ __all__ = [
     "Plan",
     "Replay",
     "TouchBatch",
+    "columnar_funnel_report",
     "from_micros",
     "journeys_frame",
     "numpy_or_raise",
