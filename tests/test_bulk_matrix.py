@@ -500,3 +500,52 @@ def test_a_grade_off_the_ladder_sends_the_batch_to_the_engine() -> None:
     # without a matrix the grade is only recorded: the hooks path keeps it
     pipeline = Pipeline(funnel, base.owners, scorer=hot, policy=TouchKindPolicy({"x": "engage"}))
     assert assert_same(pipeline, _stream()).mode == "hooks"
+
+
+# ---------------------------------------------------------------- the batch entry point
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bulk/_batch.py caches a decision's reason by stage, score and touch kind; a matrix "
+        "reason also names the grade, so the cache key needs the touch's grade"
+    ),
+)
+def test_replay_batch_gives_each_matrix_decision_its_own_reason() -> None:
+    pd = pytest.importorskip("pandas")
+    from buyerjourney.bulk import records_frame, replay_batch  # noqa: PLC0415
+
+    funnel = presets.seed()
+    base = default_pipeline(funnel)
+    grader = FitGrader(
+        [
+            FitCriterion("ent", "segment", ("enterprise",), steps=9),
+            FitCriterion("mid", "segment", ("mid_market",), steps=6),
+        ]
+    )
+    scorer = CombinedScorer(PointsScorer([PointsRule("visit", 5, kind="page_view")]), grader)
+    matrix = MatrixPolicy(
+        "engage", accept=frozenset({"A4", "B4"}), engagement_bands=(50, 25, 10), stages=()
+    )
+    pipeline = Pipeline(funnel, base.owners, scorer=scorer, policy=matrix)
+    touches = [  # the same stage, score and touch kind; grades A and B
+        Touch("1", "a", T0, "page_view", attributes={"segment": "enterprise"}),
+        Touch("2", "b", T0 + timedelta(hours=1), "page_view", attributes={"segment": "mid_market"}),
+    ]
+    table = pd.DataFrame(
+        {
+            "touch_id": [t.touch_id for t in touches],
+            "lead_id": [t.lead_id for t in touches],
+            "at": [t.at for t in touches],
+            "kind": [t.kind for t in touches],
+            "attributes": [dict(t.attributes) for t in touches],
+        }
+    )
+    until = T0 + timedelta(days=1)
+    result = replay_batch(pipeline, table, until=until)
+    engine = pipeline.engine()
+    engine.ingest(touches)
+    engine.advance(until)
+    expected = records_frame(engine.records)
+    assert result.records["reason"].tolist() == expected["reason"].tolist()
