@@ -1157,14 +1157,15 @@ class Engine:
     # ------------------------------------------------------------------ internals
 
     def _context(self, journey: Journey, event: str, at: datetime) -> Context:
-        return Context(
-            lead_id=journey.lead_id,
-            stage=journey.stage,
-            event=event,
-            attributes=journey.attributes,
-            score=journey.score,
-            at=at,
-        )
+        """What a guard sees; built slot by slot: a journey's attributes are frozen already."""
+        context: Context = _new(Context)
+        _set_context_lead_id(context, journey.lead_id)
+        _set_context_stage(context, journey.stage)
+        _set_context_event(context, event)
+        _set_context_attributes(context, journey.attributes)
+        _set_context_score(context, journey.score)
+        _set_context_at(context, at)
+        return context
 
     def _move(
         self,
@@ -1341,6 +1342,19 @@ def _deadlines(funnel: Funnel, journey: Journey, at: datetime) -> list[_Deadline
 _DEFER_LIMIT = 2_000
 """How many ingested touches :meth:`Engine.ingest` stores per transaction at most."""
 
+
+_new = object.__new__
+(
+    _set_context_lead_id,
+    _set_context_stage,
+    _set_context_event,
+    _set_context_attributes,
+    _set_context_score,
+    _set_context_at,
+) = (
+    Context.__dict__[name].__set__
+    for name in ("lead_id", "stage", "event", "attributes", "score", "at")
+)
 
 _YOUNG_EVERY = 1_000
 """How many touches :meth:`Engine.ingest` applies between two young collections."""

@@ -260,7 +260,14 @@ _SET = {a.name: Record.__dict__[a.name].__set__ for a in attrs.fields(Record)}
     _set_lead_id, _set_seq, _set_at, _set_kind, _set_actor, _set_reason, _set_event,
     _set_source, _set_target, _set_from_team, _set_to_team, _set_score, _set_touch_id,
     _set_data,
-) = (_SET[a.name] for a in attrs.fields(Record))  # fmt: skip
+) = (
+    _SET[name]
+    for name in (
+        "lead_id", "seq", "at", "kind", "actor", "reason", "event", "source", "target",
+        "from_team", "to_team", "score", "touch_id", "data",
+    )
+)  # fmt: skip
+assert len(_SET) == 14, "a field of Record was added: give _record its argument"
 _new = object.__new__
 
 
