@@ -8,14 +8,23 @@ to even. This module computes the same numbers for a whole batch at once,
 with NumPy: exact integer micro-points from per-lead prefix sums over sliding
 windows, with the rounding done exactly (:func:`micro_exact`).
 
+The fit grade of a :class:`~buyerjourney.scoring.CombinedScorer` is
+defined by :class:`~buyerjourney.scoring.FitGrader`: ``D`` plus the steps of
+every criterion the lead's profile (its attributes merged touch by touch)
+matches, clamped to the ladder. :func:`fit_grades` computes it where a
+touch brings attributes and carries it forward to the lead's other
+touches; the breakdown of a combined score (its ``fit:`` items) is never
+computed here: records are materialised by calling the scorer itself.
+
 It is a second implementation on purpose, for speed, and only that: it
 computes nothing the reference does not, and the tests hold it equal to the
 reference: the conformance suite (``tests/test_conformance.py``) runs the
 bulk path in each of its modes against the engine, the differential tests
 (``tests/test_fast.py``) draw scorers, funnels and touch streams with
 Hypothesis and compare every record, and ``tests/test_bulk_*.py`` pin the
-edge cases. Change the arithmetic of ``PointsScorer`` and this module must
-follow, or those tests fail.
+edge cases (``tests/test_bulk_matrix.py`` those of fit grades). Change the
+arithmetic of ``PointsScorer`` or ``FitGrader`` and this module must follow,
+or those tests fail.
 
 The kernel never sees a scorer object. :func:`buyerjourney.bulk.plan` is
 the one place that decides what can be vectorised: it accepts only the

@@ -31,8 +31,8 @@ is kept in :attr:`Plan.reasons`, in words.
 
 The kernels never look at the pipeline's objects to decide anything: they
 read the specification :func:`plan` built (:class:`~buyerjourney.bulk._kernels.ScorerSpec`,
-the policy's thresholds, whether it reads grades), so a component plan did not accept cannot reach
-them. Limits that depend on the batch (how many touches a lead has, how
+the policy's thresholds, whether it reads grades), so a component plan did
+not accept cannot reach them. Limits that depend on the batch (how many touches a lead has, how
 long the batch spans) are checked by :func:`batch_problem` before the kernel
 runs.
 """
