@@ -18,7 +18,8 @@ success path up to the target stage (default: the first won stage):
   ``q·exp(-μa)`` and ``1 - r - q``; the four parameters are fitted together
   by maximum likelihood (EM). When some leads left, the stay class is kept
   only if a likelihood-ratio test at the 5 % level supports it (open leads
-  older than the others would be by chance); otherwise ``r + q = 1``;
+  that have waited longer than converters and leavers plausibly would);
+  otherwise ``r + q = 1``;
 - **arrivals**: leads reaching step 1 per week over the ``lookback`` before
   the as-of date, or since the log's first record when the log is younger
   than the lookback.
