@@ -26,6 +26,7 @@ np = pytest.importorskip("numpy")
 from buyerjourney import (  # noqa: E402
     AllOf,
     AnyOf,
+    AttributeRule,
     CombinedScorer,
     FitCriterion,
     FitGrader,
@@ -549,3 +550,28 @@ def test_replay_batch_gives_each_matrix_decision_its_own_reason() -> None:
     engine.advance(until)
     expected = records_frame(engine.records)
     assert result.records["reason"].tolist() == expected["reason"].tolist()
+
+
+def test_attribute_points_compare_a_list_valued_attribute_as_the_engine_freezes_it() -> None:
+    # regression: the attribute points of a columnar batch compared the raw list
+    funnel = presets.seed()
+    base = default_pipeline(funnel)
+    scorer = PointsScorer(
+        [PointsRule("visit", 1)],
+        attribute_rules=[AttributeRule("suite", "products", (("crm", "ads"),), 7)],
+    )
+    pipeline = Pipeline(funnel, base.owners, scorer=scorer)
+    batch = TouchBatch(
+        ["a"],
+        [0, 0],
+        [1_700_000_000_000_000, 1_700_000_100_000_000],
+        ["page_view"],
+        [0, 0],
+        attributes={0: {"products": ["crm", "ads"]}},
+    )
+    engine = pipeline.engine()
+    engine.ingest(list(batch.touches()))
+    result = replay(pipeline, batch)
+    assert result.mode == "columnar"
+    assert [r.score for r in result.records() if r.kind.value == "scored"] == [8.0, 9.0]
+    assert result.records() == list(engine.records)
