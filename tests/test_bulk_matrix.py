@@ -506,13 +506,6 @@ def test_a_grade_off_the_ladder_sends_the_batch_to_the_engine() -> None:
 # ---------------------------------------------------------------- the batch entry point
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bulk/_batch.py caches a decision's reason by stage, score and touch kind; a matrix "
-        "reason also names the grade, so the cache key needs the touch's grade"
-    ),
-)
 def test_replay_batch_gives_each_matrix_decision_its_own_reason() -> None:
     pd = pytest.importorskip("pandas")
     from buyerjourney.bulk import records_frame, replay_batch  # noqa: PLC0415

@@ -407,7 +407,7 @@ def test_plan_names_the_path_and_why() -> None:
     assert hooks.mode == "hooks"
     assert "custom_scorer" in hooks.reasons[0]
     matrix = MatrixPolicy("engage", accept=frozenset({"A1"}), engagement_bands=(3, 2, 1), stages=())
-    assert plan(Pipeline(seed, base.owners, policy=matrix)).mode == "reference"
+    assert plan(Pipeline(seed, base.owners, policy=matrix)).mode == "columnar"
     assert plan(Pipeline(seed, base.owners, thresholds=(2**60 + 1,))).mode == "reference"
 
 

@@ -570,7 +570,7 @@ def _frames(pd: Any, np: Any, pipeline: Pipeline, result: Replay) -> BatchResult
     if isinstance(result.journeys, JourneyStore):
         journeys = _journey_columns(pd, np, result.log, result.journeys)
         assert result._kept is not None
-        records = _record_columns(pd, np, pipeline, result.log, result._kept.touches)
+        records = _record_columns(pd, np, pipeline, result.log, result._kept)
     else:
         journeys = journeys_frame(result.journeys)
         records = records_frame(result.log)
@@ -605,8 +605,9 @@ def _names(np: Any, table: Sequence[str], codes: Any) -> Any:
     return lookup[np.where(codes < 0, len(table), codes)]
 
 
-def _record_columns(pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, touches: Any) -> Any:
+def _record_columns(pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, kept: Any) -> Any:
     """The records frame of a columnar log, from its columns (a few rows materialised)."""
+    touches = kept.touches
     col = log.columns
     n = len(log)
     kind = col["kind"].astype(np.int64)
@@ -628,7 +629,7 @@ def _record_columns(pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, touc
         reason[refused] = np.asarray(log.messages, object)[col["aux"][refused]]
     moved = np.flatnonzero((kind == TRANSITION) | (kind == HANDOFF))
     if moved.shape[0]:
-        reason[moved] = _decision_reasons(pd, np, pipeline, log, touches, moved, kind)
+        reason[moved] = _decision_reasons(pd, np, pipeline, log, kept, moved, kind)
     escalations = np.flatnonzero(kind == ESCALATION)
     actor_team = np.full(n, None, object)
     for row in escalations.tolist():  # a few: materialised by the core's builder
@@ -659,14 +660,15 @@ def _record_columns(pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, touc
 
 
 def _decision_reasons(  # noqa: PLR0917
-    pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, touches: Any, rows: Any, kind: Any
+    pd: Any, np: Any, pipeline: Pipeline, log: ColumnarLog, kept: Any, rows: Any, kind: Any
 ) -> list[str]:
     """The policy's reason of each transition and handoff row (one policy call per distinct key).
 
-    A built-in policy's reason depends only on the stage, the score and the
-    touch's kind (the plan sends any other policy to the reference engine),
-    so rows that share them share the reason.
+    A built-in policy's reason depends only on the stage, the score (its
+    value and its grade) and the touch's kind (the plan sends any other
+    policy to the reference engine), so rows that share them share the reason.
     """
+    touches = kept.touches
     col = log.columns
     score = pd.Series(col["score"].astype(np.float64)).ffill().to_numpy()  # the touch's score
     source = col["source"].astype(np.int64)
@@ -677,16 +679,18 @@ def _decision_reasons(  # noqa: PLR0917
         touch_kinds = [touches.objects[p].kind for p in positions.tolist()]
     else:
         touch_kinds = [touches.kinds[int(touches.kind[p])] for p in positions.tolist()]
-    cache: dict[tuple[int, float, str], str] = {}
+    grades = [kept.grade(p) for p in positions.tolist()]
+    cache: dict[tuple[int, float, str, str | None], str] = {}
     out: list[str] = []
-    for row, stage, value, touch_kind in zip(
+    for row, stage, value, touch_kind, grade in zip(
         decided.tolist(),
         source[decided].tolist(),
         score[decided].tolist(),
         touch_kinds,
+        grades,
         strict=True,
     ):
-        key = (stage, value, touch_kind)
+        key = (stage, value, touch_kind, grade)
         found = cache.get(key)
         if found is None:
             found = cache[key] = log.record(row).reason
