@@ -37,6 +37,7 @@ from buyerjourney.bulk._schema import (
     KIND_CODE,
     KINDS,
     LOG_COLUMNS,
+    MICROSECOND,
     OVERRIDE,
     REFUSED,
     REJECTED,
@@ -205,29 +206,42 @@ class ColumnarLog:
         messages: dict[str, int] = {}
         stages = {name: i for i, name in enumerate(funnel.stage_names)}
 
-        def code(table: dict[str, int], value: str | None) -> int:
-            if value is None:
-                return -1
-            return table.setdefault(value, len(table))
+        def coded(table: dict[str, int], values: Iterable[str | None]) -> list[int]:
+            setdefault = table.setdefault
+            return [-1 if value is None else setdefault(value, len(table)) for value in values]
 
-        def stage(name: str | None) -> int:
-            return -1 if name is None else stages.get(name, -1)
+        def staged(names: Iterable[str | None]) -> list[int]:
+            get = stages.get
+            return [-1 if name is None else get(name, -1) for name in names]
 
-        # Codes are gathered as Python ints first: the dtypes depend on how
-        # many codes there are.
-        values: dict[str, list[Any]] = {name: [] for name in LOG_COLUMNS}
+        # Codes are gathered as Python ints first, a column at a time: the
+        # dtypes depend on how many codes there are.
+        refused = RecordKind.REFUSED
+        epoch, microsecond = EPOCH, MICROSECOND
+        values: dict[str, list[Any]] = {
+            "kind": [KIND_CODE[r.kind] for r in kept],
+            "lead": coded(leads, [r.lead_id for r in kept]),
+            "at": [(r.at - epoch) // microsecond for r in kept],
+            "touch": [-1] * len(kept),
+            "source": staged([r.source for r in kept]),
+            "target": staged([r.target for r in kept]),
+            "from_team": [],
+            "to_team": [],
+            "event": coded(events, [r.event for r in kept]),
+            "score": [np.nan if r.score is None else r.score for r in kept],
+            "aux": [],
+        }
+        # teams are numbered in the order they first appear, from or to, record by record
         for r in kept:
-            values["kind"].append(KIND_CODE[r.kind])
-            values["lead"].append(code(leads, r.lead_id))
-            values["at"].append(to_micros(r.at))
-            values["touch"].append(-1)
-            values["source"].append(stage(r.source))
-            values["target"].append(stage(r.target))
-            values["from_team"].append(code(teams, r.from_team))
-            values["to_team"].append(code(teams, r.to_team))
-            values["event"].append(code(events, r.event))
-            values["score"].append(np.nan if r.score is None else r.score)
-            values["aux"].append(code(messages, r.reason) if r.kind is RecordKind.REFUSED else -1)
+            values["from_team"].append(
+                -1 if r.from_team is None else teams.setdefault(r.from_team, len(teams))
+            )
+            values["to_team"].append(
+                -1 if r.to_team is None else teams.setdefault(r.to_team, len(teams))
+            )
+        values["aux"] = [
+            messages.setdefault(r.reason, len(messages)) if r.kind is refused else -1 for r in kept
+        ]
         dtypes = log_dtypes(
             np,
             leads=len(leads),
