@@ -311,6 +311,17 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
         label = "a policy of one's own" if name == "custom_policy" else "a `MatrixPolicy`"
         where = "the reference engine" if mode == "reference" else f'mode="{mode}"'
         row(name, f"bulk `replay` with {label} (→ {where})", base_n, seconds)
+    matrix = matrix_pipeline(pipeline)
+    seconds, result = median_time(rounds, lambda: replay(matrix, base))
+    assert result.mode == "columnar", result.reasons
+    row("matrix_batch", "bulk `replay` with a `MatrixPolicy`, columnar batch", base_n, seconds)
+    seconds, _ = median_time(rounds, lambda: replay(matrix, base_touches, mode="reference"))
+    row(
+        "matrix_reference",
+        'bulk `replay` with a `MatrixPolicy`, forced `mode="reference"` (the path it took before)',
+        base_n,
+        seconds,
+    )
     machines: list[Any] = [baselines.StatemachinePerLead(pipeline.funnel)]
     try:
         machines.append(baselines.TransitionsPerLead(pipeline.funnel))
@@ -423,6 +434,14 @@ def throughput(args: argparse.Namespace, results: dict[str, Any]) -> None:  # no
         [
             "bulk replay with a `MatrixPolicy` / live `Engine.ingest`",
             f"{per_touch['matrix'] / engine_t:,.2f}x",
+        ],
+        [
+            "`MatrixPolicy` replay: the reference engine / columnar, `Touch` objects in",
+            f"{per_touch['matrix_reference'] / per_touch['matrix']:,.1f}x",
+        ],
+        [
+            "`MatrixPolicy` replay: the reference engine / columnar, a `TouchBatch` in",
+            f"{per_touch['matrix_reference'] / per_touch['matrix_batch']:,.1f}x",
         ],
     ]
     for machine in machines:
