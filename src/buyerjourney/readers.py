@@ -38,9 +38,11 @@ from buyerjourney._adapters.readers import (
     importer_rules,
     in_time_order,
     load_columns,
+    load_stage_columns,
     read,
     read_stage_history,
     read_stream,
+    stage_columns_from_dict,
 )
 
 __all__ = [
@@ -67,7 +69,9 @@ __all__ = [
     "importer_rules",
     "in_time_order",
     "load_columns",
+    "load_stage_columns",
     "read",
     "read_stage_history",
     "read_stream",
+    "stage_columns_from_dict",
 ]

@@ -72,8 +72,10 @@ __all__ = [
     "ValueMap",
     "importer_rules",
     "in_time_order",
+    "load_stage_columns",
     "read",
     "read_stage_history",
+    "stage_columns_from_dict",
 ]
 
 # ---------------------------------------------------------------- limits
@@ -1325,15 +1327,29 @@ class _StageMapper:
         self.file = Path(name).name
         self.known = tuple(stage.name for stage in funnel.stages)
         if columns.stages is not None:
-            unknown = [s for s in columns.stages.values() if s not in self.known]
-            if unknown:
-                raise InvalidMapping(
-                    "stages",
-                    f"{', '.join(map(repr, unknown))} not a stage of funnel {funnel.name!r} "
-                    f"(its stages: {', '.join(self.known)})",
-                )
+            self._check_known("stages", columns.stages.values())
+        else:
+            self._check_known("stage_map", columns.stage_map.values())
+            if isinstance(columns.stage, Constant):
+                value = columns.stage.value
+                self._check_known("stage", (columns.stage_map.get(value, value),))
+            elif isinstance(columns.stage, ValueMap):
+                targets = [*columns.stage.values.values()]
+                if columns.stage.default is not None:
+                    targets.append(columns.stage.default)
+                self._check_known("stage", (columns.stage_map.get(t, t) for t in targets))
         if header is not None:
             _missing_columns(header, columns.used(), name)
+
+    def _check_known(self, field: str, stages: Iterable[str]) -> None:
+        """Raise when a stage the mapping names (not one read from a row) is not the funnel's."""
+        unknown = list(dict.fromkeys(s for s in stages if s not in self.known))
+        if unknown:
+            raise InvalidMapping(
+                field,
+                f"{', '.join(map(repr, unknown))} not a stage of funnel {self.funnel.name!r} "
+                f"(its stages: {', '.join(self.known)}); map to one of them",
+            )
 
     def items(self, row: Mapping[str, Any], _location: Location) -> list[Touch | Action]:
         columns = self.columns
@@ -1538,9 +1554,11 @@ def read_stage_history(
         name: As for :func:`read`.
 
     Raises:
-        InvalidMapping: The actor is reserved, a stage of ``columns.stages``
-            is not in the funnel (raised by the call), or a column is missing
-            from the header (first ``next()``).
+        InvalidMapping: The actor is reserved, a stage the mapping names
+            (in ``columns.stages``, as a target of ``columns.stage_map``, as
+            a :class:`Constant` or :class:`ValueMap` stage) is not in the
+            funnel (raised by the call), or a column is missing from the
+            header (first ``next()``).
         UnreadableSource: As for :func:`read`.
         MissingExtra: As for :func:`read`.
     """
@@ -1673,7 +1691,10 @@ def columns_from_dict(data: Mapping[str, Any], *, source: str = "<mapping>") -> 
 
 def _mapping_text(value: object, key: str, source: str) -> str:
     if not isinstance(value, str) or not value:
-        msg = f"{source}: {key} must be a non-empty string (got {value!r})"
+        msg = (
+            f"{source}: {key} must be a non-empty string ({_got(value)}); write "
+            f'{key} = "..." with the quotes'
+        )
         raise InvalidMapping(key, msg)
     return value
 
@@ -1681,10 +1702,22 @@ def _mapping_text(value: object, key: str, source: str) -> str:
 def load_columns(path: str | os.PathLike[str]) -> Columns:
     """Read a column mapping from a TOML file (see :func:`columns_from_dict`).
 
+    Args:
+        path: The TOML file.
+
+    Returns:
+        The mapping.
+
     Raises:
         UnreadableSource: The file cannot be read.
         InvalidMapping: It is not valid TOML, or not a valid mapping.
     """
+    name = os.fspath(path)
+    return columns_from_dict(_load_toml(path), source=name)
+
+
+def _load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The table of a mapping file, read in bounded memory, with typed errors."""
     name = os.fspath(path)
     try:
         with _open_regular(path) as handle:
@@ -1692,12 +1725,213 @@ def load_columns(path: str | os.PathLike[str]) -> Columns:
     except OSError as exc:
         raise UnreadableSource(name, f"cannot read the mapping file: {exc}") from None
     if len(raw) > MAX_RECORD_BYTES:
-        raise InvalidMapping("<mapping>", f"{name}: larger than {MAX_RECORD_BYTES} bytes")
+        raise InvalidMapping(
+            "<mapping>",
+            f"{name}: larger than {MAX_RECORD_BYTES:,} bytes; a mapping file is a few lines "
+            "of TOML",
+        )
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidMapping("<mapping>", f"{name}: not a valid TOML file ({exc})") from None
-    return columns_from_dict(data, source=name)
+        raise InvalidMapping(
+            "<mapping>", f"{name}: not a valid UTF-8 TOML file ({exc}); fix the file"
+        ) from None
+    return data
+
+
+_STAGE_KEYS = frozenset(
+    {
+        "lead", "stage", "stage_constant", "stage_value_map", "time", "stages", "stage_map",
+        "time_format", "time_zone", "attributes", "attributes_kind", "types", "delimiter",
+    }
+)  # fmt: skip
+_LONG_KEYS = ("stage", "stage_constant", "stage_value_map", "time", "stage_map")
+
+
+def stage_columns_from_dict(data: Mapping[str, Any], *, source: str = "<mapping>") -> StageColumns:
+    """A :class:`StageColumns` from a mapping file's table (the keys are its field names).
+
+    The **long** shape (one row per lead, stage and date) names the date
+    column with ``time`` and the stage with one of ``stage = "column"``,
+    ``stage_constant = "won"`` (every row enters that stage) or a
+    ``[stage_value_map]`` table with ``column``, ``values`` and an optional
+    ``default``; ``[stage_map]`` renames the CRM's stage names to the
+    funnel's. The **wide** shape (a date column per stage) is a ``[stages]``
+    table of date column to stage, and takes none of the long shape's keys.
+    Both take ``lead``, ``time_format``, ``time_zone``, ``attributes`` (an
+    array of column names or a table of column to attribute name),
+    ``attributes_kind``, ``[types]`` (column to ``"str"``, ``"int"``,
+    ``"float"`` or ``"bool"``) and ``delimiter``. A key left out takes the
+    :class:`StageColumns` default.
+
+    Whether the stages are the funnel's is checked when the file is read
+    (:func:`read_stage_history`), since the mapping does not know the funnel.
+
+    Args:
+        data: The table, as :mod:`tomllib` (or :mod:`json`) gives it.
+        source: The file it came from, named in error messages.
+
+    Returns:
+        The mapping.
+
+    Raises:
+        InvalidMapping: An unknown key, a value of the wrong type, keys of
+            both shapes, two ways of giving the stage, an empty ``[stages]``,
+            an unknown time zone or type; the message says which key, what
+            was received and what to write instead.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidMapping(
+            "<mapping>", f"{source}: expected a table of keys ({_got(data)}); write lead = ..."
+        )
+    unknown = sorted(str(key) for key in set(data) - _STAGE_KEYS)
+    if unknown:
+        msg = (
+            f"{source}: unknown key {unknown[0]!r}; the keys of a stage-history mapping are "
+            f"{', '.join(sorted(_STAGE_KEYS))}"
+        )
+        raise InvalidMapping(unknown[0], msg)
+    values: dict[str, Any] = {}
+    if "stages" in data:
+        both = [key for key in _LONG_KEYS if key in data]
+        if both:
+            msg = (
+                f"{source}: [stages] is the wide shape (a date column per stage), {both[0]} "
+                "belongs to the long shape (a stage column and a time column); keep one shape: "
+                "in the wide shape, name the funnel's stages in [stages] directly"
+            )
+            raise InvalidMapping(both[0], msg)
+        stages = _text_table(data["stages"], "stages", source, 'sql_date = "sql"')
+        if not stages:
+            msg = f"{source}: [stages] is empty; map each date column to its stage: sql_date = "
+            raise InvalidMapping("stages", msg + '"sql"')
+        values["stages"] = stages
+    else:
+        given = [key for key in ("stage", "stage_constant", "stage_value_map") if key in data]
+        if len(given) > 1:
+            msg = (
+                f"{source}: give one of stage, stage_constant and stage_value_map "
+                f"(got {', '.join(given)})"
+            )
+            raise InvalidMapping(given[1], msg)
+        if "stage" in data:
+            values["stage"] = _mapping_text(data["stage"], "stage", source)
+        elif "stage_constant" in data:
+            values["stage"] = Constant(
+                _mapping_text(data["stage_constant"], "stage_constant", source)
+            )
+        elif "stage_value_map" in data:
+            values["stage"] = _value_map(data["stage_value_map"], "stage_value_map", source)
+        if "time" in data:
+            values["time"] = _mapping_text(data["time"], "time", source)
+        if "stage_map" in data:
+            values["stage_map"] = _text_table(
+                data["stage_map"], "stage_map", source, '"Closed Won" = "won"'
+            )
+    for key in ("lead", "time_format", "attributes_kind"):
+        if key in data:
+            values[key] = _mapping_text(data[key], key, source)
+    if "time_zone" in data:
+        values["time_zone"] = _mapping_zone(data["time_zone"], source)
+    if "attributes" in data:
+        values["attributes"] = _attribute_columns(data["attributes"], source)
+    if "types" in data:
+        values["types"] = _mapping_types(data["types"], source)
+    if "delimiter" in data:
+        delimiter = data["delimiter"]
+        if not isinstance(delimiter, str) or len(delimiter) != 1:
+            msg = f"{source}: delimiter must be one character (got {delimiter!r}); write "
+            raise InvalidMapping("delimiter", msg + 'delimiter = ";"')
+        values["delimiter"] = delimiter
+    return StageColumns(**values)
+
+
+def load_stage_columns(path: str | os.PathLike[str]) -> StageColumns:
+    """Read a stage-history mapping from a TOML file (see :func:`stage_columns_from_dict`).
+
+    Args:
+        path: The TOML file.
+
+    Returns:
+        The mapping.
+
+    Raises:
+        UnreadableSource: The file cannot be read (missing, a directory, a device ...).
+        InvalidMapping: It is larger than :data:`MAX_RECORD_BYTES`, not valid
+            UTF-8 TOML, or not a valid mapping.
+    """
+    return stage_columns_from_dict(_load_toml(path), source=os.fspath(path))
+
+
+def _text_table(value: object, key: str, source: str, example: str) -> dict[str, str]:
+    """A TOML table of non-empty strings to non-empty strings."""
+    if not isinstance(value, Mapping):
+        msg = f"{source}: {key} must be a table ({_got(value)}); write [{key}] then {example}"
+        raise InvalidMapping(key, msg)
+    for name, text in value.items():
+        if not isinstance(name, str) or not name or not isinstance(text, str) or not text:
+            msg = (
+                f"{source}: {key} maps names to names, but {name!r} maps to {text!r}; "
+                f"write {example}"
+            )
+            raise InvalidMapping(key, msg)
+    return dict(value)
+
+
+def _value_map(value: object, key: str, source: str) -> ValueMap:
+    if not isinstance(value, Mapping):
+        msg = (
+            f"{source}: {key} must be a table with column, values and an optional default "
+            f'({_got(value)}); write [{key}] then column = "status" and [{key}.values]'
+        )
+        raise InvalidMapping(key, msg)
+    extra = sorted(str(name) for name in set(value) - {"column", "values", "default"})
+    if extra:
+        msg = f"{source}: {key} has the unknown key {extra[0]!r}; its keys are column, values, "
+        raise InvalidMapping(key, msg + "default")
+    column = _mapping_text(value.get("column"), f"{key}.column", source)
+    table = _text_table(value.get("values"), f"{key}.values", source, '"Closed Won" = "won"')
+    default = value.get("default")
+    if default is not None:
+        default = _mapping_text(default, f"{key}.default", source)
+    return ValueMap(column, table, default)
+
+
+def _mapping_zone(value: object, source: str) -> str:
+    text = _mapping_text(value, "time_zone", source)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        msg = (
+            f"{source}: time_zone {text!r} is not a time zone name; use an IANA name such as "
+            '"Europe/Paris" or "UTC"'
+        )
+        raise InvalidMapping("time_zone", msg) from None
+    return text
+
+
+def _attribute_columns(value: object, source: str) -> tuple[str, ...] | dict[str, str]:
+    if isinstance(value, Mapping):
+        return _text_table(value, "attributes", source, 'segment = "segment"')
+    if isinstance(value, (list, tuple)) and all(isinstance(name, str) and name for name in value):
+        return tuple(value)
+    msg = (
+        f"{source}: attributes must be an array of column names or a table of column to "
+        f'attribute name ({_got(value)}); write attributes = ["segment", "country"]'
+    )
+    raise InvalidMapping("attributes", msg)
+
+
+def _mapping_types(value: object, source: str) -> dict[str, str]:
+    table = _text_table(value, "types", source, 'employees = "int"')
+    for column, kind in table.items():
+        if kind not in VALUE_TYPES:
+            msg = (
+                f"{source}: types, column {column!r}: {kind!r} is not one of "
+                f'{", ".join(VALUE_TYPES)}; write {column} = "int" (or str, float, bool)'
+            )
+            raise InvalidMapping("types", msg)
+    return table
 
 
 # ---------------------------------------------------------------- the stream format

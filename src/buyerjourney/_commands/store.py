@@ -2,18 +2,29 @@
 
 Usage::
 
-    buyerjourney ingest FILE...|--sample [--store PATH|URL] [--funnel FILE|PRESET]
-                        [--owners FILE] [--pipeline FILE] [--hooks MODULE]
-                        [--until TIME] [--format text|json] [--no-progress]
+    buyerjourney ingest FILE...|--sample|--stage-history FILE [--store PATH|URL]
+                        [--funnel FILE|PRESET] [--owners FILE] [--pipeline FILE]
+                        [--hooks MODULE] [--columns FILE] [--stage-columns FILE]
+                        [--importer NAME] [--until TIME] [--format text|json]
+                        [--no-progress]
     buyerjourney journeys [LEAD] [--store PATH|URL] [--format text|json]
     buyerjourney rebuild [--store PATH|URL] [--funnel ...|--pipeline FILE]
     buyerjourney quarantine [--store PATH|URL] [--retry] [--funnel ...|--pipeline FILE]
+                            [--stage-history FILE --stage-columns FILE]
 
 The store is a SQLite file (the default, ``journeys.db`` in the current
 directory, or the ``BUYERJOURNEY_STORE`` environment variable) or a
 PostgreSQL URL (``postgresql://...``, with the ``postgres`` extra). Ingesting
 is resumable and idempotent: run it again on the same files and it applies
 nothing new, and says so.
+
+``--stage-history FILE`` (repeatable) imports a CRM export of stage entries
+through :func:`~buyerjourney.readers.read_stage_history` with the
+``--stage-columns`` mapping: its overrides, put in time order, are merged in
+time order with the touches of the same command and applied by the same
+driver, as the importer ``--importer`` (default ``crm-import``), who is
+declared a member of every team for the command
+(:func:`~buyerjourney.readers.importer_rules`).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from buyerjourney._commands.common import (
@@ -39,13 +50,16 @@ from buyerjourney._commands.common import (
 from buyerjourney.errors import UnknownHook
 
 if TYPE_CHECKING:
+    from buyerjourney._adapters.readers import StageColumns
     from buyerjourney._adapters.sqlite import SQLiteStore
     from buyerjourney._commands.common import SubParsers
     from buyerjourney._core.journey import Journey
+    from buyerjourney._core.records import Actor
     from buyerjourney._pipeline import IngestCounts, Located, Pipeline
 
 __all__ = [
     "DEFAULT_STORE",
+    "NO_JOURNEY",
     "STORE_ENV_VAR",
     "add_ingest",
     "add_journeys",
@@ -134,8 +148,8 @@ def add_ingest(subparsers: SubParsers) -> None:
         "ingest",
         help="ingest touch streams into a durable store (resumable, idempotent)",
         description=(
-            "Ingest touches and actions (JSON Lines; CSV and Parquet with --columns) into a "
-            "store: each operation is "
+            "Ingest touches and actions (JSON Lines; CSV and Parquet with --columns), and CRM "
+            "stage history (--stage-history with --stage-columns), into a store: each operation is "
             "committed with its input, a touch or action id seen before is skipped and counted "
             "as a duplicate, and lines that cannot be read or applied are kept in the store's "
             "quarantine with their file, line and reason. Run it again and it resumes where it "
@@ -152,6 +166,7 @@ def add_ingest(subparsers: SubParsers) -> None:
     _add_store_option(parser)
     _add_funnel_options(parser)
     _add_reader_options(parser)
+    _add_stage_history_options(parser)
     parser.add_argument(
         "--lateness",
         metavar="DURATION",
@@ -225,6 +240,197 @@ def _add_reader_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_stage_history_options(parser: argparse.ArgumentParser) -> None:
+    from buyerjourney._adapters.readers import DEFAULT_IMPORTER  # noqa: PLC0415
+
+    parser.add_argument(
+        "--stage-history",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a CRM export of stage entries (CSV, JSON Lines or Parquet, from the suffix), "
+        "read as overrides by the importer; repeat for several files (one mapping for all)",
+    )
+    parser.add_argument(
+        "--stage-columns",
+        metavar="FILE",
+        help="the TOML mapping of --stage-history files: long shape (lead, stage or "
+        "stage_constant or [stage_value_map], time, [stage_map]) or wide shape ([stages]), "
+        "time_format, time_zone, attributes, attributes_kind, [types], delimiter "
+        "(default: columns lead_id, stage, at); see the readers guide",
+    )
+    parser.add_argument(
+        "--importer",
+        metavar="NAME",
+        help=f"the actor of the imported overrides, made a member of every team for this "
+        f"command (default: {DEFAULT_IMPORTER.name}; never system or a policy)",
+    )
+
+
+def _stage_options(args: argparse.Namespace) -> tuple[StageColumns, Actor] | None:
+    """The stage-history mapping and importer the options give, or ``None`` without files.
+
+    Raises:
+        CommandError: (usage) ``--stage-columns`` or ``--importer`` without
+            ``--stage-history``, a mapping file that cannot be read or used,
+            a reserved importer.
+    """
+    from buyerjourney._adapters.readers import (  # noqa: PLC0415
+        DEFAULT_IMPORTER,
+        InvalidMapping,
+        StageColumns,
+        UnreadableSource,
+        load_stage_columns,
+    )
+    from buyerjourney._core.records import Actor  # noqa: PLC0415
+
+    if not args.stage_history:
+        for option, value in (
+            ("--stage-columns", args.stage_columns),
+            ("--importer", args.importer),
+        ):
+            if value is not None:
+                raise CommandError(f"{option} needs --stage-history FILE", usage=True)
+        return None
+    try:
+        columns = load_stage_columns(args.stage_columns) if args.stage_columns else StageColumns()
+    except (InvalidMapping, UnreadableSource) as exc:
+        raise CommandError(f"--stage-columns: {exc}", usage=True) from None
+    importer = DEFAULT_IMPORTER if args.importer is None else Actor(args.importer)
+    return columns, importer
+
+
+def _with_importer(pipeline: Pipeline, importer: Actor) -> Pipeline:
+    """*pipeline* whose owner rules let *importer* act for every team (as the readers document).
+
+    Raises:
+        CommandError: (usage) The importer is the system actor, a policy, or unnamed.
+    """
+    import attrs  # noqa: PLC0415
+
+    from buyerjourney._adapters.readers import InvalidMapping, importer_rules  # noqa: PLC0415
+
+    try:
+        owners = importer_rules(pipeline.owners, importer)
+    except InvalidMapping as exc:
+        raise CommandError(f"--importer: {exc}", usage=True) from None
+    return attrs.evolve(pipeline, owners=owners)
+
+
+def _stage_inputs(
+    args: argparse.Namespace,
+    funnel: Any,
+    columns: StageColumns,
+    importer: Actor,
+    sources: Iterable[str] | None = None,
+) -> Iterator[Located]:
+    """The stage entries of every ``--stage-history`` file, in time order, as ingest inputs.
+
+    Every file is opened and its header read here, before anything is
+    ingested, so that a file or mapping that cannot be used stops the command
+    with nothing applied.
+
+    Raises:
+        CommandError: (usage) A file cannot be read (missing, a directory, its
+            format not known from its suffix, a header without the mapped
+            columns), or a stage the mapping names is not the funnel's.
+    """
+    import itertools  # noqa: PLC0415
+
+    from buyerjourney._adapters.readers import (  # noqa: PLC0415
+        InvalidMapping,
+        UnreadableSource,
+        read_stage_history,
+    )
+
+    readers: list[Iterable[Any]] = []
+    for name in args.stage_history if sources is None else sources:
+        try:
+            items = read_stage_history(name, columns=columns, funnel=funnel, actor=importer)
+            first = next(items, None)  # reads the header: a missing column raises now
+        except (InvalidMapping, UnreadableSource) as exc:
+            raise CommandError(f"--stage-history {name}: {exc}", usage=True) from None
+        readers.append(items if first is None else itertools.chain((first,), items))
+    return _located_pairs(_in_time_order(itertools.chain.from_iterable(readers)))
+
+
+def _in_time_order(items: Iterable[Any]) -> Iterator[Any]:
+    from buyerjourney._adapters.readers import in_time_order  # noqa: PLC0415
+
+    return in_time_order(items)
+
+
+def _located_pairs(items: Iterable[Any]) -> Iterator[Located]:
+    """Reader pairs of several files, as ``(source, line, input)`` through the one rule."""
+    from buyerjourney._adapters.readers import Rejected, UnreadableRecord  # noqa: PLC0415
+    from buyerjourney._pipeline import located  # noqa: PLC0415
+
+    for loc, item in items:
+        value = UnreadableRecord(item) if isinstance(item, Rejected) else item
+        yield from located(loc.source, ((loc.line, value),))
+
+
+_BEFORE_ALL = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _merged(touches: Iterable[Located], history: Iterable[Located]) -> Iterator[Located]:
+    """The *touches* and the stage *history* merged by time; on equal times touches come first.
+
+    An input that could not be read has no time: it keeps the time of the
+    input before it in its stream, so it comes out where it was read.
+    """
+    import heapq  # noqa: PLC0415
+
+    from buyerjourney._core.protocols import QuarantineEntry  # noqa: PLC0415
+
+    def timed(stream: Iterable[Located]) -> Iterator[tuple[datetime, Located]]:
+        last = _BEFORE_ALL
+        for entry in stream:
+            if not isinstance(entry[2], QuarantineEntry):
+                last = entry[2].at
+            yield last, entry
+
+    for _, entry in heapq.merge(timed(touches), timed(history), key=lambda pair: pair[0]):
+        yield entry
+
+
+NO_JOURNEY = "no-journey"
+"""The quarantine code of an imported stage entry whose lead has no journey yet."""
+
+
+def _journeys_first(engine: Any, items: Iterable[Located], history: set[str]) -> Iterator[Located]:
+    """*items*, where a stage entry (from a *history* file) of a lead with no journey is set aside.
+
+    The engine would refuse such an override, and a refusal is final: its id
+    is stored, so importing the history again would count it as a duplicate.
+    Quarantined instead (code :data:`NO_JOURNEY`), it lands on a retry once
+    the lead's touches are in. A lead counts as having a journey when the
+    engine has one or a touch of it came earlier in *items*.
+    """
+    from buyerjourney._core.protocols import QuarantineEntry  # noqa: PLC0415
+    from buyerjourney._core.records import Action, Touch  # noqa: PLC0415
+
+    seen: set[str] = set()
+    for source, line, item in items:
+        if isinstance(item, Touch):
+            seen.add(item.lead_id)
+        elif (
+            isinstance(item, Action)
+            and source in history
+            and item.lead_id not in seen
+            and item.lead_id not in engine.journeys
+        ):
+            reason = (
+                f"lead {item.lead_id!r} has no journey yet, and an imported stage needs one "
+                "(a touch creates it): ingest the leads in this command or before (or map "
+                "attributes, whose touch comes first), then `buyerjourney quarantine --retry "
+                f"--stage-history {source} --stage-columns ...`"
+            )
+            yield source, line, QuarantineEntry(source, line, NO_JOURNEY, reason, repr(item)[:200])
+            continue
+        yield source, line, item
+
+
 def _progress(items: Iterable[Located], *, enabled: bool) -> Iterable[Located]:
     if not enabled:
         return items
@@ -239,14 +445,24 @@ def _run_ingest(args: argparse.Namespace) -> int:
     from buyerjourney._pipeline import ingest  # noqa: PLC0415
     from buyerjourney._report import format_summary, summarize  # noqa: PLC0415
 
-    if not args.files and not args.sample:
-        raise CommandError("give the files to ingest, or --sample", usage=True)
+    if not args.files and not args.sample and not args.stage_history:
+        raise CommandError(
+            "give the files to ingest, --stage-history FILE, or --sample", usage=True
+        )
+    stage = _stage_options(args)
     pipeline = _pipeline(args, sample=args.sample)
     lateness = _lateness(args)
+    inputs: Iterable[Located] = _inputs(args)
+    if stage is not None:
+        columns, importer = stage
+        pipeline = _with_importer(pipeline, importer)
+        inputs = _merged(inputs, _stage_inputs(args, pipeline.funnel, columns, importer))
     store = open_store(args.store)
     try:
         engine = _engine(pipeline, store, lateness)
-        counts = ingest(engine, _progress(_inputs(args), enabled=not args.no_progress))
+        if stage is not None:
+            inputs = _journeys_first(engine, inputs, set(args.stage_history))
+        counts = ingest(engine, _progress(inputs, enabled=not args.no_progress))
         if args.until:
             engine.advance(parse_time(args.until, field="--until"))
         records = list(store.read())
@@ -454,18 +670,23 @@ def add_quarantine(subparsers: SubParsers) -> None:
             "List the inputs a store's ingests set aside (file, line, code, reason). With "
             "--retry, read those lines again from their files (fixed in place, or with "
             "another --pipeline), ingest them, and drop from the quarantine every entry that "
-            "now lands or is a duplicate."
+            "now lands or is a duplicate. Entries of a --stage-history file are read again "
+            "through --stage-columns when that file is named again."
         ),
     )
     _add_store_option(parser)
     parser.add_argument("--retry", action="store_true", help="ingest the quarantined lines again")
     _add_funnel_options(parser)
     _add_reader_options(parser)
+    _add_stage_history_options(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=_run_quarantine)
 
 
 def _run_quarantine(args: argparse.Namespace) -> int:
+    stage = _stage_options(args)
+    if stage is not None and not args.retry:
+        raise CommandError("--stage-history is for --retry", usage=True)
     store = open_store(args.store)
     try:
         entries = store.quarantined()
@@ -490,7 +711,7 @@ def _run_quarantine(args: argparse.Namespace) -> int:
                 ]
                 write_output("\n".join(lines) + "\n", None)
             return EXIT_OK
-        released, still = _retry(args, store, entries)
+        released, still = _retry(args, store, entries, stage)
     finally:
         store.close()
     write_output(
@@ -499,26 +720,48 @@ def _run_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK if still == 0 else EXIT_FAILURE
 
 
-def _retry(args: argparse.Namespace, store: SQLiteStore, entries: list[Any]) -> tuple[int, int]:
-    """Ingest the quarantined lines again; release those that land. Returns (released, kept)."""
+def _retry(
+    args: argparse.Namespace,
+    store: SQLiteStore,
+    entries: list[Any],
+    stage: tuple[StageColumns, Actor] | None = None,
+) -> tuple[int, int]:
+    """Ingest the quarantined lines again; release those that land. Returns (released, kept).
+
+    The lines of a ``--stage-history`` file are read again through the stage
+    mapping, by the importer; the others through the touch readers.
+    """
     from buyerjourney._pipeline import ingest  # noqa: PLC0415
 
-    wanted: dict[str, dict[int, Any]] = {}
+    wanted: dict[str, dict[int, list[Any]]] = {}
     for entry in entries:
         if entry.source != _SAMPLE and entry.line > 0 and os.path.isfile(entry.source):
-            wanted.setdefault(entry.source, {})[entry.line] = entry
-    engine = _engine(_pipeline(args), store)
+            wanted.setdefault(entry.source, {}).setdefault(entry.line, []).append(entry)
+    pipeline = _pipeline(args)
+    history: set[str] = set()
+    if stage is not None:
+        pipeline = _with_importer(pipeline, stage[1])
+        history = {os.path.realpath(name) for name in args.stage_history}
+    engine = _engine(pipeline, store)
     released: list[int] = []
     for source, lines in wanted.items():
-        items = [item for item in _read_file(args, source) if item[1] in lines]
+        if stage is not None and os.path.realpath(source) in history:
+            staged = _stage_inputs(args, pipeline.funnel, *stage, sources=(source,))
+            found: Iterable[Located] = _journeys_first(engine, staged, {source})
+        else:
+            found = _read_file(args, source)
+        items = [item for item in found if item[1] in lines]
         counts = ingest(engine, items)
-        again = {e.line: e for e in counts.quarantined if e.source == source}
+        again: dict[int, set[tuple[str, str]]] = {}
+        for failed in counts.quarantined:
+            if failed.source == source:
+                again.setdefault(failed.line, set()).add((failed.code, failed.text))
         read_again = {item[1] for item in items}
-        for line, entry in lines.items():
-            failed = again.get(line)
+        for line, group in lines.items():
             if line not in read_again:
-                continue  # the line is no longer in the file: keep the entry
-            if failed is None or (failed.code, failed.text) != (entry.code, entry.text):
-                released.append(entry.entry_id)  # landed (or a duplicate), or kept anew
+                continue  # the line is no longer in the file: keep its entries
+            for entry in group:  # a stage-history row may hold several entries
+                if (entry.code, entry.text) not in again.get(line, set()):
+                    released.append(entry.entry_id)  # landed (or a duplicate), or kept anew
     store.release(released)
     return len(released), len(entries) - len(released)
