@@ -1722,6 +1722,9 @@ def _load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with _open_regular(path) as handle:
             raw = handle.read(MAX_RECORD_BYTES + 1)
+    except UnreadableSource as exc:  # its message names the file already
+        reason = str(exc).removeprefix(f"{exc.source}: ")
+        raise UnreadableSource(name, f"cannot read the mapping file: {reason}") from None
     except OSError as exc:
         raise UnreadableSource(name, f"cannot read the mapping file: {exc}") from None
     if len(raw) > MAX_RECORD_BYTES:

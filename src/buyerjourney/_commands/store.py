@@ -295,7 +295,8 @@ def _stage_options(args: argparse.Namespace) -> tuple[StageColumns, Actor] | Non
     try:
         columns = load_stage_columns(args.stage_columns) if args.stage_columns else StageColumns()
     except (InvalidMapping, UnreadableSource) as exc:
-        raise CommandError(f"--stage-columns: {exc}", usage=True) from None
+        prefix = "--stage-columns " if isinstance(exc, UnreadableSource) else "--stage-columns: "
+        raise CommandError(prefix + str(exc), usage=True) from None
     importer = DEFAULT_IMPORTER if args.importer is None else Actor(args.importer)
     return columns, importer
 
@@ -338,6 +339,7 @@ def _stage_inputs(
     import itertools  # noqa: PLC0415
 
     from buyerjourney._adapters.readers import (  # noqa: PLC0415
+        FORMATS,
         InvalidMapping,
         UnreadableSource,
         read_stage_history,
@@ -348,8 +350,17 @@ def _stage_inputs(
         try:
             items = read_stage_history(name, columns=columns, funnel=funnel, actor=importer)
             first = next(items, None)  # reads the header: a missing column raises now
-        except (InvalidMapping, UnreadableSource) as exc:
-            raise CommandError(f"--stage-history {name}: {exc}", usage=True) from None
+        except UnreadableSource as exc:  # its message names the file
+            raise CommandError(f"--stage-history {exc}", usage=True) from None
+        except InvalidMapping as exc:
+            message = str(exc)
+            if exc.field == "format":
+                suffix = os.path.splitext(name)[1]
+                message = (
+                    f"the format is told by the file's suffix ({suffix or 'none'}), which is "
+                    f"not one of {', '.join(FORMATS)}; rename the file"
+                )
+            raise CommandError(f"--stage-history {name}: {message}", usage=True) from None
         readers.append(items if first is None else itertools.chain((first,), items))
     return _located_pairs(_in_time_order(itertools.chain.from_iterable(readers)))
 
