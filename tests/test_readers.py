@@ -29,8 +29,10 @@ from buyerjourney.readers import (
     ValueMap,
     importer_rules,
     in_time_order,
+    load_stage_columns,
     read,
     read_stage_history,
+    stage_columns_from_dict,
 )
 
 UTC = timezone.utc
@@ -811,3 +813,172 @@ def test_in_time_order_is_bounded() -> None:
     ]
     with pytest.raises(ValueError, match="positive"):
         in_time_order(given, limit=0)
+
+
+# ---------------------------------------------------------------- stage-history mapping files
+
+
+def test_a_stage_mapping_with_every_long_shape_field() -> None:
+    data = {
+        "lead": "email",
+        "stage": "status",
+        "time": "changed",
+        "stage_map": {"Closed Won": "won"},
+        "time_format": "%d/%m/%Y",
+        "time_zone": "Europe/Paris",
+        "attributes": ["segment", "size"],
+        "attributes_kind": "crm_sync",
+        "types": {"size": "int"},
+        "delimiter": ";",
+    }
+    assert stage_columns_from_dict(data) == StageColumns(
+        lead="email",
+        stage="status",
+        time="changed",
+        stage_map={"Closed Won": "won"},
+        time_format="%d/%m/%Y",
+        time_zone="Europe/Paris",
+        attributes=("segment", "size"),
+        attributes_kind="crm_sync",
+        types={"size": "int"},
+        delimiter=";",
+    )
+
+
+def test_a_stage_mapping_of_the_wide_shape_and_attributes_renamed() -> None:
+    data = {"stages": {"sql_date": "sql", "won_date": "won"}, "attributes": {"seg": "segment"}}
+    columns = stage_columns_from_dict(data)
+    assert columns == StageColumns(
+        stages={"sql_date": "sql", "won_date": "won"}, attributes={"seg": "segment"}
+    )
+    assert columns.used() == ("lead_id", "seg", "sql_date", "won_date")
+
+
+def test_a_constant_or_value_mapped_stage_and_the_defaults() -> None:
+    assert stage_columns_from_dict({}) == StageColumns()
+    assert stage_columns_from_dict({"stage_constant": "won"}).stage == Constant("won")
+    table = {"column": "status", "values": {"W": "won"}, "default": "lost"}
+    assert stage_columns_from_dict({"stage_value_map": table}).stage == ValueMap(
+        "status", {"W": "won"}, "lost"
+    )
+    no_default = stage_columns_from_dict({"stage_value_map": {"column": "s", "values": {}}})
+    assert no_default.stage == ValueMap("s", {}, None)
+
+
+def test_a_stage_mapping_file_reads_a_file(tmp_path: Path) -> None:
+    mapping = tmp_path / "crm.toml"
+    mapping.write_text(
+        'lead = "lead"\ndelimiter = ";"\ntime_zone = "UTC"\nattributes = ["seats"]\n'
+        '[types]\nseats = "int"\n[stages]\nwon_on = "won"\n',
+        encoding="utf-8",
+    )
+    columns = load_stage_columns(mapping)
+    export = csv_file(tmp_path, "lead;won_on;seats\nL1;2024-03-04;12\n", "deals.csv")
+    touch, action = good(
+        list(read_stage_history(export, columns=columns, funnel=presets.demand_waterfall()))
+    )
+    assert touch.attributes == {"seats": 12}
+    assert (action.stage, action.at) == ("won", datetime(2024, 3, 4, tzinfo=UTC))
+
+
+BAD_STAGE_MAPPINGS: list[tuple[Any, str, str]] = [
+    ({"colour": "red"}, "colour", "unknown key 'colour'; the keys of a stage-history mapping"),
+    (["lead"], "<mapping>", "expected a table of keys"),
+    ({"stages": {"a": "won"}, "stage": "s"}, "stage", "keep one shape"),
+    ({"stages": {"a": "won"}, "time": "t"}, "time", "keep one shape"),
+    ({"stages": {"a": "won"}, "stage_map": {}}, "stage_map", "name the funnel's stages in"),
+    ({"stages": {"a": "won"}, "stage_constant": "won"}, "stage_constant", "keep one shape"),
+    ({"stages": {}}, "stages", "[stages] is empty"),
+    ({"stages": ["a"]}, "stages", "stages must be a table (got ['a'] that is a list)"),
+    ({"stages": {"a": 1}}, "stages", "stages maps names to names, but 'a' maps to 1"),
+    ({"stages": {"a": ""}}, "stages", "but 'a' maps to ''"),
+    ({"stage": "s", "stage_constant": "won"}, "stage_constant", "give one of stage"),
+    ({"stage": 1}, "stage", "stage must be a non-empty string (got 1 that is a int)"),
+    ({"stage": ""}, "stage", "stage must be a non-empty string"),
+    ({"stage_constant": True}, "stage_constant", "stage_constant must be a non-empty string"),
+    ({"stage_value_map": "s"}, "stage_value_map", "must be a table with column, values"),
+    ({"stage_value_map": {"column": "s", "values": {}, "x": 1}}, "stage_value_map", "'x'"),
+    ({"stage_value_map": {"values": {}}}, "stage_value_map.column", "non-empty string"),
+    ({"stage_value_map": {"column": "s", "values": 3}}, "stage_value_map.values", "a table"),
+    ({"stage_value_map": {"column": "s"}}, "stage_value_map.values", "got None"),
+    ({"stage_value_map": {"column": "s", "values": {}, "default": 2}}, "stage_value_map.default",
+     "non-empty string"),
+    ({"stage_map": ["a"]}, "stage_map", "write [stage_map] then"),
+    ({"stage_map": {"Won": 5}}, "stage_map", "'Won' maps to 5"),
+    ({"time": None}, "time", "time must be a non-empty string"),
+    ({"lead": 3}, "lead", "lead must be a non-empty string"),
+    ({"time_format": []}, "time_format", "time_format must be a non-empty string"),
+    ({"attributes_kind": ""}, "attributes_kind", "attributes_kind must be a non-empty string"),
+    ({"time_zone": "Mars/Olympus"}, "time_zone", "'Mars/Olympus' is not a time zone name"),
+    ({"time_zone": 1}, "time_zone", "time_zone must be a non-empty string"),
+    ({"attributes": "segment"}, "attributes", 'write attributes = ["segment", "country"]'),
+    ({"attributes": ["a", 2]}, "attributes", "an array of column names"),
+    ({"attributes": {"a": 2}}, "attributes", "'a' maps to 2"),
+    ({"types": ["int"]}, "types", "types must be a table"),
+    ({"types": {"n": "integer"}}, "types", "column 'n': 'integer' is not one of str, int"),
+    ({"delimiter": ";;"}, "delimiter", "delimiter must be one character (got ';;')"),
+    ({"delimiter": 0}, "delimiter", "delimiter must be one character (got 0)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "field", "message"), BAD_STAGE_MAPPINGS)
+def test_a_bad_stage_mapping_says_which_key_what_came_and_what_to_do(
+    data: Any, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidMapping) as caught:
+        stage_columns_from_dict(data, source="crm.toml")
+    assert caught.value.field == field
+    text = str(caught.value)
+    assert message in text
+    assert "crm.toml" in text
+    assert any(hint in text for hint in ("write", "give", "use", "keep", "map ", "the keys"))
+
+
+def test_a_stage_mapping_file_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableSource, match="cannot read the mapping file: no such file"):
+        load_stage_columns(tmp_path / "missing.toml")
+    with pytest.raises(UnreadableSource, match="directory"):
+        load_stage_columns(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('lead = "x\n', encoding="utf-8")
+    with pytest.raises(InvalidMapping, match="not a valid UTF-8 TOML file"):
+        load_stage_columns(bad)
+    bad.write_bytes(b'lead = "\xff"\n')
+    with pytest.raises(InvalidMapping, match="not a valid UTF-8 TOML file"):
+        load_stage_columns(bad)
+    bad.write_bytes(b"#" * (MAX_RECORD_BYTES + 1))
+    with pytest.raises(InvalidMapping, match="larger than 1,000,000 bytes"):
+        load_stage_columns(bad)
+    bad.write_text('lead = "lead"\nstages = "won"\n', encoding="utf-8")
+    with pytest.raises(InvalidMapping, match=r"bad\.toml: stages must be a table"):
+        load_stage_columns(bad)
+
+
+@pytest.mark.parametrize(
+    ("columns", "field"),
+    [
+        (StageColumns(stage_map={"Closed Won": "closed"}), "stage_map"),
+        (StageColumns(stage=Constant("closed")), "stage"),
+        (StageColumns(stage=ValueMap("s", {"W": "closed"})), "stage"),
+        (StageColumns(stage=ValueMap("s", {"W": "won"}, default="closed")), "stage"),
+    ],
+)
+def test_a_stage_the_mapping_names_must_be_the_funnels(columns: StageColumns, field: str) -> None:
+    """Wrong for every row, it is a mapping error at the call, not a rejection per row."""
+    with pytest.raises(
+        InvalidMapping, match="'closed' not a stage of funnel 'waterfall'"
+    ) as caught:
+        read_stage_history(["lead_id,stage,at\n"], columns=columns,
+                           funnel=presets.demand_waterfall(), format="csv")  # fmt: skip
+    assert caught.value.field == field
+
+
+def test_a_constant_or_value_mapped_stage_goes_through_the_stage_map() -> None:
+    lines = ["lead_id,s,at\n", "L1,W,2024-03-04T00:00:00Z\n"]
+    funnel = presets.demand_waterfall()
+    renamed = StageColumns(stage=Constant("Closed Won"), stage_map={"Closed Won": "won"})
+    (action,) = good(list(read_stage_history(lines, columns=renamed, funnel=funnel, format="csv")))
+    assert action.stage == "won"
+    mapped = StageColumns(stage=ValueMap("s", {"W": "Won!"}), stage_map={"Won!": "won"})
+    (action,) = good(list(read_stage_history(lines, columns=mapped, funnel=funnel, format="csv")))
+    assert action.stage == "won"
