@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from buyerjourney import SQLiteStore
 from buyerjourney.cli import main
@@ -384,3 +386,44 @@ def test_nothing_to_ingest_names_the_stage_history_option(
     code, _, err = run(capsys, "ingest", "--store", str(tmp_path / "j.db"))
     assert code == 2
     assert "--stage-history FILE" in err
+
+
+STAGES = ("mql", "sal", "sql", "opportunity", "won", "lost")
+
+
+@st.composite
+def exports(draw: st.DrawFn) -> list[tuple[str, str, int]]:
+    """Stage entries (lead, stage, day of March): at most one entry per lead and day."""
+    rows = []
+    for lead in draw(st.lists(st.sampled_from(["L1", "L2", "L3"]), min_size=1, unique=True)):
+        days = draw(st.lists(st.integers(2, 28), min_size=1, max_size=4, unique=True))
+        rows += [(lead, draw(st.sampled_from(STAGES)), day) for day in days]
+    return draw(st.permutations(rows))
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=exports())
+def test_any_row_order_gives_the_journeys_of_the_sorted_export_and_a_rerun_adds_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+    rows: list[tuple[str, str, int]],
+) -> None:
+    tmp = tmp_path_factory.mktemp("orders")
+    leads = write(tmp, "leads.csv", "lead_id,at\nL1,2024-03-01\nL2,2024-03-01\nL3,2024-03-01\n")
+    mapping = write(tmp, "leads.toml", LEADS_MAPPING + 'time_zone = "UTC"\n')
+    stages = write(tmp, "s.toml", 'lead = "lead"\ntime = "date"\ntime_zone = "UTC"\n')
+    journeys = []
+    for name, order in (("shuffled", rows), ("sorted", sorted(rows, key=lambda row: row[2]))):
+        text = "lead,stage,date\n" + "".join(f"{a},{b},2024-03-{c:02}\n" for a, b, c in order)
+        db = str(tmp / f"{name}.db")
+        args = (leads, "--columns", mapping, "--stage-history", write(tmp, f"{name}.csv", text),
+                "--stage-columns", stages, "--funnel", "waterfall", "--store", db)  # fmt: skip
+        first = ingest_json(capsys, *args)
+        assert first["quarantined"] == first["late"] == 0
+        assert first["read"] == 3 + len(rows)
+        again = ingest_json(capsys, *args)
+        assert (again["applied"], again["records"]) == (0, 0)
+        assert again["duplicates"] == first["applied"] + first["refused"]  # type: ignore[operator]
+        with SQLiteStore(db) as store:
+            journeys.append(store.journeys())
+    assert journeys[0] == journeys[1]

@@ -342,6 +342,7 @@ def _stage_inputs(
         FORMATS,
         InvalidMapping,
         UnreadableSource,
+        in_time_order,
         read_stage_history,
     )
 
@@ -362,13 +363,7 @@ def _stage_inputs(
                 )
             raise CommandError(f"--stage-history {name}: {message}", usage=True) from None
         readers.append(items if first is None else itertools.chain((first,), items))
-    return _located_pairs(_in_time_order(itertools.chain.from_iterable(readers)))
-
-
-def _in_time_order(items: Iterable[Any]) -> Iterator[Any]:
-    from buyerjourney._adapters.readers import in_time_order  # noqa: PLC0415
-
-    return in_time_order(items)
+    return _located_pairs(in_time_order(itertools.chain.from_iterable(readers)))
 
 
 def _located_pairs(items: Iterable[Any]) -> Iterator[Located]:
