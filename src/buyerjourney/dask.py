@@ -9,12 +9,20 @@ touches in one partition), sorts each partition by lead and time and runs
 
 :func:`funnel_report` computes :func:`buyerjourney.analytics.funnel_report`
 from a records DataFrame: per-lead facts in ``map_partitions`` after a
-shuffle on the lead, counts, exits and histograms as Dask aggregates. The
-order statistics of the durations (medians, percentiles, extremes) are
-selected on the client from the durations alone (8 bytes per lead and
-step reached): Dask has no exact distributed quantile (its
-``quantile`` is approximate), and a distributed selection would cost a
-global sort.
+shuffle on the lead; counts, exits and histograms as Dask aggregates; and
+the order statistics of the durations (medians, percentiles, extremes),
+exact, selected on the cluster. Dask's ``quantile`` is approximate, so the
+selection narrows each rank the report needs to a value range: the
+histogram's buckets (with their count, smallest and largest duration) place
+it in a first range; a range of more than 1,024 (``_FETCH_AT_MOST``) durations
+is split into 1,024 (``_SUB_BUCKETS``) equal value ranges, counted in
+``map_partitions`` and summed on the cluster, and the range holding the
+rank is kept; a rank at an end of its range, or in a range of one value,
+is known; the durations of a small enough range are fetched and sorted on
+the client. What reaches the client is bounded by the number of ranges
+(a few thousand rows per round, a few rounds) plus at most
+``_FETCH_AT_MOST`` durations per needed rank, whatever the number of
+leads.
 
 Install with ``pip install "buyerjourney[dask]"``.
 """
@@ -238,10 +246,245 @@ def _touches(ddf: Any, columns: Mapping[str, str] | None) -> Any:
 
 # ---------------------------------------------------------------- the funnel report
 
+_SUB_BUCKETS = 1024
+"""How many value ranges one refinement round splits a rank's range into."""
+
+_FETCH_AT_MOST = 1024
+"""A rank's range holding at most this many durations is fetched and sorted on the client."""
+
+_METRIC_INDEX = {metric: i for i, metric in enumerate(DURATION_METRICS)}
+_STATS = {"n": "int64", "low": "int64", "high": "int64"}
+
 
 def _facts_partition(frame: Any, options: Any) -> Any:
     frame = frame.sort_values(["lead_id", "lead_seq"], kind="stable")
     return lead_facts(options, frame)
+
+
+def _lead_count(frame: Any) -> int:
+    return int(frame["lead_id"].nunique())
+
+
+def _durations(frame: Any) -> dict[tuple[int, int], Any]:
+    """The durations of a partition of facts, per ``(step, metric index)``, as int64 arrays."""
+    import numpy as np  # noqa: PLC0415
+
+    out: dict[tuple[int, int], Any] = {}
+    if not len(frame):
+        return out
+    steps = frame["step"].to_numpy(np.int64, na_value=-1)
+    for metric, index in _METRIC_INDEX.items():
+        column = frame[metric]
+        present = column.notna().to_numpy(bool)
+        values = column[present].to_numpy(np.int64)
+        chosen = steps[present]
+        for step in np.unique(chosen).tolist():
+            out[(int(step), index)] = values[chosen == step]
+    return out
+
+
+def _stats_frame(pd: Any, head: dict[str, int], name: str, groups: Any, values: Any) -> Any:
+    """Count, min and max of *values* per value of *groups* (column *name*), after *head*."""
+    import numpy as np  # noqa: PLC0415
+
+    order = np.lexsort((values, groups))
+    groups, values = groups[order], values[order]
+    keys, first, counts = np.unique(groups, return_index=True, return_counts=True)
+    frame = pd.DataFrame({name: keys.astype(np.int64)})
+    for column, value in reversed(head.items()):
+        frame.insert(0, column, np.int64(value))
+    frame["n"] = counts.astype(np.int64)
+    frame["low"] = values[first]
+    frame["high"] = values[first + counts - 1]
+    return frame
+
+
+def _histogram_partition(frame: Any, bounds: Sequence[int]) -> Any:
+    """Per ``(step, metric, bucket)`` of the analytics' histogram: count, min and max."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    columns = ("step", "metric", "bucket")
+    parts = []
+    edges = np.asarray(bounds, np.int64)
+    for (step, metric), values in _durations(frame).items():
+        buckets = np.searchsorted(edges, values, side="right")
+        head = {"step": step, "metric": metric}
+        parts.append(_stats_frame(pd, head, "bucket", buckets, values))
+    if not parts:
+        return _empty(pd, columns)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _refine_partition(frame: Any, plan: Sequence[tuple[int, int, int, int, int, int]]) -> Any:
+    """Count, min and max per sub-range of each range ``(key, step, metric, low, high, width)``."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    columns = ("key", "sub")
+    durations = _durations(frame)
+    parts = []
+    for key, step, metric, low, high, width in plan:
+        values = durations.get((step, metric))
+        if values is None:
+            continue
+        inside = values[(values >= low) & (values <= high)]
+        if inside.shape[0]:
+            subs = (inside - np.int64(low)) // np.int64(width)
+            parts.append(_stats_frame(pd, {"key": key}, "sub", subs, inside))
+    if not parts:
+        return _empty(pd, columns)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _values_partition(frame: Any, plan: Sequence[tuple[int, int, int, int, int]]) -> Any:
+    """The durations inside each range of *plan* ``(key, step, metric, low, high)``."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    durations = _durations(frame)
+    keys, values = [], []
+    for key, step, metric, low, high in plan:
+        found = durations.get((step, metric))
+        if found is None:
+            continue
+        inside = found[(found >= low) & (found <= high)]
+        keys.append(np.full(inside.shape[0], key, np.int64))
+        values.append(inside)
+    if not keys:
+        return pd.DataFrame({"key": pd.Series(dtype="int64"), "value": pd.Series(dtype="int64")})
+    return pd.DataFrame({"key": np.concatenate(keys), "value": np.concatenate(values)})
+
+
+def _empty(pd: Any, columns: Sequence[str]) -> Any:
+    return pd.DataFrame({name: pd.Series(dtype="int64") for name in (*columns, *_STATS)})
+
+
+def _summed(parts: Any, columns: Sequence[str]) -> Any:
+    """Sum the per-partition statistics on the cluster: one row per group reaches the client."""
+    # split_out=1: a tree reduction (a groupby on several keys would shuffle by default)
+    return parts.groupby(list(columns)).agg({"n": "sum", "low": "min", "high": "max"}, split_out=1)
+
+
+def _client_values(frame: Any) -> dict[int, list[int]]:
+    """The durations fetched per range key, sorted: the only durations the client receives."""
+    import numpy as np  # noqa: PLC0415
+
+    keys = frame["key"].to_numpy(np.int64)
+    values = frame["value"].to_numpy(np.int64)
+    order = np.lexsort((values, keys))
+    keys, values = keys[order], values[order]
+    out: dict[int, list[int]] = {}
+    for key in np.unique(keys).tolist():
+        out[int(key)] = values[keys == key].tolist()
+    return out
+
+
+@attrs.frozen
+class _Range:
+    """The durations of one ``(step, metric)`` between *low* and *high* (inclusive, both present).
+
+    *below* durations of the distribution are smaller than *low*; *count* lie in the range.
+    """
+
+    step: int
+    metric: int
+    low: int
+    high: int
+    below: int
+    count: int
+
+
+def _locate(
+    rng: _Range, stats: Sequence[tuple[int, int, int, int]], ranks: Sequence[int]
+) -> dict[_Range, list[int]]:
+    """Place each rank in the sub-range of *stats* ``(order, n, low, high)`` that holds it."""
+    placed: dict[_Range, list[int]] = {}
+    below = rng.below
+    position = 0
+    for rank in sorted(ranks):
+        while True:
+            _, n, low, high = stats[position]
+            if rank < below + n:
+                sub = _Range(rng.step, rng.metric, low, high, below, n)
+                placed.setdefault(sub, []).append(rank)
+                break
+            below += n
+            position += 1
+    return placed
+
+
+def _select(
+    dask: Any,
+    facts: Any,
+    pending: dict[_Range, list[int]],
+    values: dict[tuple[int, str, int], int],
+) -> None:
+    """Narrow each pending rank's range on the cluster until its value is known.
+
+    A rank at either end of its range, or in a range of one value, is known.
+    A range of at most ``_FETCH_AT_MOST`` durations is fetched (through
+    :func:`_client_values`); a larger one is split into ``_SUB_BUCKETS``
+    equal value ranges, counted per partition and summed on the cluster.
+    Each round divides a range's width by ``_SUB_BUCKETS`` at least, so
+    durations of int64 microseconds need a few rounds.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    while pending:
+        fetch: dict[_Range, list[int]] = {}
+        refine: dict[_Range, list[int]] = {}
+        for rng, ranks in pending.items():
+            name = DURATION_METRICS[rng.metric]
+            left = []
+            for rank in ranks:
+                if rng.low == rng.high or rank == rng.below:
+                    values[(rng.step, name, rank)] = rng.low
+                elif rank == rng.below + rng.count - 1:
+                    values[(rng.step, name, rank)] = rng.high
+                else:
+                    left.append(rank)
+            if left:
+                (fetch if rng.count <= _FETCH_AT_MOST else refine)[rng] = left
+        if not fetch and not refine:
+            return
+        fetched, refined = list(fetch), list(refine)
+        widths = [-(-(r.high - r.low + 1) // _SUB_BUCKETS) for r in refined]
+        values_plan = [(k, r.step, r.metric, r.low, r.high) for k, r in enumerate(fetched)]
+        refine_plan = [
+            (k, r.step, r.metric, r.low, r.high, w)
+            for k, (r, w) in enumerate(zip(refined, widths, strict=True))
+        ]
+        value_meta = pd.DataFrame(
+            {"key": pd.Series(dtype="int64"), "value": pd.Series(dtype="int64")}
+        )
+        got_values, got_stats = dask.compute(
+            facts.map_partitions(_values_partition, values_plan, meta=value_meta)
+            if values_plan
+            else value_meta,
+            _summed(
+                facts.map_partitions(
+                    _refine_partition, refine_plan, meta=_empty(pd, ("key", "sub"))
+                ),
+                ("key", "sub"),
+            )
+            if refine_plan
+            else _empty(pd, ("key", "sub")).set_index(["key", "sub"]),
+        )
+        by_key = _client_values(got_values) if values_plan else {}
+        for key, rng in enumerate(fetched):
+            chosen = by_key[key]
+            for rank in fetch[rng]:
+                values[(rng.step, DURATION_METRICS[rng.metric], rank)] = chosen[rank - rng.below]
+        stats: dict[int, list[tuple[int, int, int, int]]] = {}
+        for (key, sub), row in got_stats.sort_index().iterrows():
+            stats.setdefault(int(key), []).append(
+                (int(sub), int(row["n"]), int(row["low"]), int(row["high"]))
+            )
+        pending = {}
+        for key, rng in enumerate(refined):
+            for sub, ranks in _locate(rng, stats[key], refine[rng]).items():
+                pending.setdefault(sub, []).extend(ranks)
 
 
 def funnel_report(
@@ -257,9 +500,10 @@ def funnel_report(
     """The funnel report of a records DataFrame, computed with Dask.
 
     Equal to :func:`buyerjourney.analytics.funnel_report` on the same
-    records (``to_dict()`` is the same dict). Counts, exits and histograms
-    are Dask aggregates; the durations' order statistics are selected on the
-    client (see the module documentation).
+    records (``to_dict()`` is the same dict). Counts, exits, histograms and
+    the durations' order statistics are computed on the cluster; the client
+    receives aggregates and the durations of a few narrow value ranges, not
+    every duration (see the module documentation).
 
     Args:
         records: A records DataFrame (the ``records`` of :func:`replay`, or
@@ -282,8 +526,6 @@ def funnel_report(
         InvalidTouch: *as_of* or *since* is not an aware time.
     """
     dask, pd = _dask()
-    import numpy as np  # noqa: PLC0415  (a dependency of the dask extra)
-
     options = report_options(
         funnel, path=path, order=order, window=window, as_of=as_of, since=since
     )
@@ -294,18 +536,18 @@ def funnel_report(
     meta = _meta(pd, FACT_COLUMNS).astype(
         {"step": "Int64", **dict.fromkeys(DURATION_METRICS, "Int64")}
     )
-    facts = (
-        entries.shuffle(on="lead_id")
-        .map_partitions(_facts_partition, options, meta=meta, align_dataframes=False)
-        .persist()
-    )
-    journeys_n, counts_frame, branch_frame, *durations = dask.compute(
-        entries["lead_id"].nunique(),
+    # one shuffle: every lead's entries in one partition, for its facts and the count of leads
+    shuffled = entries.shuffle(on="lead_id").persist()
+    facts = shuffled.map_partitions(
+        _facts_partition, options, meta=meta, align_dataframes=False
+    ).persist()
+    journeys_n, counts_frame, branch_frame, histogram_frame = dask.compute(
+        shuffled.map_partitions(_lead_count, meta=(None, "int64")).sum(),
         facts.groupby("step").agg({"lead_id": "count", "exited": "sum"}),
         facts[facts["next_stage"].notnull()]
         .groupby(["step", "next_stage"])
-        .agg({"lead_id": "count", "converted": "sum"}),
-        *(facts[["step", metric]].dropna() for metric in DURATION_METRICS),
+        .agg({"lead_id": "count", "converted": "sum"}, split_out=1),
+        _histogram(pd, facts, options.histogram_bounds),
     )
     counts = {
         int(step): (int(row["lead_id"]), int(row["exited"]))
@@ -315,22 +557,8 @@ def funnel_report(
         (int(step), str(stage), int(row["lead_id"]), int(row["converted"]))
         for (step, stage), row in branch_frame.iterrows()
     ]
-    sizes: dict[tuple[int, str], int] = {}
-    values: dict[tuple[int, str, int], int] = {}
-    histogram: dict[tuple[int, str, int], int] = {}
-    bounds = np.asarray(options.histogram_bounds, np.int64)
-    for metric, frame in zip(DURATION_METRICS, durations, strict=True):
-        steps = frame["step"].to_numpy(np.int64)
-        data = frame[metric].to_numpy(np.int64)
-        for step in np.unique(steps).tolist():
-            chosen = np.sort(data[steps == step])
-            n = int(chosen.shape[0])
-            sizes[(step, metric)] = n
-            for rank in needed_ranks(n):
-                values[(step, metric, rank)] = int(chosen[rank])
-            buckets = np.searchsorted(bounds, chosen, side="right")
-            for bucket, count in zip(*np.unique(buckets, return_counts=True), strict=True):
-                histogram[(step, metric, int(bucket))] = int(count)
+    del shuffled  # released on the cluster
+    sizes, values, histogram = _order_statistics(dask, facts, histogram_frame)
     return assemble_report(
         options,
         journeys=int(journeys_n),
@@ -340,3 +568,49 @@ def funnel_report(
         values=values,
         histogram=histogram,
     )
+
+
+def _histogram(pd: Any, facts: Any, bounds: Sequence[int]) -> Any:
+    """Count, min and max per ``(step, metric, bucket)`` of the histogram, summed on the cluster."""
+    columns = ("step", "metric", "bucket")
+    per_partition = facts.map_partitions(
+        _histogram_partition, list(bounds), meta=_empty(pd, columns)
+    )
+    return _summed(per_partition, columns)
+
+
+def _order_statistics(
+    dask: Any, facts: Any, histogram_frame: Any
+) -> tuple[
+    dict[tuple[int, str], int], dict[tuple[int, str, int], int], dict[tuple[int, str, int], int]
+]:
+    """The sizes, needed order statistics and histograms of the facts' durations.
+
+    Args:
+        dask: The ``dask`` module.
+        facts: A Dask DataFrame of :data:`~buyerjourney.bulk._funnel.FACT_COLUMNS`
+            (at least ``step`` and the duration columns, nullable int64).
+        histogram_frame: The computed :func:`_histogram` of *facts*.
+
+    Returns:
+        The ``sizes``, ``values`` and ``histogram`` of ``assemble_report``.
+    """
+    per_distribution: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+    histogram: dict[tuple[int, str, int], int] = {}
+    for (step, metric, bucket), row in histogram_frame.sort_index().iterrows():
+        n, low, high = int(row["n"]), int(row["low"]), int(row["high"])
+        per_distribution.setdefault((int(step), int(metric)), []).append(
+            (int(bucket), n, low, high)
+        )
+        histogram[(int(step), DURATION_METRICS[int(metric)], int(bucket))] = n
+    sizes: dict[tuple[int, str], int] = {}
+    pending: dict[_Range, list[int]] = {}
+    for (step, metric), buckets in per_distribution.items():
+        n = sum(count for _, count, _, _ in buckets)
+        sizes[(step, DURATION_METRICS[metric])] = n
+        whole = _Range(step, metric, buckets[0][2], buckets[-1][3], 0, n)
+        for rng, ranks in _locate(whole, buckets, needed_ranks(n)).items():
+            pending.setdefault(rng, []).extend(ranks)
+    values: dict[tuple[int, str, int], int] = {}
+    _select(dask, facts, pending, values)
+    return sizes, values, histogram
