@@ -427,3 +427,57 @@ def test_any_row_order_gives_the_journeys_of_the_sorted_export_and_a_rerun_adds_
         with SQLiteStore(db) as store:
             journeys.append(store.journeys())
     assert journeys[0] == journeys[1]
+
+
+OLIST_LEADS = """
+lead = "mql_id"
+time = "first_contact_date"
+time_format = "%d-%m-%Y"
+time_zone = "UTC"
+kind_constant = "qualify"
+touch_id = false
+attributes = ["origin"]
+"""
+OLIST_DEALS = """
+lead = "mql_id"
+time_format = "%d-%m-%Y %H:%M"
+time_zone = "UTC"
+attributes = ["business_segment", "has_company", "declared_monthly_revenue"]
+attributes_kind = "deal"
+
+[stages]
+won_date = "won"
+
+[types]
+has_company = "bool"
+declared_monthly_revenue = "float"
+"""
+
+
+def test_the_olist_funnel_loads_from_the_command_line(
+    olist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real export: 8,000 MQLs (not in time order: --sort) and 842 won deals (wide shape)."""
+    db = str(tmp_path / "olist.db")
+    counts = ingest_json(
+        capsys,
+        str(olist_dir / "olist_marketing_qualified_leads_dataset.csv"),
+        "--sort",
+        "--columns",
+        write(tmp_path, "leads.toml", OLIST_LEADS),
+        "--stage-history",
+        str(olist_dir / "olist_closed_deals_dataset.csv"),
+        "--stage-columns",
+        write(tmp_path, "deals.toml", OLIST_DEALS),
+        "--funnel",
+        "waterfall",
+        "--store",
+        db,
+    )
+    # 8,000 lead touches, and per deal an attributes touch and an override to won
+    assert counts["read"] == counts["applied"] == 8000 + 2 * 842
+    assert (counts["quarantined"], counts["refused"], counts["journeys"]) == (0, 0, 8000)
+    code, out, _ = run(capsys, "journeys", "--store", db, "--format", "json")
+    assert code == 0
+    stages = {row["stage"]: row["journeys"] for row in json.loads(out)["stages"]}
+    assert stages == {"mql": 8000 - 842, "won": 842}

@@ -436,6 +436,9 @@ class StageColumns:
         types: As for :class:`Columns`.
         delimiter: The CSV field delimiter.
 
+    A TOML mapping file gives one through :func:`load_stage_columns` (the
+    keys: :func:`stage_columns_from_dict`).
+
     Raises:
         InvalidMapping: As for :class:`Columns`.
     """
