@@ -12,6 +12,7 @@ whenever they are read, however the lead's state moved on meanwhile.
 
 from __future__ import annotations
 
+import copy
 import gc
 import pickle
 from collections.abc import Iterator
@@ -27,7 +28,15 @@ from buyerjourney._adapters import codec
 from buyerjourney._core import scoring
 from buyerjourney._core.lifecycle import ScoredData
 from buyerjourney.errors import InvalidTouch
-from buyerjourney.scoring import Lead, PointsScorer, Score, ScoreItem
+from buyerjourney.scoring import (
+    CombinedScorer,
+    FitCriterion,
+    FitGrader,
+    Lead,
+    PointsScorer,
+    Score,
+    ScoreItem,
+)
 from test_scoring_incremental import histories, scorers
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
@@ -136,26 +145,134 @@ def test_a_policy_that_reads_only_the_value_renders_no_breakdown(
     assert len(rendered) == 1
 
 
-def test_a_scored_record_reads_stores_and_compares_as_a_plain_one() -> None:
+def _fresh_scored() -> list[Record]:
+    """The SCORED records of a fresh engine: no breakdown read yet."""
     engine = default_pipeline(presets.seed()).engine()
     engine.ingest(_touches(30))
-    scored = [r for r in engine.records if r.kind.value == "scored"]
+    return [r for r in engine.records if r.kind.value == "scored"]
+
+
+def _eager(record: Record) -> Record:
+    """*record* with the breakdown the pure scorer gives, built eagerly (plain read-only data)."""
+    pipeline = default_pipeline(presets.seed())
+    scorer = pipeline.scorer
+    assert isinstance(scorer, PointsScorer)
+    touches = [t for t in _touches(30) if t.lead_id == record.lead_id and t.at <= record.at]
+    pure = scorer(Lead(record.lead_id, {}, tuple(touches)), record.at)
+    data = {
+        key: (
+            tuple((i.rule, i.points, i.detail) for i in pure.breakdown)
+            if key == "breakdown"
+            else value
+        )
+        for key, value in record.data._data.items()  # type: ignore[attr-defined]
+    }
+    return attrs.evolve(record, data=data)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda r, e: r == e, id="=="),
+        pytest.param(lambda r, e: e == r, id="== reflected"),
+        pytest.param(lambda r, e: r.to_dict() == e.to_dict(), id="to_dict"),
+        pytest.param(lambda r, e: codec.record_row(r) == codec.record_row(e), id="stored row"),
+        pytest.param(lambda r, e: repr(r) == repr(e), id="repr"),
+        pytest.param(lambda r, e: dict(r.data) == dict(e.data), id="dict"),
+        pytest.param(lambda r, e: r.data.copy() == e.data.copy(), id="copy"),
+        pytest.param(lambda r, e: (r.data | {}) == (e.data | {}), id="|"),
+        pytest.param(lambda r, e: ({} | r.data) == ({} | e.data), id="| reflected"),
+        pytest.param(lambda r, e: list(reversed(r.data)) == list(reversed(e.data)), id="reversed"),
+    ],
+)
+def test_an_unread_scored_record_reads_as_the_eager_one(read: object) -> None:
+    """Each way of reading is tried on records nobody read before (the lazy path)."""
+    for record in _fresh_scored():
+        assert type(record.data) is ScoredData
+        eager = _eager(record)
+        assert type(eager.data) is MappingProxyType
+        assert read(record, eager), record  # type: ignore[operator]
+
+
+def test_a_scored_record_reads_as_a_plain_one() -> None:
+    scored = _fresh_scored()
     assert scored
-    assert all(type(r.data) is ScoredData for r in scored)
     for record in scored:
-        plain = Record(**{a.name: getattr(record, a.name) for a in attrs.fields(Record)})
-        assert type(plain.data) is MappingProxyType  # the converter froze a plain copy
-        assert plain == record
-        assert record == plain
-        assert dict(record.data) == dict(plain.data)
-        assert list(record.data) == list(plain.data)  # same keys, same order
-        assert record.to_dict() == plain.to_dict()
-        assert codec.record_row(record) == codec.record_row(plain)
-        assert codec.record_from_row(codec.record_row(record)) == record
-        assert repr(record.data) == repr(plain.data)
         assert record.data.get("missing", 7) == 7
         assert "breakdown" in record.data
-        assert len(record.data) == len(plain.data)
+        assert list(record.data) == ["delta", "breakdown", *list(record.data)[2:]]
+        assert codec.record_from_row(codec.record_row(record)) == record
+        assert len(record.data) == len(_eager(record).data)
+
+
+def test_a_scored_record_is_not_pickled_like_every_record() -> None:
+    """As the mappingproxy of any record's data: refused, never copied with a stale marker."""
+    record, *_ = _fresh_scored()
+    for copier in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="mappingproxy"):
+            copier(record)
+    record.data["breakdown"]  # read, then the same
+    with pytest.raises(TypeError, match="mappingproxy"):
+        pickle.dumps(record)
+
+
+def test_two_readers_of_one_breakdown_see_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that lost the race to render reads the other's result, not empty lines."""
+    (lazy, pure), *_ = _lazy_and_pure(_touches())
+    real_get = scoring._get_breakdown
+    calls = []
+
+    def get(score: object) -> object:
+        calls.append(score)
+        if len(calls) == 1:  # this reader fails to find it, then the other renders it
+            with pytest.raises(AttributeError):
+                real_get(score)
+            monkeypatch.setattr(scoring, "_get_breakdown", real_get)
+            assert score.breakdown == pure.breakdown  # type: ignore[attr-defined]
+            monkeypatch.setattr(scoring, "_get_breakdown", get)
+            raise AttributeError("breakdown")
+        return real_get(score)
+
+    monkeypatch.setattr(scoring, "_get_breakdown", get)
+    assert lazy.breakdown == pure.breakdown
+
+
+def test_a_scorer_of_ones_own_may_give_items_of_a_subclass() -> None:
+    @attrs.frozen
+    class MyItem(ScoreItem):
+        pass
+
+    class Mine:
+        def start(self) -> list[Touch]:
+            return []
+
+        def score_next(self, state: list[Touch], touch: Touch, attributes: object) -> Score:
+            return Score(len(state) + 1.0, (MyItem("touches", len(state) + 1.0, "so far"),))
+
+        def add(self, state: list[Touch], touch: Touch) -> None:
+            state.append(touch)
+
+        def __call__(self, lead: Lead, at: datetime) -> Score:
+            n = float(len(lead.touches))
+            return Score(n, (MyItem("touches", n, "so far"),))
+
+    grader = FitGrader([FitCriterion("big", "segment", ("enterprise",), steps=3)])
+    engine = Engine(presets.seed(), scorer=CombinedScorer(Mine(), grader))
+    engine.ingest(_touches(6))
+    scored = [r for r in engine.records if r.kind.value == "scored"]
+    assert scored[-1].to_dict()["data"]["breakdown"][0] == ["touches", 2.0, "so far"]
+
+
+def test_points_state_keeps_its_shown_rules_itself() -> None:
+    scorer = default_pipeline(presets.seed()).scorer
+    assert isinstance(scorer, PointsScorer)
+    touch = _touches(1)[0]
+    by_hand, by_scorer = scorer.start(), scorer.start()
+    scorer.add(by_scorer, touch)
+    for index in scoring._matching(scorer._compiled, touch):
+        by_hand.add(index, (touch.at - scoring._EPOCH) // timedelta(microseconds=1), True)
+    assert by_hand.active == by_scorer.active
+    assert by_hand.active
 
 
 # ---------------------------------------------------------------- the collector during ingest
@@ -222,3 +339,29 @@ def test_ingest_keeps_a_collector_disabled_by_the_caller() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_nested_ingest_runs_its_own_young_collections(
+    eager_collector: list[tuple[int, bool]],
+) -> None:
+    inner = default_pipeline(presets.seed()).engine()
+    inner_touches = [attrs.evolve(t, touch_id="inner-" + t.touch_id) for t in _touches(2_500)]
+    during: list[int] = []
+
+    class Nesting:
+        done = False
+
+        def on_record(self, record: Record, journey: object) -> None:
+            if not self.done:
+                self.done = True
+                eager_collector.clear()
+                inner.ingest(inner_touches)
+                during.extend(g for g, automatic in eager_collector if not automatic)
+                assert not gc.isenabled()  # the outer call still runs
+
+    outer = Engine(
+        presets.seed(), scorer=default_pipeline(presets.seed()).scorer, listeners=[Nesting()]
+    )
+    outer.ingest(_touches(3))
+    assert during == [1, 1]
+    assert gc.isenabled()

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import gc
 import heapq
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -233,7 +234,13 @@ class Engine:
         collection is paused and the two young generations are collected
         every 1,000 touches instead; cyclic garbage that outlives them waits
         for the next full collection after the call, when automatic
-        collection is enabled again. ``False`` leaves the collector alone.
+        collection is enabled again. The collector is the process's: while
+        any such call runs, automatic collection is paused for every thread;
+        calls that overlap (nested in a listener, or in several threads) each
+        run their young collections, and the last to end enables automatic
+        collection again, even if a hook disabled it meanwhile. A collector
+        the caller disabled before the call is left alone. ``False`` leaves
+        the collector alone.
         """
         self.hooks = hooks if hooks is not None else Hooks()
         self.owners = owners if owners is not None else OwnerRules.for_funnel(funnel)
@@ -461,9 +468,7 @@ class Engine:
         deferring = self.store is not None and self._deferred is None
         if deferring:
             self._deferred = _Batch()
-        young_only = self.defer_full_gc and gc.isenabled()
-        if young_only:
-            gc.disable()
+        young_only = self.defer_full_gc and _collector.pause()
         try:
             for position, touch in enumerate(touches):
                 counts.read += 1
@@ -475,7 +480,7 @@ class Engine:
                     gc.collect(1)
         finally:
             if young_only:
-                gc.enable()
+                _collector.resume()
             if deferring and self._deferred is not None:
                 try:
                     self._flush_deferred()
@@ -1358,6 +1363,44 @@ _new = object.__new__
 
 _YOUNG_EVERY = 1_000
 """How many touches :meth:`Engine.ingest` applies between two young collections."""
+
+
+class _Collector:
+    """Automatic garbage collection paused while ingest calls run (see ``Engine.defer_full_gc``).
+
+    Counted, so that ingest calls that overlap (nested in a listener, or in
+    other threads) all run their young collections, and the collector is
+    enabled again when the last of them ends, if the first of them was the
+    one that disabled it. A collector disabled by the caller stays alone.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._disabled = False
+        """Whether the collector was disabled by these calls (and must be enabled again)."""
+
+    def pause(self) -> bool:
+        """Start an ingest call; whether it should run the young collections itself."""
+        with self._lock:
+            if self._calls == 0:
+                if not gc.isenabled():
+                    return False  # the caller's choice
+                gc.disable()
+                self._disabled = True
+            self._calls += 1
+            return True
+
+    def resume(self) -> None:
+        """End an ingest call that :meth:`pause` let run its young collections."""
+        with self._lock:
+            self._calls -= 1
+            if self._calls == 0 and self._disabled:
+                self._disabled = False
+                gc.enable()
+
+
+_collector = _Collector()
 
 
 def _incremental(scorer: Scorer | None) -> IncrementalScorer | None:

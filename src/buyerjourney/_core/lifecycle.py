@@ -14,16 +14,17 @@ does *not* call these: it is the independent oracle that holds them equal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, NoReturn, cast
 
 import attrs
 
 from buyerjourney._core._values import freeze
 from buyerjourney._core.funnel import Direction, Funnel, Transition
 from buyerjourney._core.records import SYSTEM, Actor, Record, RecordKind
+from buyerjourney._core.scoring import Score
 
 __all__ = [
     "ACCEPTANCE_SLA",
@@ -201,11 +202,6 @@ def breakdown_rows(items: Iterable[Any]) -> tuple[tuple[Any, ...], ...]:
     return tuple([(i.rule, i.points, i.detail) for i in items])
 
 
-class _Scored(Protocol):
-    @property
-    def breakdown(self) -> Sequence[Any]: ...
-
-
 _UNREAD = object()
 
 
@@ -221,7 +217,7 @@ class ScoredData(Mapping[str, Any]):
 
     __slots__ = ("_data", "_score")
 
-    def __init__(self, data: dict[str, Any], score: _Scored) -> None:
+    def __init__(self, data: dict[str, Any], score: Score) -> None:
         self._data = data
         self._score = score
 
@@ -247,8 +243,30 @@ class ScoredData(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(self._data)
+
+    def copy(self) -> dict[str, Any]:
+        """A shallow copy as a dict, as ``MappingProxyType.copy`` gives."""
+        return dict(self.items())
+
+    def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**other, **self}
+
     def __repr__(self) -> str:
         return f"mappingproxy({dict(self.items())!r})"
+
+    def __reduce__(self) -> NoReturn:
+        # as the mappingproxy of every other record's data: a record is not pickled
+        msg = "cannot pickle 'mappingproxy' object"
+        raise TypeError(msg)
 
 
 # ---------------------------------------------------------------- record builders
@@ -349,25 +367,26 @@ def scored(
     *,
     score: float,
     delta: float | None,
-    breakdown: Sequence[Any] | _Scored | None,
+    breakdown: Iterable[Any] | Score | None,
     grade: str | None,
     attributes: Mapping[str, Any] | None,
     touch_id: str | None,
 ) -> Record:
     """A touch scored the lead: the value, and in ``data`` delta, breakdown, grade, new attributes.
 
-    *breakdown* is the score's items (a tuple or list), or the score itself:
-    then its rows are written when the record's breakdown is first read (see
-    :class:`ScoredData`). *delta* and *breakdown* may be ``None`` for a light
-    record (the bulk path's summaries); *attributes* are those the touch
-    brought, unless the CREATED record of the same touch already carries them.
+    *breakdown* is the score's items (any iterable of them), or the
+    :class:`~buyerjourney.scoring.Score` itself: then its rows are written when
+    the record's breakdown is first read (see :class:`ScoredData`). *delta* and
+    *breakdown* may be ``None`` for a light record (the bulk path's
+    summaries); *attributes* are those the touch brought, unless the CREATED
+    record of the same touch already carries them.
     """
     data: dict[str, Any] = {}
     if delta is not None:
         data["delta"] = delta
-    lazy = breakdown is not None and not isinstance(breakdown, (tuple, list))
+    lazy = isinstance(breakdown, Score)
     if breakdown is not None:
-        data["breakdown"] = _UNREAD if lazy else breakdown_rows(cast(Sequence[Any], breakdown))
+        data["breakdown"] = _UNREAD if lazy else breakdown_rows(cast(Iterable[Any], breakdown))
     if grade is not None:
         data["grade"] = grade
     if attributes:
@@ -379,7 +398,7 @@ def scored(
         kind=RecordKind.SCORED,
         score=score,
         touch_id=touch_id,
-        data=ScoredData(data, cast(_Scored, breakdown)) if lazy else data,
+        data=ScoredData(data, cast(Score, breakdown)) if lazy else data,
     )
 
 

@@ -37,7 +37,7 @@ import functools
 import importlib.metadata
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from types import MappingProxyType
@@ -700,7 +700,8 @@ class PointsScorer:
 
     def start(self) -> PointsState:
         """A fresh per-lead state for incremental scoring (see :class:`IncrementalScorer`)."""
-        return PointsState(len(self._compiled.rules))
+        compiled = self._compiled
+        return PointsState(len(compiled.rules), compiled.position)
 
     def score_next(self, state: PointsState, touch: Touch, attributes: Mapping[str, Any]) -> Score:
         """The lead's score at ``touch.at`` once *touch* is added, without keeping *touch*.
@@ -720,14 +721,8 @@ class PointsScorer:
         if last is not touch:
             matched = _matching(self._compiled, touch)
             at = _micros(touch.at)
-        compiled = self._compiled
-        repeatable = compiled.repeatable
-        times = state.times
+        repeatable = self._compiled.repeatable
         for index in matched:
-            if times[index] is None:  # the rule's first touch: its line shows from now on
-                position = compiled.position[index]
-                if position >= 0:
-                    bisect.insort(state.active, position)
             state.add(index, at, repeatable[index])
 
 
@@ -1026,19 +1021,25 @@ class PointsState:
     :class:`PointsScorer` reads it.
     """
 
-    __slots__ = ("active", "matched", "sums", "times")
+    __slots__ = ("_positions", "active", "matched", "sums", "times")
 
-    def __init__(self, rules: int) -> None:
+    def __init__(self, rules: int, positions: Sequence[int] | None = None) -> None:
         self.times: list[deque[int] | None] = [None] * rules
         self.sums: list[int] = [0] * rules
+        self._positions = tuple(range(rules)) if positions is None else tuple(positions)
+        """Rule index → its place in the breakdown's order (``-1``: it shows in none)."""
         self.active: list[int] = []
-        """The positions (in the breakdown's order) of the rules a kept touch matched, sorted."""
+        """The places (in the breakdown's order) of the rules a kept touch matched, sorted."""
         self.matched: tuple[Touch | None, tuple[int, ...], int] = (None, (), 0)
         """The last touch scored, the rules it matched and its time (for ``add``)."""
 
     def add(self, index: int, at: int, repeatable: bool) -> None:
         """Keep a matching touch at *at* (microseconds) for rule *index*."""
         times = self.times[index]
+        if times is None:  # the rule's first touch: its line shows from now on
+            position = self._positions[index]
+            if position >= 0:
+                bisect.insort(self.active, position)
         if times is None or not repeatable:
             self.times[index] = deque((at,))
             self.sums[index] = at
@@ -1127,7 +1128,13 @@ class _LazyScore(Score):
         try:
             items: tuple[ScoreItem, ...] = _get_breakdown(self)
         except AttributeError:
-            items = _render(self._compiled, self._lines)
+            # Another thread may render meanwhile: it sets the breakdown before
+            # it clears the lines, so lines read now, then no breakdown, are whole.
+            compiled, lines = self._compiled, self._lines
+            try:
+                return _get_breakdown(self)  # type: ignore[no-any-return]
+            except AttributeError:
+                items = _render(compiled, lines)
             _set_breakdown(self, items)
             _set_lines(self, ())
             _set_compiled(self, None)
@@ -1174,7 +1181,7 @@ def _render(compiled: _Compiled | None, lines: Iterable[Any]) -> tuple[ScoreItem
     """The breakdown items of *lines* (see :class:`_LazyScore`)."""
     items: list[ScoreItem] = []
     for line in lines:
-        if type(line) is ScoreItem:
+        if type(line) is not tuple:  # a ready item (a scorer's own may be a subclass)
             items.append(line)
             continue
         code = line[0]
