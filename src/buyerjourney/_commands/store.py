@@ -271,9 +271,9 @@ def _stage_options(args: argparse.Namespace) -> tuple[StageColumns, Actor] | Non
     """The stage-history mapping and importer the options give, or ``None`` without files.
 
     Raises:
-        CommandError: (usage) ``--stage-columns`` or ``--importer`` without
-            ``--stage-history``, a mapping file that cannot be read or used,
-            a reserved importer.
+        CommandError: ``--stage-columns`` or ``--importer`` without
+            ``--stage-history``, or a reserved importer (usage errors); a
+            mapping file that cannot be read or used (a failure, status 1).
     """
     from buyerjourney._adapters.readers import (  # noqa: PLC0415
         DEFAULT_IMPORTER,
@@ -296,7 +296,7 @@ def _stage_options(args: argparse.Namespace) -> tuple[StageColumns, Actor] | Non
         columns = load_stage_columns(args.stage_columns) if args.stage_columns else StageColumns()
     except (InvalidMapping, UnreadableSource) as exc:
         prefix = "--stage-columns " if isinstance(exc, UnreadableSource) else "--stage-columns: "
-        raise CommandError(prefix + str(exc), usage=True) from None
+        raise CommandError(prefix + str(exc)) from None
     importer = DEFAULT_IMPORTER if args.importer is None else Actor(args.importer)
     return columns, importer
 
@@ -332,9 +332,10 @@ def _stage_inputs(
     with nothing applied.
 
     Raises:
-        CommandError: (usage) A file cannot be read (missing, a directory, its
+        CommandError: A file cannot be read (missing, a directory, its
             format not known from its suffix, a header without the mapped
-            columns), or a stage the mapping names is not the funnel's.
+            columns), or a stage the mapping names is not the funnel's (a
+            failure, status 1, as for every file the CLI cannot use).
     """
     import itertools  # noqa: PLC0415
 
@@ -352,7 +353,7 @@ def _stage_inputs(
             items = read_stage_history(name, columns=columns, funnel=funnel, actor=importer)
             first = next(items, None)  # reads the header: a missing column raises now
         except UnreadableSource as exc:  # its message names the file
-            raise CommandError(f"--stage-history {exc}", usage=True) from None
+            raise CommandError(f"--stage-history {exc}") from None
         except InvalidMapping as exc:
             message = str(exc)
             if exc.field == "format":
@@ -361,7 +362,7 @@ def _stage_inputs(
                     f"the format is told by the file's suffix ({suffix or 'none'}), which is "
                     f"not one of {', '.join(FORMATS)}; rename the file"
                 )
-            raise CommandError(f"--stage-history {name}: {message}", usage=True) from None
+            raise CommandError(f"--stage-history {name}: {message}") from None
         readers.append(items if first is None else itertools.chain((first,), items))
     return _located_pairs(in_time_order(itertools.chain.from_iterable(readers)))
 
