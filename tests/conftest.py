@@ -14,7 +14,11 @@ A test that needs a specific number of examples sets it locally with
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -82,3 +86,36 @@ def missing_backend(backend: str, reason: str) -> None:
     if backend in required_backends():
         pytest.fail(f"{backend} is required in this run ({REQUIRE_ENV_VAR}) but {reason}")
     pytest.skip(f"{backend} not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """A local SparkSession for the whole run; skips without Spark (fails where it is required).
+
+    ``local[2]``, bound to 127.0.0.1, the UI off, four shuffle partitions,
+    UTC, small Arrow batches (500 rows, so one lead's touches straddle
+    batches), workers on this interpreter (``PYSPARK_PYTHON``). Code that
+    calls ``SparkSession.builder.getOrCreate()`` while it is active gets
+    this session (a docs page declares ``<!-- requires: spark -->``).
+    """
+    try:
+        from pyspark.sql import SparkSession  # noqa: PLC0415  (optional backend)
+    except ImportError as exc:
+        missing_backend("spark", f"pyspark is not importable ({exc})")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        missing_backend("spark", "no Java runtime (java on PATH or JAVA_HOME)")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("buyerjourney-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
