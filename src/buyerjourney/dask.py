@@ -366,6 +366,13 @@ def _summed(parts: Any, columns: Sequence[str]) -> Any:
     return parts.groupby(list(columns)).agg({"n": "sum", "low": "min", "high": "max"}, split_out=1)
 
 
+def _rows(frame: Any, columns: Sequence[str]) -> list[tuple[int, ...]]:
+    """The rows of a computed :func:`_summed` frame, as ints, in the order of its groups."""
+    flat = frame.sort_index().reset_index()
+    names = [*columns, *_STATS]
+    return list(zip(*(flat[name].astype("int64").tolist() for name in names), strict=True))
+
+
 def _client_values(frame: Any) -> dict[int, list[int]]:
     """The durations fetched per range key, sorted: the only durations the client receives."""
     import numpy as np  # noqa: PLC0415
@@ -477,14 +484,12 @@ def _select(
             for rank in fetch[rng]:
                 values[(rng.step, DURATION_METRICS[rng.metric], rank)] = chosen[rank - rng.below]
         stats: dict[int, list[tuple[int, int, int, int]]] = {}
-        for (key, sub), row in got_stats.sort_index().iterrows():
-            stats.setdefault(int(key), []).append(
-                (int(sub), int(row["n"]), int(row["low"]), int(row["high"]))
-            )
+        for key, sub, n, low, high in _rows(got_stats, ("key", "sub")):
+            stats.setdefault(key, []).append((sub, n, low, high))
         pending = {}
         for key, rng in enumerate(refined):
-            for sub, ranks in _locate(rng, stats[key], refine[rng]).items():
-                pending.setdefault(sub, []).extend(ranks)
+            for narrower, ranks in _locate(rng, stats[key], refine[rng]).items():
+                pending.setdefault(narrower, []).extend(ranks)
 
 
 def funnel_report(
@@ -597,12 +602,9 @@ def _order_statistics(
     """
     per_distribution: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
     histogram: dict[tuple[int, str, int], int] = {}
-    for (step, metric, bucket), row in histogram_frame.sort_index().iterrows():
-        n, low, high = int(row["n"]), int(row["low"]), int(row["high"])
-        per_distribution.setdefault((int(step), int(metric)), []).append(
-            (int(bucket), n, low, high)
-        )
-        histogram[(int(step), DURATION_METRICS[int(metric)], int(bucket))] = n
+    for step, metric, bucket, n, low, high in _rows(histogram_frame, ("step", "metric", "bucket")):
+        per_distribution.setdefault((step, metric), []).append((bucket, n, low, high))
+        histogram[(step, DURATION_METRICS[metric], bucket)] = n
     sizes: dict[tuple[int, str], int] = {}
     pending: dict[_Range, list[int]] = {}
     for (step, metric), buckets in per_distribution.items():
