@@ -8,10 +8,6 @@ exercised.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +18,6 @@ from conftest import missing_backend
 try:
     import pandas as pd
     import pyspark  # noqa: F401
-    from pyspark.sql import SparkSession
     from pyspark.testing import assertDataFrameEqual
 except ImportError as exc:  # pragma: no cover - without the spark extra
     missing_backend("spark", f"pyspark is not importable ({exc})")
@@ -46,27 +41,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:pyspark"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        missing_backend("spark", "no Java runtime (java on PATH or JAVA_HOME)")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("buyerjourney-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
