@@ -799,6 +799,43 @@ def scaling(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["scaling"] = series
 
 
+def collector(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """``Engine.ingest`` of one large call with full collections deferred and not (full mode).
+
+    The rounds interleave the two settings; each call is charged one full
+    collection after it (see :func:`median_time`).
+    """
+    if args.quick:
+        return
+    pipeline = default_pipeline(presets.seed())
+    n = 200_000
+    touches = list(generate(n, seed=13).touches())
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(2):
+        for defer in (True, False):
+
+            def ingest(defer: bool = defer) -> Any:
+                engine = pipeline.engine()
+                engine.defer_full_gc = defer
+                engine.ingest(touches)
+                return engine
+
+            seconds, _ = median_time(1, ingest, settle=True)
+            times[defer].append(seconds)
+    deferred, default = (statistics.median(times[d]) for d in (True, False))
+    rows = [
+        ["full collections deferred (the default)", micros(deferred / n), "1.00x"],
+        ["`defer_full_gc=False`", micros(default / n), f"{default / deferred:.2f}x"],
+    ]
+    table(
+        f"The collector during one `Engine.ingest` call of {n:,} touches "
+        "(per touch; medians of 2 interleaved rounds, one full collection after each charged)",
+        ["setting", "per touch", "vs deferred"],
+        rows,
+    )
+    results["collector"] = {"deferred": deferred / n, "default": default / n}
+
+
 def profile_engine(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """cProfile of ``Engine.ingest`` over 20,000 touches of the bench stream, top entries.
 
@@ -883,6 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {"machine": info, "quick": args.quick}
     throughput(args, results)
+    collector(args, results)
     history(args, results)
     memory(args, results)
     summary(args, results)
