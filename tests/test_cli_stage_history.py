@@ -481,3 +481,47 @@ def test_the_olist_funnel_loads_from_the_command_line(
     assert code == 0
     stages = {row["stage"]: row["journeys"] for row in json.loads(out)["stages"]}
     assert stages == {"mql": 8000 - 842, "won": 842}
+
+
+def test_a_retry_that_fails_for_another_reason_is_not_counted_as_landed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """History first, then leads whose touches are later than the stage dates: the retry's
+    override is too old for the store's clock. It stays quarantined (under the new reason),
+    and says so; with a lateness that reaches back to it, it lands."""
+    db = str(tmp_path / "j.db")
+    history = write(tmp_path, "crm.csv", "lead,stage,date\nL1,SQL,2024-03-04\n")
+    mapping = write(
+        tmp_path,
+        "s.toml",
+        'lead = "lead"\nstage = "stage"\ntime = "date"\ntime_zone = "UTC"\n'
+        '[stage_map]\nSQL = "sql"\n',
+    )
+    staged = ("--stage-history", history, "--stage-columns", mapping, "--funnel", "waterfall",
+              "--store", db)  # fmt: skip
+    run(capsys, "ingest", *staged, "--no-progress")
+    with SQLiteStore(db) as store:
+        assert [e.code for e in store.quarantined()] == ["no-journey"]
+    leads = write(tmp_path, "leads.csv", "lead_id,at\nL1,2024-03-01T09:00:00Z\n"
+                  "L2,2024-03-20T10:00:00Z\n")  # fmt: skip
+    code, _, _ = run(capsys, "ingest", leads, "--columns", write(tmp_path, "l.toml", LEADS_MAPPING),
+                     "--funnel", "waterfall", "--store", db, "--no-progress")  # fmt: skip
+    assert code == 0
+    code, out, _ = run(capsys, "quarantine", "--retry", *staged)
+    assert (code, out) == (1, "retried 1: 0 landed, 1 still quarantined\n")
+    with SQLiteStore(db) as store:
+        assert [e.code for e in store.quarantined()] == ["invalid"]
+        assert store.journeys()["L1"].stage != "sql"
+    code, out, _ = run(capsys, "quarantine", "--retry", *staged, "--lateness", "P30D")
+    assert (code, out) == (0, "retried 1: 1 landed, 0 still quarantined\n")
+    with SQLiteStore(db) as store:
+        assert store.quarantined() == []
+        assert store.journeys()["L1"].stage == "sql"
+
+
+def test_lateness_of_quarantine_is_for_retry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "quarantine", "--lateness", "P1D", "--store", str(tmp_path / "j"))
+    assert code == 2
+    assert "--lateness is for --retry" in err

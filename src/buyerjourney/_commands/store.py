@@ -431,7 +431,8 @@ def _journeys_first(engine: Any, items: Iterable[Located], history: set[str]) ->
                 f"lead {item.lead_id!r} has no journey yet, and an imported stage needs one "
                 "(a touch creates it): ingest the leads in this command or before (or map "
                 "attributes, whose touch comes first), then `buyerjourney quarantine --retry "
-                f"--stage-history {source} --stage-columns ...`"
+                f"--stage-history {source} --stage-columns ... --lateness ...` (a lateness "
+                "that reaches back from the store's latest time to this entry's)"
             )
             yield source, line, QuarantineEntry(source, line, NO_JOURNEY, reason, repr(item)[:200])
             continue
@@ -686,14 +687,22 @@ def add_quarantine(subparsers: SubParsers) -> None:
     _add_funnel_options(parser)
     _add_reader_options(parser)
     _add_stage_history_options(parser)
+    parser.add_argument(
+        "--lateness",
+        metavar="DURATION",
+        help="with --retry: how far before the store's latest time a line may be and still "
+        "land in time order (ISO-8601, e.g. P1D; default: none)",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=_run_quarantine)
 
 
 def _run_quarantine(args: argparse.Namespace) -> int:
-    stage = _stage_options(args)
-    if stage is not None and not args.retry:
+    if args.stage_history and not args.retry:
         raise CommandError("--stage-history is for --retry", usage=True)
+    if args.lateness is not None and not args.retry:
+        raise CommandError("--lateness is for --retry", usage=True)
+    stage = _stage_options(args)
     store = open_store(args.store)
     try:
         entries = store.quarantined()
@@ -733,10 +742,12 @@ def _retry(
     entries: list[Any],
     stage: tuple[StageColumns, Actor] | None = None,
 ) -> tuple[int, int]:
-    """Ingest the quarantined lines again; release those that land. Returns (released, kept).
+    """Ingest the quarantined lines again; release those that land. Returns (landed, kept).
 
     The lines of a ``--stage-history`` file are read again through the stage
-    mapping, by the importer; the others through the touch readers.
+    mapping, by the importer; the others through the touch readers. An entry
+    whose line fails again for another reason is replaced by the new entry
+    (the store keeps that one) and counts as kept, not landed.
     """
     from buyerjourney._pipeline import ingest  # noqa: PLC0415
 
@@ -749,8 +760,9 @@ def _retry(
     if stage is not None:
         pipeline = _with_importer(pipeline, stage[1])
         history = {os.path.realpath(name) for name in args.stage_history}
-    engine = _engine(pipeline, store)
+    engine = _engine(pipeline, store, _lateness(args))
     released: list[int] = []
+    replaced = 0
     for source, lines in wanted.items():
         if stage is not None and os.path.realpath(source) in history:
             staged = _stage_inputs(args, pipeline.funnel, *stage, sources=(source,))
@@ -767,8 +779,11 @@ def _retry(
         for line, group in lines.items():
             if line not in read_again:
                 continue  # the line is no longer in the file: keep its entries
+            failures = again.get(line, set())
             for entry in group:  # a stage-history row may hold several entries
-                if (entry.code, entry.text) not in again.get(line, set()):
+                if (entry.code, entry.text) not in failures:
                     released.append(entry.entry_id)  # landed (or a duplicate), or kept anew
+                    if failures:  # the line failed again, for another reason: kept anew
+                        replaced += 1
     store.release(released)
-    return len(released), len(entries) - len(released)
+    return len(released) - replaced, len(entries) - len(released) + replaced
