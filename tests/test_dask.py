@@ -298,3 +298,25 @@ def test_selected_ranks_are_the_sorted_values(
                 assert histogram.get((step, metric, bucket), 0) == int((buckets == bucket).sum())
     assert got == expected
     assert not any(metric == "time_to_convert" for _, metric in sizes)
+
+
+def test_a_range_wider_than_the_signed_integers_is_split_exactly() -> None:
+    """Regression: sub-ranges of a bucket spanning more than 2**63 wrapped in signed arithmetic."""
+    most = 2**63 - 1
+    values = [-most, 3_000_000_000, *np.random.default_rng(1).integers(-most, 0, 3000).tolist()]
+    frame = pd.DataFrame(
+        {
+            "step": pd.array([0] * len(values), dtype="Int64"),
+            "time_in_stage": pd.array(values, dtype="Int64"),
+            "time_to_convert": pd.array([None] * len(values), dtype="Int64"),
+            "time_from_start": pd.array([None] * len(values), dtype="Int64"),
+        }
+    )
+    with dask.config.set(scheduler="synchronous"):
+        facts = dd.from_pandas(frame, npartitions=2, sort=False)
+        (histogram_frame,) = dask.compute(
+            bj_dask._histogram(pd, facts, (3_600_000_000, 86_400_000_000))
+        )
+        _, got, _ = bj_dask._order_statistics(dask, facts, histogram_frame)
+    ordered = np.sort(np.asarray(values, np.int64))
+    assert got == {(0, "time_in_stage", r): int(ordered[r]) for r in needed_ranks(len(values))}

@@ -330,7 +330,9 @@ def _refine_partition(frame: Any, plan: Sequence[tuple[int, int, int, int, int, 
             continue
         inside = values[(values >= low) & (values <= high)]
         if inside.shape[0]:
-            subs = (inside - np.int64(low)) // np.int64(width)
+            # offsets from low fit in 64 unsigned bits even when the span does not in signed
+            offsets = inside.astype(np.int64).view(np.uint64) - np.uint64(low % 2**64)
+            subs = (offsets // np.uint64(width)).astype(np.int64)
             parts.append(_stats_frame(pd, {"key": key}, "sub", subs, inside))
     if not parts:
         return _empty(pd, columns)
