@@ -342,6 +342,8 @@ def test_unusable_sources_fail_and_misused_options_are_usage_errors(
          "--importer: ", "is reserved", 2),
         (("--stage-columns", long, crm), "--stage-columns needs --stage-history", "", 2),
         (("--importer", "ops", crm), "--importer needs --stage-history", "", 2),
+        (("--stage-history", crm, "--stage-columns", long, "--importer", " "),
+         "--importer needs a name", "", 2),
     ]  # fmt: skip
     for argv, start, message, status in cases:
         code, _, err = run(capsys, "ingest", *argv, *store)

@@ -861,8 +861,16 @@ def test_a_constant_or_value_mapped_stage_and_the_defaults() -> None:
     assert stage_columns_from_dict({"stage_value_map": table}).stage == ValueMap(
         "status", {"W": "won"}, "lost"
     )
-    no_default = stage_columns_from_dict({"stage_value_map": {"column": "s", "values": {}}})
-    assert no_default.stage == ValueMap("s", {}, None)
+    only_default = stage_columns_from_dict(
+        {"stage_value_map": {"column": "s", "values": {}, "default": "won"}}
+    )
+    assert only_default.stage == ValueMap("s", {}, "won")
+
+
+def test_a_stage_value_map_that_maps_nothing_is_refused() -> None:
+    """Regression: no value and no default rejected every row, one by one, at read time."""
+    with pytest.raises(InvalidMapping, match="maps no value and has no default"):
+        stage_columns_from_dict({"stage_value_map": {"column": "s", "values": {}}})
 
 
 def test_a_stage_mapping_file_reads_a_file(tmp_path: Path) -> None:

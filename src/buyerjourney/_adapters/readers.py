@@ -1900,6 +1900,12 @@ def _value_map(value: object, key: str, source: str) -> ValueMap:
     default = value.get("default")
     if default is not None:
         default = _mapping_text(default, f"{key}.default", source)
+    if not table and default is None:
+        msg = (
+            f"{source}: {key} maps no value and has no default, so every row would be "
+            f'rejected; add [{key}.values] entries ("Closed Won" = "won") or a default'
+        )
+        raise InvalidMapping(key, msg)
     return ValueMap(column, table, default)
 
 

@@ -21,10 +21,13 @@ with ``seed``, so the same arguments give the same stream):
   ``accept_delay``. A lead that will move on is accepted; of the others,
   enough are rejected (recycled by the stage's backward transition, and
   stop there; a stage without one only accepts) that the share accepted is
-  ``acceptance`` overall (all of them when ``acceptance`` is below the
-  gate's rate), so the step rate from a gate stays ``rates[stage]``. A lead
-  whose last move was a handoff is accepted there too, so no journey is
-  left waiting.
+  ``acceptance`` among the answers at stages that can reject (all of them
+  when ``acceptance`` is below the gate's rate), so the step rate from a
+  gate stays ``rates[stage]``. A lead whose last move was a handoff is
+  accepted there too, so no journey is left waiting. Handoffs into stages
+  without a backward transition are always accepted, so with
+  ``acceptance="handoff"`` (an answer after every handoff) the overall
+  share accepted is ``acceptance`` or more.
   The answer comes *inside* the gate's time in stage, which is still
   exponential of median ``durations[stage]`` from the entry: an accepted
   lead moves (on, or out by the stage's exit) when it is accepted with probability
@@ -499,7 +502,8 @@ class _Simulator:
 
         A lead that will move on is accepted. Of the others, enough are
         rejected (where the stage has a backward transition) that the share
-        accepted is ``acceptance`` overall; a rejected lead is recycled, and
+        accepted is ``acceptance`` among the answers there (see the module
+        documentation); a rejected lead is recycled, and
         the simulation follows it, so that engagement touches the policy would
         act on there are left out like everywhere else.
         """

@@ -297,6 +297,8 @@ def _stage_options(args: argparse.Namespace) -> tuple[StageColumns, Actor] | Non
     except (InvalidMapping, UnreadableSource) as exc:
         prefix = "--stage-columns " if isinstance(exc, UnreadableSource) else "--stage-columns: "
         raise CommandError(prefix + str(exc)) from None
+    if args.importer is not None and not args.importer.strip():
+        raise CommandError("--importer needs a name (got an empty one)", usage=True)
     importer = DEFAULT_IMPORTER if args.importer is None else Actor(args.importer)
     return columns, importer
 
