@@ -17,7 +17,12 @@ the whole default report of
   per duration distribution its count, quantiles (``quantile_cont``, the same
   linear interpolation), extremes and histogram.
 
-The answers are checked equal: counts exactly, durations within 1 µs.
+The answers are checked equal on what the SQL computes (the journeys, every
+step's entered and exited, the exits by next stage with their conversions,
+and each duration distribution's count, quartiles, p90, extremes and
+histogram): counts exactly, durations within 1 µs. The rates, balances and
+velocities of the report are derived from those numbers by the one assembly
+both reports share (``bulk/_funnel.py``), so they are not computed twice.
 Each figure is the median of *rounds* runs.
 
     python -m bench.report [--quick] [--rounds N]
