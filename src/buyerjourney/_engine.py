@@ -227,9 +227,8 @@ class Engine:
 
         The engine keeps every record and journey, and a full collection of
         Python's cyclic garbage collector visits every object that is kept:
-        with the default thresholds, full collections take a large share of
-        an ingest's time, and more as the log grows (see the performance
-        guide). So while
+        with the default thresholds, one long ingest pays for a growing
+        series of full collections (see the performance guide). So while
         :meth:`ingest` runs (if the collector is enabled) automatic
         collection is paused and the two young generations are collected
         every 1,000 touches instead; cyclic garbage that outlives them waits
